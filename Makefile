@@ -1,0 +1,61 @@
+# aiwatt — the two commands a newcomer needs are `make run` and `make test`.
+
+GO        ?= go
+BIN       := bin/aiwatt
+PKG       := github.com/inferensys/aiwatt
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
+             -X github.com/prometheus/common/version.Revision=$(REVISION) \
+             -X github.com/prometheus/common/version.Branch=$(BRANCH) \
+             -X github.com/prometheus/common/version.BuildUser=aiwatt \
+             -X github.com/prometheus/common/version.BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+LISTEN    ?= :28290
+RUN_ARGS  ?=
+
+.PHONY: all build run test deps fmt-check vet unit golden-check bench update-golden clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/aiwatt
+
+## run: build and start the agent on this machine's hardware (RAPL where readable, else the CPU model).
+run: build
+	@echo "aiwatt agent: metrics at http://localhost$(LISTEN)/metrics (Ctrl-C to stop)"
+	$(BIN) agent --web.listen-address=$(LISTEN) --agent.live $(RUN_ARGS)
+
+## test: install what the tests need, then gofmt, vet, race tests and promtool checks.
+test: deps fmt-check vet unit golden-check
+
+deps:
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus (promtool, prometheus) for the tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+## golden-check: promtool lints the golden /metrics exposition.
+golden-check:
+	promtool check metrics < cmd/aiwatt/testdata/golden/metrics.prom
+
+## update-golden: regenerate golden files after an intended change.
+update-golden:
+	$(GO) test ./cmd/aiwatt/ -run 'Golden|EndToEnd' -update
+
+## bench: Go benchmarks of the hot paths plus the side-by-side run against node_exporter.
+bench: build
+	./scripts/bench.sh
+
+clean:
+	rm -rf bin .bench

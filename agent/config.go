@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Estimate modes for the CPU power model.
+const (
+	// EstimateAuto uses the model only while no RAPL zone can be read.
+	EstimateAuto = "auto"
+	// EstimateAlways runs the model even where RAPL works (both series are exported).
+	EstimateAlways = "always"
+	// EstimateNever never estimates: without RAPL there is no CPU energy.
+	EstimateNever = "never"
+)
+
+// Defaults of the configuration, documented in the README.
+const (
+	DefaultRAPLMaxPowerWatts = 2000.0
+	DefaultMinWattsPerCPU    = 0.74
+	DefaultMaxWattsPerCPU    = 3.5
+)
+
+// Config is the agent's configuration file (--config.file). Every field has a
+// default, so an empty or absent file is a valid configuration. Unknown keys
+// are refused.
+type Config struct {
+	// RAPL configures the powercap (RAPL) energy source.
+	RAPL RAPLConfig `yaml:"rapl"`
+	// CPUModel configures the utilisation-based CPU power model used where
+	// RAPL is absent or unreadable.
+	CPUModel CPUModelConfig `yaml:"cpu_model"`
+}
+
+// RAPLConfig configures the RAPL source.
+type RAPLConfig struct {
+	// Enabled turns the RAPL source on (default true).
+	Enabled *bool `yaml:"enabled"`
+	// MaxPowerWatts is the plausibility ceiling per zone: a counter jump that
+	// implies more power than this is rejected and counted (default 2000).
+	MaxPowerWatts float64 `yaml:"max_power_watts"`
+}
+
+// CPUModelConfig configures the CPU power model: W = CPUs × (min + u × (max − min)).
+type CPUModelConfig struct {
+	// Estimate is auto (default), always or never.
+	Estimate string `yaml:"estimate"`
+	// MinWattsPerCPU is the power of one idle vCPU (default 0.74).
+	MinWattsPerCPU *float64 `yaml:"min_watts_per_cpu"`
+	// MaxWattsPerCPU is the power of one fully busy vCPU (default 3.5).
+	MaxWattsPerCPU *float64 `yaml:"max_watts_per_cpu"`
+	// CPUs overrides the number of vCPUs counted from /proc/stat (0 = count).
+	CPUs int `yaml:"cpus"`
+}
+
+// RAPLEnabled reports whether the RAPL source is on.
+func (c *Config) RAPLEnabled() bool { return c.RAPL.Enabled == nil || *c.RAPL.Enabled }
+
+// DefaultConfig returns the configuration used when no file is given.
+func DefaultConfig() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+func (c *Config) applyDefaults() {
+	if c.RAPL.MaxPowerWatts == 0 {
+		c.RAPL.MaxPowerWatts = DefaultRAPLMaxPowerWatts
+	}
+	if c.CPUModel.Estimate == "" {
+		c.CPUModel.Estimate = EstimateAuto
+	}
+	if c.CPUModel.MinWattsPerCPU == nil {
+		v := DefaultMinWattsPerCPU
+		c.CPUModel.MinWattsPerCPU = &v
+	}
+	if c.CPUModel.MaxWattsPerCPU == nil {
+		v := DefaultMaxWattsPerCPU
+		c.CPUModel.MaxWattsPerCPU = &v
+	}
+}
+
+// fieldError is a validation failure of one key, located by its YAML path.
+type fieldError struct {
+	path []string
+	msg  string
+}
+
+func (c *Config) validate() []fieldError {
+	var errs []fieldError
+	add := func(msg string, path ...string) { errs = append(errs, fieldError{path: path, msg: msg}) }
+	if c.RAPL.MaxPowerWatts < 0 {
+		add(fmt.Sprintf("must be positive, got %g", c.RAPL.MaxPowerWatts), "rapl", "max_power_watts")
+	}
+	switch c.CPUModel.Estimate {
+	case EstimateAuto, EstimateAlways, EstimateNever:
+	default:
+		add(fmt.Sprintf("must be one of auto, always, never; got %q", c.CPUModel.Estimate), "cpu_model", "estimate")
+	}
+	minW, maxW := *c.CPUModel.MinWattsPerCPU, *c.CPUModel.MaxWattsPerCPU
+	if minW < 0 {
+		add(fmt.Sprintf("must not be negative, got %g", minW), "cpu_model", "min_watts_per_cpu")
+	}
+	if maxW < minW {
+		add(fmt.Sprintf("must be at least min_watts_per_cpu (%g), got %g", minW, maxW), "cpu_model", "max_watts_per_cpu")
+	}
+	if c.CPUModel.CPUs < 0 {
+		add(fmt.Sprintf("must not be negative, got %d", c.CPUModel.CPUs), "cpu_model", "cpus")
+	}
+	return errs
+}
+
+// LoadConfigFile reads and validates a configuration file. An error names the
+// file, the line and the reason, as "FILE:LINE: reason".
+func LoadConfigFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig parses and validates configuration bytes; name is used in errors.
+func ParseConfig(name string, data []byte) (*Config, error) {
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(name, err)
+	}
+	// A second document in the same file is almost always a mistake.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("%s:%d: only one YAML document is allowed", name, extra.Line)
+	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root) // Already decoded once: only used to find lines.
+	cfg.applyDefaults()
+	if errs := cfg.validate(); len(errs) > 0 {
+		msgs := make([]string, 0, len(errs))
+		for _, e := range errs {
+			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, lineOf(&root, e.path), strings.Join(e.path, "."), e.msg))
+		}
+		return nil, errors.New(strings.Join(msgs, "\n"))
+	}
+	return cfg, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`line (\d+): (.*)`)
+
+// yamlError rewrites the YAML library's messages as "FILE:LINE: reason".
+func yamlError(name string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, 0, len(te.Errors))
+		for _, e := range te.Errors {
+			msgs = append(msgs, rewriteLine(name, e))
+		}
+		return errors.New(strings.Join(msgs, "\n"))
+	}
+	return errors.New(rewriteLine(name, strings.TrimPrefix(err.Error(), "yaml: ")))
+}
+
+func rewriteLine(name, msg string) string {
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		if n, err := strconv.Atoi(m[1]); err == nil {
+			return fmt.Sprintf("%s:%d: %s", name, n, strings.ReplaceAll(m[2], "agent.", ""))
+		}
+	}
+	return fmt.Sprintf("%s: %s", name, msg)
+}
+
+// lineOf returns the line of the deepest key of path found in the document,
+// or 1 when the document has none of it (the key was defaulted).
+func lineOf(root *yaml.Node, path []string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 1
+	for _, key := range path {
+		if n.Kind != yaml.MappingNode {
+			return line
+		}
+		found := false
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				line = n.Content[i].Line
+				n = n.Content[i+1]
+				found = true
+				break
+			}
+		}
+		if !found {
+			return line
+		}
+	}
+	return line
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// binPath is the aiwatt binary built once for the end-to-end tests.
+var binPath string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "aiwatt-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	_ = os.Chmod(dir, 0o755) // Reachable by the unprivileged user of the permission test.
+	binPath = filepath.Join(dir, "aiwatt")
+	build := exec.Command("go", "build", "-race", "-o", binPath, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build aiwatt:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// copyTree copies a fixture tree to dst, keeping file modes.
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, info.Mode().Perm()|0o200)
+	})
+	if err != nil {
+		t.Fatalf("copy %s: %v", src, err)
+	}
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return addr
+}
+
+// agentProc is a running `aiwatt agent`.
+type agentProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	addr   string
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	done   chan error
+}
+
+func (p *agentProc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.Write(b)
+}
+
+// logs returns what the agent has written to stderr so far.
+func (p *agentProc) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// startAgent runs the binary with args plus a fresh listen address. The
+// process is stopped with SIGTERM when the test ends.
+func startAgent(t *testing.T, configure func(*exec.Cmd), args ...string) *agentProc {
+	t.Helper()
+	p := &agentProc{t: t, addr: freeAddr(t), done: make(chan error, 1)}
+	p.cmd = exec.Command(binPath, append([]string{"agent", "--web.listen-address=" + p.addr, "--log.level=debug"}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	if configure != nil {
+		configure(p.cmd)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("agent log:\n%s", p.logs())
+		}
+	})
+	return p
+}
+
+// waitFor polls cond until it returns true or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
+		}
+		time.Sleep(20 * time.Millisecond) // Polling interval, not synchronisation: the condition decides.
+	}
+}
+
+// scrape fetches the metrics page with client (nil: plain HTTP).
+func scrape(client *http.Client, url string) (string, error) {
+	if client == nil {
+		client = &http.Client{Timeout: 5 * time.Second}
+	}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return string(body), nil
+}
+
+// sampleValue returns the value of the first series whose text (name and
+// labels, as exposed) equals series.
+func sampleValue(body, series string) (float64, bool) {
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, series+" ") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(line[len(series):]), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+var volatile = regexp.MustCompile(`^(aiwatt_sample_duration_seconds|aiwatt_last_sample_timestamp_seconds|aiwatt_config_last_reload_success_timestamp_seconds|aiwatt_samples_total)(\{[^}]*\})? `)
+var buildInfo = regexp.MustCompile(`^aiwatt_build_info\{.*\} 1$`)
+
+// normalise keeps the aiwatt_ families of an exposition and masks the values
+// that change from run to run (durations, timestamps, tick counts, build).
+func normalise(body string) string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		name := line
+		if strings.HasPrefix(line, "# ") {
+			f := strings.Fields(line)
+			if len(f) < 3 {
+				continue
+			}
+			name = f[2]
+		}
+		if !strings.HasPrefix(name, "aiwatt_") {
+			continue
+		}
+		switch {
+		case volatile.MatchString(line):
+			line = line[:strings.LastIndexByte(line, ' ')] + " 0"
+		case buildInfo.MatchString(line):
+			line = `aiwatt_build_info{branch="",goarch="",goos="",goversion="",revision="",tags="",version=""} 1`
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n") + "\n"
+}
+
+// compareGolden compares got with the golden file, or rewrites it under -update.
+func compareGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `make update-golden` to create it)", err)
+	}
+	if string(want) != got {
+		t.Fatalf("exposition differs from %s (run `make update-golden` after an intended change)\n--- want\n%s\n--- got\n%s", path, want, got)
+	}
+}
+
+// writeUJ writes a raw energy_uj value into a fixture zone.
+func writeUJ(t *testing.T, root, zone string, v uint64) {
+	t.Helper()
+	path := filepath.Join(root, "class", "powercap", zone, "energy_uj")
+	if err := os.WriteFile(path, []byte(strconv.FormatUint(v, 10)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readUJ(t *testing.T, root, zone, file string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "class", "powercap", zone, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+

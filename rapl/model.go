@@ -1,0 +1,144 @@
+package rapl
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/procfs"
+)
+
+// Default CPU model coefficients: the average minimum (idle) and maximum (fully busy) power per
+// vCPU over the CPU micro-architectures AWS uses, as published by Cloud Carbon Footprint
+// (https://www.cloudcarbonfootprint.org/docs/methodology/, "Compute": AWS average min watts 0.74,
+// average max watts 3.5, derived from the SPECpower database).
+const (
+	// DefaultMinWattsPerCPU is the power of one idle vCPU (Cloud Carbon Footprint, AWS average).
+	DefaultMinWattsPerCPU = 0.74
+	// DefaultMaxWattsPerCPU is the power of one fully busy vCPU (Cloud Carbon Footprint, AWS average).
+	DefaultMaxWattsPerCPU = 3.5
+)
+
+// ModelOptions configures an Estimator.
+type ModelOptions struct {
+	// MinWattsPerCPU is the power of one idle CPU; 0 means DefaultMinWattsPerCPU (0.74 W, Cloud
+	// Carbon Footprint's AWS average).
+	MinWattsPerCPU float64
+	// MaxWattsPerCPU is the power of one fully busy CPU; 0 means DefaultMaxWattsPerCPU (3.5 W,
+	// Cloud Carbon Footprint's AWS average).
+	MaxWattsPerCPU float64
+	// CPUs is the number of CPUs the model covers; 0 means the count of cpuN lines in /proc/stat.
+	CPUs int
+}
+
+// Estimate is the CPU model's state after a sample.
+type Estimate struct {
+	// Joules is the monotonic modelled energy since the first sample (which is 0).
+	Joules float64
+	// Watts is the modelled power over the last interval: CPUs * (min + u*(max-min)).
+	Watts float64
+	// Utilisation is u, the busy share (0..1) of all CPUs over the last interval, where busy is
+	// total time less idle and iowait.
+	Utilisation float64
+	// CPUs is the number of CPUs the model covers.
+	CPUs int
+}
+
+// Estimator models CPU power from /proc/stat utilisation, for machines without RAPL (most cloud
+// VMs). Its methods are safe for concurrent use.
+type Estimator struct {
+	fs       procfs.FS
+	statPath string
+	minW     float64
+	maxW     float64
+	cpus     int
+
+	mu        sync.Mutex
+	primed    bool
+	prevBusy  float64
+	prevTotal float64
+	prevTime  time.Time
+	last      Estimate
+}
+
+// NewEstimator builds a CPU power model reading procfsRoot/stat (procfsRoot is normally /proc)
+// with github.com/prometheus/procfs. It reads stat once to check it and, when opts.CPUs is 0, to
+// count the CPUs; it fails when stat is unreadable or lists no CPU, or when the options are
+// inconsistent.
+func NewEstimator(procfsRoot string, opts ModelOptions) (*Estimator, error) {
+	minW, maxW := opts.MinWattsPerCPU, opts.MaxWattsPerCPU
+	if minW == 0 {
+		minW = DefaultMinWattsPerCPU
+	}
+	if maxW == 0 {
+		maxW = DefaultMaxWattsPerCPU
+	}
+	if !(minW > 0) || !(maxW >= minW) || math.IsInf(maxW, 0) {
+		return nil, fmt.Errorf("rapl: need 0 < MinWattsPerCPU <= MaxWattsPerCPU, got %v and %v", minW, maxW)
+	}
+	if opts.CPUs < 0 {
+		return nil, fmt.Errorf("rapl: CPUs must not be negative, got %d", opts.CPUs)
+	}
+	pfs, err := procfs.NewFS(procfsRoot)
+	if err != nil {
+		return nil, fmt.Errorf("rapl: procfs root: %w", err)
+	}
+	e := &Estimator{fs: pfs, statPath: filepath.Join(procfsRoot, "stat"), minW: minW, maxW: maxW, cpus: opts.CPUs}
+	st, err := pfs.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", e.statPath, err)
+	}
+	if e.cpus == 0 {
+		e.cpus = len(st.CPU)
+	}
+	if e.cpus == 0 {
+		return nil, fmt.Errorf("rapl: %s lists no cpuN line", e.statPath)
+	}
+	e.last = Estimate{CPUs: e.cpus}
+	return e, nil
+}
+
+// Sample reads /proc/stat at time now (from the caller's clock) and advances the model. The first
+// successful sample is a baseline (Joules 0, Watts 0). After that it adds Watts * (now - previous
+// sample); when now is not after the previous sample nothing is added and the baseline moves to
+// now. On a read error it returns the previous estimate and the error, and keeps the baseline.
+func (e *Estimator) Sample(now time.Time) (Estimate, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+
+	st, err := e.fs.Stat()
+	if err != nil {
+		return e.last, fmt.Errorf("read %s: %w", e.statPath, err)
+	}
+	busy, total := cpuTimes(st.CPUTotal)
+	if !e.primed {
+		e.primed = true
+		e.prevBusy, e.prevTotal, e.prevTime = busy, total, now
+		return e.last, nil
+	}
+	dt := now.Sub(e.prevTime).Seconds()
+	dBusy, dTotal := busy-e.prevBusy, total-e.prevTotal
+	e.prevBusy, e.prevTotal, e.prevTime = busy, total, now
+	if dt <= 0 {
+		return e.last, nil
+	}
+	u := 0.0 // no tick counted: treat the interval as idle
+	if dTotal > 0 {
+		// Clamped: iowait, for one, is known to go backwards on some kernels.
+		u = min(max(dBusy/dTotal, 0), 1)
+	}
+	w := float64(e.cpus) * (e.minW + u*(e.maxW-e.minW))
+	e.last = Estimate{Joules: e.last.Joules + w*dt, Watts: w, Utilisation: u, CPUs: e.cpus}
+	return e.last, nil
+}
+
+// cpuTimes returns the busy and total time of one /proc/stat cpu line. Guest and guest_nice are
+// left out of the total because the kernel already counts them in user and nice; steal is time
+// the CPU was busy for another guest, so it counts as busy, as the model's formula says (total
+// less idle and iowait).
+func cpuTimes(c procfs.CPUStat) (busy, total float64) {
+	total = c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal
+	return total - c.Idle - c.Iowait, total
+}
