@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -9,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/inferensys/aiwatt/internal/sysfsfixture"
 )
 
 // fakeClock is stepped by the test.
@@ -24,26 +25,7 @@ func zonePath(root, zone string) string {
 }
 func fixture(t *testing.T, name string) string {
 	t.Helper()
-	dst := filepath.Join(t.TempDir(), "sys")
-	src := filepath.Join("..", "rapl", "testdata", name, "sys")
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dst
+	return sysfsfixture.Materialize(t, filepath.Join("..", "rapl", "testdata", name+".sysfs"))
 }
 
 func addUJ(t *testing.T, root, zone string, delta uint64) {

@@ -76,11 +76,11 @@ func benchBareRead(b *testing.B, root string, wantZones int) {
 }
 
 func BenchmarkMeterSample2Sockets(b *testing.B) {
-	benchMeterSample(b, fixtureRoot("intel-2socket"), 9)
+	benchMeterSample(b, fixtureRoot(b, "intel-2socket"), 9)
 }
 
 func BenchmarkBareRead2Sockets(b *testing.B) {
-	benchBareRead(b, fixtureRoot("intel-2socket"), 9)
+	benchBareRead(b, fixtureRoot(b, "intel-2socket"), 9)
 }
 
 func BenchmarkMeterSample1000Zones(b *testing.B) {

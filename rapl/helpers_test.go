@@ -1,44 +1,26 @@
 package rapl
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/inferensys/aiwatt/internal/sysfsfixture"
 )
 
-// fixtureRoot is the sysfs root of a fixture tree under testdata.
-func fixtureRoot(tree string) string { return filepath.Join("testdata", tree, "sys") }
+// fixtureRoot materialises the fixture tree testdata/<tree>.sysfs (see
+// internal/sysfsfixture) into a fresh temporary directory and returns its
+// sysfs root, whose energy_uj files the test may rewrite.
+func fixtureRoot(tb testing.TB, tree string) string {
+	tb.Helper()
+	return sysfsfixture.Materialize(tb, filepath.Join("testdata", tree+".sysfs"))
+}
 
-// copyTree copies the fixture tree testdata/<tree> into a fresh temporary directory and returns
-// the sysfs root of the copy, whose energy_uj files the test may rewrite.
+// copyTree is fixtureRoot: every test gets its own writable copy.
 func copyTree(tb testing.TB, tree string) string {
 	tb.Helper()
-	dst := tb.TempDir()
-	src := filepath.Join("testdata", tree)
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
-	})
-	if err != nil {
-		tb.Fatalf("copy %s: %v", src, err)
-	}
-	return filepath.Join(dst, "sys")
+	return fixtureRoot(tb, tree)
 }
 
 // powercapDir is class/powercap under a sysfs root.

@@ -368,7 +368,7 @@ func TestMeterPermissionRealFile(t *testing.T) {
 }
 
 func TestMeterZonesIsACopy(t *testing.T) {
-	m := newMeter(t, fixtureRoot("procfs"), Options{})
+	m := newMeter(t, fixtureRoot(t, "procfs"), Options{})
 	z := m.Zones()
 	z[0].Name = "changed"
 	if m.Zones()[0].Name == "changed" {

@@ -65,7 +65,7 @@ func TestDiscovery(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.tree, func(t *testing.T) {
-			root := fixtureRoot(tc.tree)
+			root := fixtureRoot(t, tc.tree)
 			mt, err := NewMeter(root, Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -142,7 +142,7 @@ func TestDiscoveryFailures(t *testing.T) {
 	})
 	t.Run("bad options", func(t *testing.T) {
 		for _, w := range []float64{-1, math.NaN(), math.Inf(1)} {
-			if _, err := NewMeter(fixtureRoot("procfs"), Options{MaxPowerWatts: w}); err == nil {
+			if _, err := NewMeter(fixtureRoot(t, "procfs"), Options{MaxPowerWatts: w}); err == nil {
 				t.Errorf("MaxPowerWatts %v accepted", w)
 			}
 		}

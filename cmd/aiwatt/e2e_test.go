@@ -11,9 +11,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inferensys/aiwatt/internal/sysfsfixture"
 )
 
-const intelFixture = "../../rapl/testdata/intel-2socket/sys"
+const intelFixture = "../../rapl/testdata/intel-2socket.sysfs"
 
 // zoneStep is one zone of the Intel fixture: its directory, the series it
 // becomes, and the energy the test injects.
@@ -51,8 +53,7 @@ func advance(t *testing.T, root string, steps []zoneStep) {
 // over HTTP and compares the aiwatt families with a golden file.
 func TestEndToEndRAPLGolden(t *testing.T) {
 	dir := t.TempDir()
-	root := filepath.Join(dir, "sys")
-	copyTree(t, intelFixture, root)
+	root := sysfsfixture.Materialize(t, intelFixture)
 	// The test steps counters instantly, so the power they imply depends on
 	// how far apart two ticks happen to be; lift the plausibility ceiling
 	// (tested on its own in rapl/) so that a late tick cannot reject a step.
@@ -110,8 +111,7 @@ func stepsDone(body string) (bool, error) {
 
 // TestEndToEndGracefulStop checks that SIGTERM stops the agent with exit 0.
 func TestEndToEndGracefulStop(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "sys")
-	copyTree(t, intelFixture, root)
+	root := sysfsfixture.Materialize(t, intelFixture)
 	p := startAgent(t, nil, "--path.sysfs="+root, "--agent.interval=50ms")
 	waitFor(t, "agent up", 15*time.Second, func() (bool, error) {
 		_, err := scrape(nil, "http://"+p.addr+"/-/healthy")
@@ -138,8 +138,7 @@ func TestEndToEndGracefulStop(t *testing.T) {
 // (the metric says so and the running configuration stays), a good one loads.
 func TestEndToEndReload(t *testing.T) {
 	dir := t.TempDir()
-	root := filepath.Join(dir, "sys")
-	copyTree(t, intelFixture, root)
+	root := sysfsfixture.Materialize(t, intelFixture)
 	cfgPath := filepath.Join(dir, "aiwatt.yml")
 	if err := os.WriteFile(cfgPath, []byte("rapl:\n  enabled: true\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -203,13 +202,11 @@ func TestEndToEndReload(t *testing.T) {
 // CVE-2020-8694): RAPL is reported down with advice, the errors are counted,
 // the CPU model takes over and the agent keeps serving.
 func TestEndToEndUnreadableEnergy(t *testing.T) {
-	dir := t.TempDir()
-	root := filepath.Join(dir, "sys")
-	copyTree(t, "../../rapl/testdata/unreadable/sys", root)
+	root := sysfsfixture.Materialize(t, "../../rapl/testdata/unreadable.sysfs")
 	var configure func(*exec.Cmd)
 	if os.Geteuid() == 0 {
 		// Root reads anything: run the agent as nobody against a root-only file.
-		for _, d := range []string{filepath.Dir(dir), dir} {
+		for _, d := range []string{filepath.Dir(filepath.Dir(root)), filepath.Dir(root)} {
 			if err := os.Chmod(d, 0o755); err != nil {
 				t.Fatal(err)
 			}

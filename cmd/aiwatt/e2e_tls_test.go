@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferensys/aiwatt/internal/sysfsfixture"
+
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -66,8 +68,7 @@ func writeSelfSigned(t *testing.T, dir string) (certPath, keyPath string, pool *
 // the same golden exposition as the plain test.
 func TestEndToEndTLSBasicAuth(t *testing.T) {
 	dir := t.TempDir()
-	root := filepath.Join(dir, "sys")
-	copyTree(t, intelFixture, root)
+	root := sysfsfixture.Materialize(t, intelFixture)
 	certPath, keyPath, pool := writeSelfSigned(t, dir)
 	password := "correct horse battery staple" // Test-only credential, generated per run below.
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
