@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/rapl"
 )
 
@@ -29,6 +30,10 @@ type Options struct {
 	Clock func() time.Time
 	// Logger receives the agent's log lines; nil discards them.
 	Logger *slog.Logger
+	// DCGMExporterURL overrides gpu.exporter_url (--dcgm.exporter-url).
+	DCGMExporterURL string
+	// GPUBackend opens the GPU backend; nil means dcgm.Open. Tests inject fakes.
+	GPUBackend GPUBackendFactory
 	// OnTick, when set, is called with every new snapshot from the sampling goroutine.
 	OnTick func(*Snapshot)
 }
@@ -41,6 +46,9 @@ type Agent struct {
 	mu      sync.Mutex // Serialises ticks and reloads.
 	cfg     *Config
 	cpu     *cpuSource
+	gpu     *gpuSource
+	ctx     context.Context
+	cancel  context.CancelFunc
 	status  map[string]*sourceState
 	samples uint64
 
@@ -73,6 +81,7 @@ func New(opts Options, cfg *Config) (*Agent, error) {
 		cfg = DefaultConfig()
 	}
 	a := &Agent{opts: opts, logger: opts.Logger, status: map[string]*sourceState{}}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.apply(cfg)
 	a.reload.Store(&ReloadStatus{Success: true, LastSuccess: opts.Clock()})
 	a.snap.Store(&Snapshot{Time: opts.Clock()})
@@ -82,14 +91,25 @@ func New(opts Options, cfg *Config) (*Agent, error) {
 // apply builds the sources for cfg, keeping the exported totals continuous.
 func (a *Agent) apply(cfg *Config) {
 	a.cfg = cfg
-	prev := a.cpu
-	if prev != nil && prev.sameConfig(cfg) {
-		return // Nothing the CPU source uses has changed: keep its baselines.
+	// A source whose settings did not change keeps its baselines; a rebuilt
+	// one inherits the totals so that no exported counter resets.
+	if prev := a.cpu; prev == nil || !prev.sameConfig(cfg) {
+		a.cpu = newCPUSource(a.opts, cfg, a.logger)
+		if prev != nil {
+			a.cpu.totals = prev.totals
+			a.cpu.estimateJ = prev.estimateJ
+		}
 	}
-	a.cpu = newCPUSource(a.opts, cfg, a.logger)
-	if prev != nil {
-		a.cpu.totals = prev.totals
-		a.cpu.estimateJ = prev.estimateJ
+	if prev := a.gpu; prev == nil || prev.cfg != cfg.GPU {
+		if prev != nil {
+			if err := prev.close(); err != nil {
+				a.logger.Warn("closing the previous GPU backend", "err", err)
+			}
+		}
+		a.gpu = newGPUSource(a.opts, cfg, a.logger)
+		if prev != nil {
+			a.gpu.totals = prev.totals
+		}
 	}
 }
 
@@ -155,6 +175,9 @@ func (a *Agent) Tick() *Snapshot {
 		st.touched = false
 	}
 	snap.CPU = a.cpu.sample(now, a.record)
+	ctx, cancel := context.WithTimeout(a.ctx, a.opts.Interval)
+	snap.GPU = a.gpu.sample(ctx, now, a.record)
+	cancel()
 	for _, name := range slices.Sorted(maps.Keys(a.status)) {
 		st := a.status[name]
 		if !st.touched { // No longer in use since a reload: drop it.
@@ -171,6 +194,17 @@ func (a *Agent) Tick() *Snapshot {
 	}
 	return snap
 }
+
+// Close stops the agent's sources (the GPU backend); Run must have returned.
+func (a *Agent) Close() error {
+	a.cancel()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gpu.close()
+}
+
+// recordFunc reports one source's health after a sample.
+type recordFunc func(source string, err error, reasons map[string]uint64, took time.Duration)
 
 // record updates a source's health: up or not, errors by reason from this
 // sample, and how long the sample took. It logs transitions only, so a
@@ -190,7 +224,7 @@ func (a *Agent) record(source string, err error, reasons map[string]uint64, took
 	switch {
 	case !up && (st.up || !st.seen || err.Error() != st.lastErr):
 		level := slog.LevelWarn
-		if errors.Is(err, rapl.ErrNoData) {
+		if errors.Is(err, rapl.ErrNoData) || errors.Is(err, dcgm.ErrNoData) {
 			level = slog.LevelInfo
 		}
 		a.logger.Log(context.Background(), level, "source down", "source_name", source, "err", err)

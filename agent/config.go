@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/inferensys/aiwatt/dcgm"
 )
 
 // Estimate modes for the CPU power model.
@@ -39,6 +43,21 @@ type Config struct {
 	// CPUModel configures the utilisation-based CPU power model used where
 	// RAPL is absent or unreadable.
 	CPUModel CPUModelConfig `yaml:"cpu_model"`
+	// GPU selects and tunes the GPU energy backend.
+	GPU GPUConfig `yaml:"gpu"`
+}
+
+// GPUConfig configures the GPU source.
+type GPUConfig struct {
+	// Backend is auto (default: NVML, else a dcgm-exporter), nvml, dcgm-exporter or none.
+	Backend string `yaml:"backend"`
+	// ExporterURL is the dcgm-exporter metrics URL; the --dcgm.exporter-url flag overrides it.
+	ExporterURL string `yaml:"exporter_url"`
+	// ExporterTimeout bounds one dcgm-exporter scrape (default 5s).
+	ExporterTimeout time.Duration `yaml:"exporter_timeout"`
+	// ExporterMinRefresh is the shortest time between two scrapes of the
+	// dcgm-exporter (default 0: every sample; it refreshes every 30s itself).
+	ExporterMinRefresh time.Duration `yaml:"exporter_min_refresh"`
 }
 
 // RAPLConfig configures the RAPL source.
@@ -76,6 +95,12 @@ func (c *Config) applyDefaults() {
 	if c.RAPL.MaxPowerWatts == 0 {
 		c.RAPL.MaxPowerWatts = DefaultRAPLMaxPowerWatts
 	}
+	if c.GPU.Backend == "" {
+		c.GPU.Backend = dcgm.BackendAuto
+	}
+	if c.GPU.ExporterTimeout == 0 {
+		c.GPU.ExporterTimeout = dcgm.DefaultExporterTimeout
+	}
 	if c.CPUModel.Estimate == "" {
 		c.CPUModel.Estimate = EstimateAuto
 	}
@@ -112,6 +137,22 @@ func (c *Config) validate() []fieldError {
 	}
 	if maxW < minW {
 		add(fmt.Sprintf("must be at least min_watts_per_cpu (%g), got %g", minW, maxW), "cpu_model", "max_watts_per_cpu")
+	}
+	switch c.GPU.Backend {
+	case dcgm.BackendAuto, dcgm.BackendNVML, dcgm.BackendDCGMExporter, dcgm.BackendNone:
+	default:
+		add(fmt.Sprintf("must be one of auto, nvml, dcgm-exporter, none; got %q", c.GPU.Backend), "gpu", "backend")
+	}
+	if c.GPU.ExporterURL != "" {
+		if u, err := url.Parse(c.GPU.ExporterURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(fmt.Sprintf("must be an http(s) URL, got %q", c.GPU.ExporterURL), "gpu", "exporter_url")
+		}
+	}
+	if c.GPU.ExporterTimeout < 0 {
+		add(fmt.Sprintf("must be positive, got %s", c.GPU.ExporterTimeout), "gpu", "exporter_timeout")
+	}
+	if c.GPU.ExporterMinRefresh < 0 {
+		add(fmt.Sprintf("must not be negative, got %s", c.GPU.ExporterMinRefresh), "gpu", "exporter_min_refresh")
 	}
 	if c.CPUModel.CPUs < 0 {
 		add(fmt.Sprintf("must not be negative, got %d", c.CPUModel.CPUs), "cpu_model", "cpus")

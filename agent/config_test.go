@@ -79,6 +79,26 @@ func TestParseConfigRefusesBrokenFiles(t *testing.T) {
 			want: []string{"aiwatt.yml:1:"},
 		},
 		{
+			name: "unknown GPU backend",
+			yaml: "gpu:\n  backend: dcgm\n",
+			want: []string{"aiwatt.yml:2:", "gpu.backend", "dcgm-exporter"},
+		},
+		{
+			name: "exporter URL without scheme",
+			yaml: "gpu:\n  backend: dcgm-exporter\n  exporter_url: localhost:9400/metrics\n",
+			want: []string{"aiwatt.yml:3:", "gpu.exporter_url", "http(s) URL"},
+		},
+		{
+			name: "bad duration",
+			yaml: "gpu:\n  exporter_timeout: five seconds\n",
+			want: []string{"aiwatt.yml:2:"},
+		},
+		{
+			name: "negative refresh",
+			yaml: "gpu:\n  exporter_min_refresh: -1s\n",
+			want: []string{"aiwatt.yml:2:", "gpu.exporter_min_refresh"},
+		},
+		{
 			name: "two errors reported together",
 			yaml: "cpu_model:\n  estimate: x\n  cpus: -1\n",
 			want: []string{"aiwatt.yml:2:", "aiwatt.yml:3:"},

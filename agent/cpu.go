@@ -68,7 +68,7 @@ func newCPUSource(opts Options, cfg *Config, logger *slog.Logger) *cpuSource {
 
 // sample reads RAPL, runs the model when needed, and returns every CPU
 // counter, sorted. record reports each source's health.
-func (s *cpuSource) sample(now time.Time, record func(string, error, map[string]uint64, time.Duration)) []EnergyCounter {
+func (s *cpuSource) sample(now time.Time, record recordFunc) []EnergyCounter {
 	var out []EnergyCounter
 	raplOK := false
 	if s.meter != nil {

@@ -23,6 +23,8 @@ type Snapshot struct {
 	Samples uint64
 	// CPU holds one monotonic counter per CPU energy zone, sorted.
 	CPU []EnergyCounter
+	// GPU holds one entry per physical GPU, sorted by index.
+	GPU []GPUCounter
 	// Sources holds the state of every source the agent runs, sorted by name.
 	Sources []SourceStatus
 }

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"slices"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,6 +24,10 @@ type Collector struct {
 	src Source
 
 	cpuEnergy      *prometheus.Desc
+	gpuEnergy      *prometheus.Desc
+	gpuPower       *prometheus.Desc
+	gpuPowerLimit  *prometheus.Desc
+	gpuInfo        *prometheus.Desc
 	sourceUp       *prometheus.Desc
 	sourceErrors   *prometheus.Desc
 	sampleDuration *prometheus.Desc
@@ -41,6 +46,18 @@ func NewCollector(src Source) *Collector {
 		cpuEnergy: prometheus.NewDesc("aiwatt_cpu_energy_joules_total",
 			"CPU and DRAM energy since the agent started, per RAPL zone; source=estimate is the utilisation model, not a measurement.",
 			[]string{"socket", "zone", "source"}, nil),
+		gpuEnergy: prometheus.NewDesc("aiwatt_gpu_energy_joules_total",
+			"GPU energy since the agent started, per physical GPU (MIG instances are never counted separately); source=nvml_power is integrated power, not a hardware energy counter.",
+			[]string{"gpu", "uuid", "source"}, nil),
+		gpuPower: prometheus.NewDesc("aiwatt_gpu_power_watts",
+			"GPU power at the last sample.",
+			[]string{"gpu", "uuid"}, nil),
+		gpuPowerLimit: prometheus.NewDesc("aiwatt_gpu_power_limit_watts",
+			"Enforced GPU power limit.",
+			[]string{"gpu", "uuid"}, nil),
+		gpuInfo: prometheus.NewDesc("aiwatt_gpu_info",
+			"GPU identity; always 1.",
+			[]string{"gpu", "uuid", "model", "driver", "mig_mode"}, nil),
 		sourceUp: prometheus.NewDesc("aiwatt_source_up",
 			"1 when the source's last sample succeeded, 0 when it is absent or failing.",
 			[]string{"source"}, nil),
@@ -63,7 +80,7 @@ func NewCollector(src Source) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.cpuEnergy, c.sourceUp, c.sourceErrors, c.sampleDuration,
+	for _, d := range []*prometheus.Desc{c.cpuEnergy, c.gpuEnergy, c.gpuPower, c.gpuPowerLimit, c.gpuInfo, c.sourceUp, c.sourceErrors, c.sampleDuration,
 		c.samples, c.lastSample, c.reloadOK, c.reloadTime} {
 		ch <- d
 	}
@@ -74,6 +91,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.src.Snapshot()
 	for _, e := range s.CPU {
 		ch <- prometheus.MustNewConstMetric(c.cpuEnergy, prometheus.CounterValue, e.Joules, e.Socket, e.Zone, e.Source)
+	}
+	for _, g := range s.GPU {
+		idx := strconv.Itoa(g.Index)
+		if g.Index < 0 {
+			idx = ""
+		}
+		ch <- prometheus.MustNewConstMetric(c.gpuEnergy, prometheus.CounterValue, g.Joules, idx, g.UUID, g.Source)
+		ch <- prometheus.MustNewConstMetric(c.gpuInfo, prometheus.GaugeValue, 1, idx, g.UUID, g.Model, g.Driver, g.MIGMode)
+		if g.OK {
+			ch <- prometheus.MustNewConstMetric(c.gpuPower, prometheus.GaugeValue, g.PowerWatts, idx, g.UUID)
+		}
+		if g.PowerLimitWatts > 0 {
+			ch <- prometheus.MustNewConstMetric(c.gpuPowerLimit, prometheus.GaugeValue, g.PowerLimitWatts, idx, g.UUID)
+		}
 	}
 	for _, src := range s.Sources {
 		ch <- prometheus.MustNewConstMetric(c.sourceUp, prometheus.GaugeValue, boolFloat(src.Up), src.Name)

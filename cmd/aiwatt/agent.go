@@ -32,6 +32,7 @@ type agentCommand struct {
 	sysfs       *string
 	procfs      *string
 	live        *bool
+	dcgmURL     *string
 	metricsPath *string
 	maxRequests *int
 	web         *web.FlagConfig
@@ -43,6 +44,7 @@ func newAgentCommand(app *kingpin.Application) *agentCommand {
 	c.configFile = c.cmd.Flag("config.file", "YAML configuration file (strict: unknown keys are refused). Empty means defaults.").Default("").String()
 	c.sysfs = c.cmd.Flag("path.sysfs", "sysfs mount point (the host's /sys, read-only, in a container).").Default("/sys").String()
 	c.procfs = c.cmd.Flag("path.procfs", "procfs mount point (the host's /proc in a container).").Default("/proc").String()
+	c.dcgmURL = c.cmd.Flag("dcgm.exporter-url", "dcgm-exporter metrics URL, used when NVML is unavailable or gpu.backend is dcgm-exporter (overrides gpu.exporter_url).").Default("").String()
 	c.live = c.cmd.Flag("agent.live", "Print a one-line power summary to stderr after every sample.").Bool()
 	c.metricsPath = c.cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 	c.maxRequests = c.cmd.Flag("web.max-requests", "Maximum number of parallel scrape requests (0 = no limit).").Default("40").Int()
@@ -70,6 +72,8 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 		ProcfsRoot: *c.procfs,
 		ConfigFile: *c.configFile,
 		Logger:     logger,
+
+		DCGMExporterURL: *c.dcgmURL,
 	}
 	if *c.live {
 		opts.OnTick = func(s *agent.Snapshot) { fmt.Fprintln(os.Stderr, liveLine(s)) }
@@ -130,6 +134,9 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 		logger.Warn("HTTP server did not stop cleanly", "err", err)
 	}
 	<-agentDone
+	if err := a.Close(); err != nil {
+		logger.Warn("closing sources", "err", err)
+	}
 	logger.Info("stopped")
 	return code
 }
@@ -172,6 +179,13 @@ func liveLine(s *agent.Snapshot) string {
 	}
 	for _, k := range order {
 		fmt.Fprintf(&b, "  %s %.1f W (%s)", k.zone, watts[k], k.source)
+	}
+	if len(s.GPU) > 0 {
+		var gpuW float64
+		for _, g := range s.GPU {
+			gpuW += g.PowerWatts
+		}
+		fmt.Fprintf(&b, "  gpu %.1f W (%d GPUs, %s)", gpuW, len(s.GPU), s.GPU[0].Source)
 	}
 	var up, down []string
 	for _, src := range s.Sources {

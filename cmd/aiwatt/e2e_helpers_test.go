@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -235,4 +236,50 @@ func readUJ(t *testing.T, root, zone, file string) uint64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// fakeDCGM serves a real dcgm-exporter capture whose energy counter the test
+// advances.
+type fakeDCGM struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	capture string
+	mJ      uint64
+	scrapes int
+}
+
+var energyLine = regexp.MustCompile(`(?m)^(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION\{[^}]*\}) \d+$`)
+
+// startFakeDCGM serves the L4 GPU Operator capture from the shared fixtures.
+func startFakeDCGM(t *testing.T) *fakeDCGM {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "gpu", "dcgm_exporter_l4_gpu_operator.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeDCGM{capture: string(b), mJ: 4742776}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		f.mu.Lock()
+		body := energyLine.ReplaceAllString(f.capture, "${1} "+strconv.FormatUint(f.mJ, 10))
+		f.scrapes++
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeDCGM) url() string { return f.srv.URL + "/metrics" }
+
+func (f *fakeDCGM) add(mJ uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.mJ += mJ
+}
+
+func (f *fakeDCGM) scraped() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.scrapes
 }

@@ -37,6 +37,18 @@ var intelSteps = []zoneStep{
 	{"intel-rapl:2", `aiwatt_cpu_energy_joules_total{socket="",source="rapl",zone="psys"}`, 350},
 }
 
+// The GPU of the dcgm-exporter capture, and the energy the test injects.
+const (
+	gpuSeries = `aiwatt_gpu_energy_joules_total{gpu="0",source="dcgm_exporter",uuid="GPU-c2f76b33-7953-256e-8f33-1343419b1a1c"}`
+	gpuMJ     = 5500
+)
+
+// e2eConfig lifts the RAPL plausibility ceiling and reads GPUs from a
+// dcgm-exporter. The test steps counters instantly, so the power they imply
+// depends on how far apart two ticks happen to be; the ceiling is tested on
+// its own in rapl/.
+const e2eConfig = "rapl:\n  max_power_watts: 1000000\ngpu:\n  backend: dcgm-exporter\n"
+
 // advance adds each step's energy to its zone counter, wrapping at
 // max_energy_range_uj the way the hardware does (modulo max+1).
 func advance(t *testing.T, root string, steps []zoneStep) {
@@ -54,27 +66,26 @@ func advance(t *testing.T, root string, steps []zoneStep) {
 func TestEndToEndRAPLGolden(t *testing.T) {
 	dir := t.TempDir()
 	root := sysfsfixture.Materialize(t, intelFixture)
-	// The test steps counters instantly, so the power they imply depends on
-	// how far apart two ticks happen to be; lift the plausibility ceiling
-	// (tested on its own in rapl/) so that a late tick cannot reject a step.
 	cfg := filepath.Join(dir, "aiwatt.yml")
-	if err := os.WriteFile(cfg, []byte("rapl:\n  max_power_watts: 1000000\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(e2eConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	dcgmSrv := startFakeDCGM(t)
 	// Park socket 1's dram counter just below its maximum so that the step wraps it.
 	wrap := intelSteps[7]
 	maxUJ := readUJ(t, root, wrap.dir, "max_energy_range_uj")
 	writeUJ(t, root, wrap.dir, maxUJ-uint64(wrap.joules*1e6)/3)
-	p := startAgent(t, nil, "--path.sysfs="+root, "--agent.interval=40ms", "--config.file="+cfg)
+	p := startAgent(t, nil, "--path.sysfs="+root, "--agent.interval=40ms", "--config.file="+cfg, "--dcgm.exporter-url="+dcgmSrv.url())
 	url := "http://" + p.addr + "/metrics"
 
 	// The first tick only takes baselines: every counter is exported at 0.
 	waitFor(t, "first sample", 15*time.Second, func() (bool, error) {
 		body, err := scrape(nil, url)
 		v, ok := sampleValue(body, "aiwatt_samples_total")
-		return ok && v >= 1, err
+		return ok && v >= 1 && dcgmSrv.scraped() >= 1, err
 	})
 	advance(t, root, intelSteps)
+	dcgmSrv.add(gpuMJ)
 
 	var last string
 	waitFor(t, "the injected energy on every zone", 15*time.Second, func() (bool, error) {
@@ -100,6 +111,9 @@ func TestEndToEndRAPLGolden(t *testing.T) {
 
 // stepsDone reports whether every zone shows exactly its injected energy.
 func stepsDone(body string) (bool, error) {
+	if got, ok := sampleValue(body, gpuSeries); !ok || got != gpuMJ/1000.0 {
+		return false, fmt.Errorf("%s = %v, want %v", gpuSeries, got, gpuMJ/1000.0)
+	}
 	for _, s := range intelSteps {
 		got, ok := sampleValue(body, s.series)
 		if !ok || math.Abs(got-s.joules) > 1e-9 {

@@ -82,12 +82,13 @@ func TestEndToEndTLSBasicAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "aiwatt.yml")
-	if err := os.WriteFile(cfg, []byte("rapl:\n  max_power_watts: 1000000\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(e2eConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	dcgmSrv := startFakeDCGM(t)
 	wrap := intelSteps[7]
 	writeUJ(t, root, wrap.dir, readUJ(t, root, wrap.dir, "max_energy_range_uj")-uint64(wrap.joules*1e6)/3)
-	p := startAgent(t, nil, "--path.sysfs="+root, "--agent.interval=40ms", "--config.file="+cfg, "--web.config.file="+webCfg)
+	p := startAgent(t, nil, "--path.sysfs="+root, "--agent.interval=40ms", "--config.file="+cfg, "--web.config.file="+webCfg, "--dcgm.exporter-url="+dcgmSrv.url())
 	url := "https://" + p.addr + "/metrics"
 	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
@@ -116,9 +117,10 @@ func TestEndToEndTLSBasicAuth(t *testing.T) {
 	waitFor(t, "first sample over TLS", 15*time.Second, func() (bool, error) {
 		body, err := scrape(authed, url)
 		v, ok := sampleValue(body, "aiwatt_samples_total")
-		return ok && v >= 1, err
+		return ok && v >= 1 && dcgmSrv.scraped() >= 1, err
 	})
 	advance(t, root, intelSteps)
+	dcgmSrv.add(gpuMJ)
 	var last string
 	waitFor(t, "injected energy over TLS", 15*time.Second, func() (bool, error) {
 		body, err := scrape(authed, url)

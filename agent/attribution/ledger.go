@@ -1,0 +1,206 @@
+package attribution
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Defaults of LedgerOptions.
+const (
+	// DefaultRetention keeps a finished workload's series for 5 minutes,
+	// long enough for Prometheus to scrape its last increase.
+	DefaultRetention = 5 * time.Minute
+	// DefaultMaxKeys is the default cap on live workload series.
+	DefaultMaxKeys = 2000
+)
+
+// LedgerOptions configure a Ledger.
+type LedgerOptions struct {
+	// Retention is how long a workload stays after it was last seen
+	// (0 means DefaultRetention).
+	Retention time.Duration
+	// MaxKeys caps the live workloads (0 means DefaultMaxKeys); OtherKey
+	// comes on top.
+	MaxKeys int
+}
+
+// Ledger accumulates tick results into monotonic totals per workload and
+// component, with a retention for finished workloads and a cap on live
+// ones (see the package documentation). Its methods are safe for concurrent
+// use; Add is meant to be called from one sampling loop, with times that do
+// not go backwards.
+type Ledger struct {
+	retention time.Duration
+	maxKeys   int
+
+	mu           sync.Mutex
+	live         map[Key]*entry
+	folded       map[Key]time.Time // key → last seen, for keys folded into other
+	other        Totals
+	otherSeen    bool
+	idle         Totals
+	unattributed Totals
+	foldedKeys   uint64
+	foldedJoules Totals
+	invalid      uint64
+	newKeys      []Key // scratch
+}
+
+// entry is one live workload.
+type entry struct {
+	totals   Totals
+	lastSeen time.Time
+}
+
+// NewLedger returns an empty ledger. It refuses negative options.
+func NewLedger(opts LedgerOptions) (*Ledger, error) {
+	if opts.Retention < 0 {
+		return nil, fmt.Errorf("ledger retention must not be negative, got %s", opts.Retention)
+	}
+	if opts.MaxKeys < 0 {
+		return nil, fmt.Errorf("ledger max keys must not be negative, got %d", opts.MaxKeys)
+	}
+	if opts.Retention == 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.MaxKeys == 0 {
+		opts.MaxKeys = DefaultMaxKeys
+	}
+	return &Ledger{
+		retention: opts.Retention,
+		maxKeys:   opts.MaxKeys,
+		live:      make(map[Key]*entry),
+		folded:    make(map[Key]time.Time),
+	}, nil
+}
+
+// Add accounts one tick's results at time now. Every workload named in a
+// result is seen at now, even with 0 J. Keys not yet live are admitted in
+// Key.Compare order while fewer than MaxKeys are live; the others fold into
+// OtherKey. Afterwards workloads unseen for longer than the retention are
+// dropped. Results with Invalid set are only counted.
+func (l *Ledger) Add(now time.Time, results []Result) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+
+	// Admit new keys first, in a fixed order, so that which keys fold does
+	// not depend on the order of devices or of shares.
+	l.newKeys = l.newKeys[:0]
+	for i := range results {
+		for _, p := range results[i].Workloads {
+			if p.Key == OtherKey {
+				continue
+			}
+			if e, ok := l.live[p.Key]; ok {
+				e.lastSeen = now
+				continue
+			}
+			if _, ok := l.folded[p.Key]; ok {
+				l.folded[p.Key] = now
+				continue
+			}
+			l.newKeys = append(l.newKeys, p.Key)
+		}
+	}
+	slices.SortFunc(l.newKeys, Key.Compare)
+	l.newKeys = slices.Compact(l.newKeys)
+	for _, k := range l.newKeys {
+		if len(l.live) < l.maxKeys {
+			l.live[k] = &entry{lastSeen: now}
+			continue
+		}
+		l.folded[k] = now
+		l.foldedKeys++
+	}
+
+	for i := range results {
+		r := &results[i]
+		if r.Invalid || !r.Component.Valid() {
+			l.invalid++
+			continue
+		}
+		c := r.Component
+		l.idle[c] += r.Idle
+		l.unattributed[c] += r.Unattributed
+		for _, p := range r.Workloads {
+			if e, ok := l.live[p.Key]; ok {
+				e.totals[c] += p.Joules
+				continue
+			}
+			// Folded, or OtherKey itself.
+			l.other[c] += p.Joules
+			l.otherSeen = true
+			if p.Key != OtherKey {
+				l.foldedJoules[c] += p.Joules
+			}
+		}
+	}
+
+	cutoff := now.Add(-l.retention)
+	for k, e := range l.live {
+		if e.lastSeen.Before(cutoff) {
+			delete(l.live, k)
+		}
+	}
+	for k, seen := range l.folded {
+		if seen.Before(cutoff) {
+			delete(l.folded, k)
+		}
+	}
+}
+
+// WorkloadTotal is one workload's totals.
+type WorkloadTotal struct {
+	// Key is the workload; OtherKey for the folded ones.
+	Key Key
+	// Joules holds the monotonic totals per component since the workload
+	// was admitted.
+	Joules Totals
+}
+
+// LedgerSnapshot is a copy of a ledger's totals.
+type LedgerSnapshot struct {
+	// Workloads holds the live workloads sorted by Key, then OtherKey last
+	// once anything was folded into it.
+	Workloads []WorkloadTotal
+	// Idle is node idle energy per component.
+	Idle Totals
+	// Unattributed is active energy that no workload got, per component.
+	Unattributed Totals
+	// FoldedKeys counts keys folded into OtherKey because of the cap (a key
+	// folded, forgotten after the retention and folded again counts twice).
+	FoldedKeys uint64
+	// FoldedJoules is the energy of folded keys, per component; a part of
+	// OtherKey's totals.
+	FoldedJoules Totals
+	// InvalidResults counts results skipped because they were Invalid or
+	// had an unknown component.
+	InvalidResults uint64
+	// Live is the number of live workloads, OtherKey excluded.
+	Live int
+}
+
+// Snapshot returns a copy of the totals.
+func (l *Ledger) Snapshot() LedgerSnapshot {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := LedgerSnapshot{
+		Workloads:      make([]WorkloadTotal, 0, len(l.live)+1),
+		Idle:           l.idle,
+		Unattributed:   l.unattributed,
+		FoldedKeys:     l.foldedKeys,
+		FoldedJoules:   l.foldedJoules,
+		InvalidResults: l.invalid,
+		Live:           len(l.live),
+	}
+	for k, e := range l.live {
+		s.Workloads = append(s.Workloads, WorkloadTotal{Key: k, Joules: e.totals})
+	}
+	slices.SortFunc(s.Workloads, func(a, b WorkloadTotal) int { return a.Key.Compare(b.Key) })
+	if l.otherSeen {
+		s.Workloads = append(s.Workloads, WorkloadTotal{Key: OtherKey, Joules: l.other})
+	}
+	return s
+}

@@ -1,0 +1,588 @@
+//go:build linux && cgo
+
+package dcgm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh200"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+)
+
+// simGPU drives one mock H200: the test sets the fields, the mock's
+// functions read them.
+type simGPU struct {
+	dev       *server.Device
+	mu        sync.Mutex
+	energyMJ  uint64
+	energyRet nvml.Return
+	powerMW   uint32
+	powerRet  nvml.Return
+	limitMW   uint32
+	util      uint32
+	procs     []nvml.ProcessInfo
+	procUtil  []nvml.ProcessUtilizationSample
+	utilTS    []uint64 // lastSeenTimestamp arguments received
+}
+
+func (g *simGPU) set(fn func(g *simGPU)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fn(g)
+}
+
+// newSim returns a dgxh200 server (8 H200) whose energy, power, limit,
+// utilisation, process and MIG functions read simGPU state. Every GPU
+// starts at 1000 J, 100 W, 700 W limit, no process, MIG disabled.
+func newSim(t testing.TB) (*server.Server, []*simGPU) {
+	t.Helper()
+	srv := dgxh200.New()
+	sims := make([]*simGPU, len(srv.Devices))
+	for i, d := range srv.Devices {
+		dev := d.(*server.Device)
+		g := &simGPU{dev: dev, energyMJ: 1_000_000, powerMW: 100_000, limitMW: 700_000}
+		sims[i] = g
+		dev.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if g.energyRet != nvml.SUCCESS {
+				return 0, g.energyRet
+			}
+			return g.energyMJ, nvml.SUCCESS
+		}
+		dev.GetPowerUsageFunc = func() (uint32, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if g.powerRet != nvml.SUCCESS {
+				return 0, g.powerRet
+			}
+			return g.powerMW, nvml.SUCCESS
+		}
+		dev.GetEnforcedPowerLimitFunc = func() (uint32, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.limitMW, nvml.SUCCESS
+		}
+		dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return nvml.Utilization{Gpu: g.util}, nvml.SUCCESS
+		}
+		dev.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return g.procs, nvml.SUCCESS
+		}
+		dev.GetProcessUtilizationFunc = func(ts uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			g.utilTS = append(g.utilTS, ts)
+			var out []nvml.ProcessUtilizationSample
+			for _, s := range g.procUtil {
+				if s.TimeStamp > ts {
+					out = append(out, s)
+				}
+			}
+			if len(out) == 0 {
+				return nil, nvml.ERROR_NOT_FOUND
+			}
+			return out, nvml.SUCCESS
+		}
+		dev.GetMaxMigDeviceCountFunc = func() (int, nvml.Return) { return 7, nvml.SUCCESS }
+		dev.GetMigDeviceHandleByIndexFunc = func(int) (nvml.Device, nvml.Return) { return nil, nvml.ERROR_NOT_FOUND }
+	}
+	return srv, sims
+}
+
+func openSim(t testing.TB, srv *server.Server) Backend {
+	t.Helper()
+	b, err := NewNVMLBackend(srv, nil)
+	if err != nil {
+		t.Fatalf("NewNVMLBackend: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestNVMLFailedInitMakesNoOtherCall(t *testing.T) {
+	for _, ret := range []nvml.Return{nvml.ERROR_LIBRARY_NOT_FOUND, nvml.ERROR_DRIVER_NOT_LOADED, nvml.ERROR_NO_PERMISSION, nvml.ERROR_UNKNOWN} {
+		t.Run(ret.Error(), func(t *testing.T) {
+			fail := func(name string) { t.Fatalf("%s called after a failed Init", name) }
+			lib := &mock.Interface{
+				InitFunc:     func() nvml.Return { return ret },
+				ShutdownFunc: func() nvml.Return { fail("Shutdown"); return nvml.SUCCESS },
+				ExtensionsFunc: func() nvml.ExtendedInterface {
+					fail("Extensions")
+					return nil
+				},
+				DeviceGetCountFunc:         func() (int, nvml.Return) { fail("DeviceGetCount"); return 0, nvml.SUCCESS },
+				SystemGetDriverVersionFunc: func() (string, nvml.Return) { fail("SystemGetDriverVersion"); return "", nvml.SUCCESS },
+				DeviceGetHandleByIndexFunc: func(int) (nvml.Device, nvml.Return) {
+					fail("DeviceGetHandleByIndex")
+					return nil, nvml.SUCCESS
+				},
+				DeviceGetHandleByUUIDFunc: func(string) (nvml.Device, nvml.Return) {
+					fail("DeviceGetHandleByUUID")
+					return nil, nvml.SUCCESS
+				},
+				ErrorStringFunc: func(nvml.Return) string { fail("ErrorString"); return "" },
+			}
+			b, err := NewNVMLBackend(lib, nil)
+			if b != nil || !errors.Is(err, ErrNoData) {
+				t.Fatalf("NewNVMLBackend = %v, %v; want ErrNoData", b, err)
+			}
+			if !strings.Contains(err.Error(), "NVML init") {
+				t.Fatalf("error %q does not say NVML init failed", err)
+			}
+			if n := len(lib.InitCalls()); n != 1 {
+				t.Fatalf("Init called %d times", n)
+			}
+		})
+	}
+}
+
+func TestNVMLNoDevice(t *testing.T) {
+	srv := dgxh200.NewWithGPUs()
+	b, err := NewNVMLBackend(srv, nil)
+	if b != nil || !errors.Is(err, ErrNoData) {
+		t.Fatalf("NewNVMLBackend(no GPU) = %v, %v; want ErrNoData", b, err)
+	}
+	if n := len(srv.ShutdownCalls()); n != 1 {
+		t.Fatalf("Shutdown called %d times after a successful Init, want 1", n)
+	}
+}
+
+func TestNVMLEnergyAdvance(t *testing.T) {
+	srv, sims := newSim(t)
+	b := openSim(t, srv)
+	r := mustSample(t, b, t0)
+	wantNoErrors(t, r)
+	if len(r.GPUs) != 8 {
+		t.Fatalf("%d GPUs, want 8", len(r.GPUs))
+	}
+	for i, g := range r.GPUs {
+		if g.Index != i || g.UUID != sims[i].dev.UUID || g.Model != "NVIDIA H200 141GB HBM3e" || g.Driver != "550.54.15" {
+			t.Fatalf("GPU %d identity %+v", i, g.GPU)
+		}
+		if g.Joules != 0 || !g.OK || g.Source != SourceNVML || g.Method != MethodEnergyCounter ||
+			g.PowerWatts != 100 || g.PowerLimitWatts != 700 || g.MIGMode != MIGModeDisabled {
+			t.Fatalf("GPU %d first sample %+v", i, g)
+		}
+	}
+	var want [8]uint64
+	for step := 1; step <= 3; step++ {
+		for i, g := range sims {
+			d := uint64(step*123_457 + i*1_001) // mJ, well under 1400 W × 5 s
+			want[i] += d
+			g.set(func(g *simGPU) { g.energyMJ += d })
+		}
+		r = mustSample(t, b, t0.Add(time.Duration(step)*5*time.Second))
+		wantNoErrors(t, r)
+		for i, g := range r.GPUs {
+			if w := float64(want[i]) / 1000; g.Joules != w {
+				t.Fatalf("step %d GPU %d: %v J, want exactly %v", step, i, g.Joules, w)
+			}
+		}
+	}
+}
+
+func TestNVMLDriverReload(t *testing.T) {
+	srv, sims := newSim(t)
+	b := openSim(t, srv)
+	g := sims[2]
+	steps := []struct {
+		counter    uint64
+		wantJ      float64
+		wantResets uint64
+	}{
+		{1_000_000, 0, 0},
+		{1_500_000, 500, 0},
+		{200_000, 700, 1}, // reload: the counter restarted at 0, 200 J since then
+		{260_000, 760, 0},
+	}
+	for i, s := range steps {
+		g.set(func(g *simGPU) { g.energyMJ = s.counter })
+		r := mustSample(t, b, t0.Add(time.Duration(i)*5*time.Second))
+		if got := r.GPUs[2].Joules; got != s.wantJ {
+			t.Fatalf("step %d: %v J, want %v", i, got, s.wantJ)
+		}
+		if r.Errors[ReasonCounterReset] != s.wantResets {
+			t.Fatalf("step %d: errors %v", i, r.Errors)
+		}
+		if r.GPUs[0].Joules != 0 {
+			t.Fatalf("step %d: untouched GPU 0 has %v J", i, r.GPUs[0].Joules)
+		}
+	}
+}
+
+func TestNVMLImplausibleDelta(t *testing.T) {
+	srv, sims := newSim(t)
+	b := openSim(t, srv)
+	mustSample(t, b, t0)
+	// 1 GJ in 5 s is far above 2 × 700 W.
+	sims[1].set(func(g *simGPU) { g.energyMJ += 1_000_000_000_000 })
+	r := mustSample(t, b, t0.Add(5*time.Second))
+	if r.Errors[ReasonImplausibleDelta] != 1 || r.GPUs[1].Joules != 0 || !r.GPUs[1].OK {
+		t.Fatalf("implausible step: errors %v, GPU %+v", r.Errors, r.GPUs[1])
+	}
+	sims[1].set(func(g *simGPU) { g.energyMJ += 3_000_000 })
+	r = mustSample(t, b, t0.Add(10*time.Second))
+	wantNoErrors(t, r)
+	if r.GPUs[1].Joules != 3000 {
+		t.Fatalf("after rebase: %v J, want 3000", r.GPUs[1].Joules)
+	}
+}
+
+func TestNVMLPowerIntegration(t *testing.T) {
+	srv, sims := newSim(t)
+	g := sims[0]
+	g.set(func(g *simGPU) { g.energyRet = nvml.ERROR_NOT_SUPPORTED; g.powerMW = 300_000 })
+	b := openSim(t, srv)
+	steps := []struct {
+		at    time.Duration
+		mW    uint32
+		wantJ float64
+	}{
+		{0, 300_000, 0},
+		{2 * time.Second, 500_000, 800},                        // (300+500)/2 × 2
+		{5 * time.Second, 500_000, 2300},                       // + 500 × 3
+		{6500 * time.Millisecond, 250_500, 2862.875},           // + (500+250.5)/2 × 1.5
+		{8500 * time.Millisecond, 250_501, 2862.875 + 501.001}, // + (250.5+250.501)/2 × 2
+	}
+	for i, s := range steps {
+		g.set(func(g *simGPU) { g.powerMW = s.mW })
+		r := mustSample(t, b, t0.Add(s.at))
+		wantNoErrors(t, r)
+		got := r.GPUs[0]
+		if got.Source != SourceNVMLPower || got.Method != MethodPowerIntegration || !got.OK {
+			t.Fatalf("step %d: source %q method %q ok %v", i, got.Source, got.Method, got.OK)
+		}
+		if got.Joules != s.wantJ {
+			t.Fatalf("step %d: %v J, want exactly %v", i, got.Joules, s.wantJ)
+		}
+		if got.PowerWatts != float64(s.mW)/1000 {
+			t.Fatalf("step %d: %v W", i, got.PowerWatts)
+		}
+		if r.GPUs[1].Source != SourceNVML {
+			t.Fatalf("GPU 1 source %q", r.GPUs[1].Source)
+		}
+	}
+	if n := len(g.dev.GetTotalEnergyConsumptionCalls()); n != 1 {
+		t.Fatalf("unsupported energy counter read %d times, want once", n)
+	}
+}
+
+func TestNVMLMIG(t *testing.T) {
+	srv, sims := newSim(t)
+	g := sims[0]
+	if ret, _ := g.dev.SetMigMode(nvml.DEVICE_MIG_ENABLE); ret != nvml.SUCCESS {
+		t.Fatal(ret)
+	}
+	// Instances in slot order 0..2, GI ids deliberately unsorted.
+	gis := []int{5, 1, 3}
+	profiles := []string{"1g.18gb", "3g.71gb", "2g.35gb"}
+	migs := make([]*mock.Device, len(gis))
+	for i := range gis {
+		gi, prof := gis[i], profiles[i]
+		migs[i] = &mock.Device{
+			GetGpuInstanceIdFunc:     func() (int, nvml.Return) { return gi, nvml.SUCCESS },
+			GetComputeInstanceIdFunc: func() (int, nvml.Return) { return 0, nvml.SUCCESS },
+			GetUUIDFunc:              func() (string, nvml.Return) { return fmt.Sprintf("MIG-%d", gi), nvml.SUCCESS },
+			GetNameFunc:              func() (string, nvml.Return) { return "NVIDIA H200 141GB HBM3e MIG " + prof, nvml.SUCCESS },
+			GetTotalEnergyConsumptionFunc: func() (uint64, nvml.Return) {
+				t.Error("energy read on a MIG handle")
+				return 0, nvml.ERROR_NOT_SUPPORTED
+			},
+		}
+	}
+	g.dev.GetMigDeviceHandleByIndexFunc = func(i int) (nvml.Device, nvml.Return) {
+		if i < len(migs) {
+			return migs[i], nvml.SUCCESS
+		}
+		return nil, nvml.ERROR_NOT_FOUND
+	}
+	g.dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+		t.Error("device utilisation read on a MIG-enabled GPU")
+		return nvml.Utilization{}, nvml.ERROR_NOT_SUPPORTED
+	}
+	g.set(func(g *simGPU) {
+		g.procs = []nvml.ProcessInfo{
+			{Pid: 4242, UsedGpuMemory: 1 << 30, GpuInstanceId: 3, ComputeInstanceId: 0},
+			{Pid: 4343, UsedGpuMemory: 2 << 30, GpuInstanceId: 5, ComputeInstanceId: 0},
+		}
+	})
+	b := openSim(t, srv)
+	r := mustSample(t, b, t0)
+	wantNoErrors(t, r)
+	got := r.GPUs[0]
+	wantMIG := []MIGInstance{
+		{GPUInstanceID: 1, ComputeInstanceID: 0, UUID: "MIG-1", Profile: "3g.71gb"},
+		{GPUInstanceID: 3, ComputeInstanceID: 0, UUID: "MIG-3", Profile: "2g.35gb"},
+		{GPUInstanceID: 5, ComputeInstanceID: 0, UUID: "MIG-5", Profile: "1g.18gb"},
+	}
+	if got.MIGMode != MIGModeEnabled || fmt.Sprint(got.MIG) != fmt.Sprint(wantMIG) {
+		t.Fatalf("MIG %q %+v, want enabled %+v", got.MIGMode, got.MIG, wantMIG)
+	}
+	if got.SMUtil != -1 {
+		t.Fatalf("SMUtil %v on MIG GPU, want -1", got.SMUtil)
+	}
+	if len(got.Processes) != 2 || got.Processes[0].MIGGPUInstanceID != 3 || got.Processes[1].MIGGPUInstanceID != 5 {
+		t.Fatalf("processes %+v", got.Processes)
+	}
+	if r.GPUs[1].MIGMode != MIGModeDisabled || r.GPUs[1].MIG != nil {
+		t.Fatalf("GPU 1 MIG %q %+v", r.GPUs[1].MIGMode, r.GPUs[1].MIG)
+	}
+
+	for _, s := range sims {
+		s.set(func(g *simGPU) { g.energyMJ += 2_500_000 })
+	}
+	r = mustSample(t, b, t0.Add(5*time.Second))
+	wantNoErrors(t, r)
+	var sum float64
+	for _, s := range r.GPUs {
+		sum += s.Joules
+	}
+	// 8 physical GPUs × 2500 J: the 3 instances add nothing.
+	if r.GPUs[0].Joules != 2500 || sum != 8*2500 {
+		t.Fatalf("MIG GPU %v J, node %v J; want 2500 and 20000", r.GPUs[0].Joules, sum)
+	}
+	for i, m := range migs {
+		if n := len(m.GetTotalEnergyConsumptionCalls()); n != 0 {
+			t.Fatalf("MIG handle %d energy read %d times", i, n)
+		}
+	}
+}
+
+func TestNVMLGPULost(t *testing.T) {
+	srv, sims := newSim(t)
+	b := openSim(t, srv)
+	mustSample(t, b, t0)
+	for _, s := range sims {
+		s.set(func(g *simGPU) { g.energyMJ += 1_000_000 })
+	}
+	mustSample(t, b, t0.Add(5*time.Second))
+
+	sims[3].set(func(g *simGPU) { g.energyRet = nvml.ERROR_GPU_IS_LOST })
+	for _, s := range sims {
+		s.set(func(g *simGPU) { g.energyMJ += 1_000_000 })
+	}
+	for i := 2; i <= 3; i++ {
+		r := mustSample(t, b, t0.Add(time.Duration(i)*5*time.Second))
+		if r.Errors[ReasonGPULost] != 1 || len(r.Errors) != 1 {
+			t.Fatalf("sample %d: errors %v, want gpu_lost=1", i, r.Errors)
+		}
+		lost := r.GPUs[3]
+		if lost.OK || lost.Joules != 1000 || lost.UUID != sims[3].dev.UUID || lost.Index != 3 {
+			t.Fatalf("sample %d: lost GPU %+v, want OK=false with 1000 J kept", i, lost)
+		}
+		if !r.GPUs[4].OK || r.GPUs[4].Joules != 2000 {
+			t.Fatalf("sample %d: GPU 4 %+v", i, r.GPUs[4])
+		}
+	}
+	// The handle is obtained again by UUID.
+	if n := len(srv.DeviceGetHandleByUUIDCalls()); n == 0 {
+		t.Fatal("lost GPU never looked up again by UUID")
+	}
+
+	// Back after a reset: the counter restarted from zero.
+	sims[3].set(func(g *simGPU) { g.energyRet = nvml.SUCCESS; g.energyMJ = 40_000 })
+	r := mustSample(t, b, t0.Add(20*time.Second))
+	if r.Errors[ReasonCounterReset] != 1 || r.Errors[ReasonGPULost] != 0 {
+		t.Fatalf("recovery errors %v", r.Errors)
+	}
+	if g := r.GPUs[3]; !g.OK || g.Joules != 1040 {
+		t.Fatalf("recovered GPU %+v, want OK with 1040 J", g)
+	}
+
+	// Every GPU lost: Sample fails but still reports the totals.
+	for _, s := range sims {
+		s.set(func(g *simGPU) { g.energyRet = nvml.ERROR_GPU_IS_LOST })
+	}
+	r, err := b.Sample(context.Background(), t0.Add(25*time.Second))
+	if err == nil || r.Errors[ReasonGPULost] != 8 || len(r.GPUs) != 8 || r.GPUs[0].Joules != 2000 {
+		t.Fatalf("all lost: err %v, errors %v, GPUs %d", err, r.Errors, len(r.GPUs))
+	}
+}
+
+func TestNVMLProcesses(t *testing.T) {
+	srv, sims := newSim(t)
+	g := sims[0]
+	g.set(func(g *simGPU) {
+		g.util = 77
+		g.procs = []nvml.ProcessInfo{
+			{Pid: 100, UsedGpuMemory: 1 << 30, GpuInstanceId: math.MaxUint32, ComputeInstanceId: math.MaxUint32},
+			{Pid: 200, UsedGpuMemory: math.MaxUint64, GpuInstanceId: math.MaxUint32, ComputeInstanceId: math.MaxUint32},
+			{Pid: 300, UsedGpuMemory: 4096, GpuInstanceId: math.MaxUint32, ComputeInstanceId: math.MaxUint32},
+		}
+		g.procUtil = []nvml.ProcessUtilizationSample{
+			{Pid: 100, TimeStamp: 1_000, SmUtil: 40},
+			{Pid: 100, TimeStamp: 2_000, SmUtil: 60},
+			{Pid: 200, TimeStamp: 1_500, SmUtil: 10},
+			{Pid: 999, TimeStamp: 1_700, SmUtil: 90}, // exited, not listed
+		}
+	})
+	b := openSim(t, srv)
+	r := mustSample(t, b, t0)
+	wantNoErrors(t, r)
+	got := r.GPUs[0]
+	want := []Process{
+		{PID: 100, UsedMemoryBytes: 1 << 30, SMUtil: 50, MIGGPUInstanceID: -1},
+		{PID: 200, UsedMemoryBytes: 0, SMUtil: 10, MIGGPUInstanceID: -1},
+		{PID: 300, UsedMemoryBytes: 4096, SMUtil: -1, MIGGPUInstanceID: -1},
+	}
+	if got.SMUtil != 77 || fmt.Sprint(got.Processes) != fmt.Sprint(want) {
+		t.Fatalf("util %v processes %+v, want 77 %+v", got.SMUtil, got.Processes, want)
+	}
+	if r.GPUs[1].Processes != nil || r.GPUs[1].SMUtil != 0 {
+		t.Fatalf("GPU 1: %+v", r.GPUs[1])
+	}
+	// No new sample: every process unknown; the last timestamp is passed on.
+	r = mustSample(t, b, t0.Add(5*time.Second))
+	for _, p := range r.GPUs[0].Processes {
+		if p.SMUtil != -1 {
+			t.Fatalf("stale utilisation %+v", p)
+		}
+	}
+	g.set(func(g *simGPU) {
+		g.procUtil = append(g.procUtil, nvml.ProcessUtilizationSample{Pid: 300, TimeStamp: 3_000, SmUtil: 25})
+	})
+	r = mustSample(t, b, t0.Add(10*time.Second))
+	if p := r.GPUs[0].Processes; p[0].SMUtil != -1 || p[2].SMUtil != 25 {
+		t.Fatalf("third sample processes %+v", p)
+	}
+	g.set(func(g *simGPU) {
+		if fmt.Sprint(g.utilTS) != "[0 2000 2000]" {
+			t.Errorf("lastSeenTimestamp arguments %v, want [0 2000 2000]", g.utilTS)
+		}
+	})
+}
+
+func TestNVMLMissingSymbols(t *testing.T) {
+	srv, sims := newSim(t)
+	missing := map[string]bool{
+		"nvmlDeviceGetTotalEnergyConsumption": true,
+		"nvmlDeviceGetProcessUtilization":     true,
+		"nvmlDeviceGetMigMode":                true,
+		"nvmlDeviceGetMaxMigDeviceCount":      true,
+	}
+	srv.LookupSymbolFunc = func(s string) error {
+		if missing[s] {
+			return fmt.Errorf("%s: undefined symbol", s)
+		}
+		return nil
+	}
+	for _, s := range sims {
+		d := s.dev
+		d.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) {
+			t.Error("missing symbol GetTotalEnergyConsumption called")
+			return 0, nvml.ERROR_FUNCTION_NOT_FOUND
+		}
+		d.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+			t.Error("missing symbol GetProcessUtilization called")
+			return nil, nvml.ERROR_FUNCTION_NOT_FOUND
+		}
+		d.GetMigModeFunc = func() (int, int, nvml.Return) {
+			t.Error("missing symbol GetMigMode called")
+			return 0, 0, nvml.ERROR_FUNCTION_NOT_FOUND
+		}
+		s.set(func(g *simGPU) { g.procs = []nvml.ProcessInfo{{Pid: 1, GpuInstanceId: math.MaxUint32}} })
+	}
+	b := openSim(t, srv)
+	mustSample(t, b, t0)
+	r := mustSample(t, b, t0.Add(time.Second))
+	wantNoErrors(t, r)
+	for _, g := range r.GPUs {
+		if g.Source != SourceNVMLPower || g.Joules != 100 || g.MIGMode != MIGModeUnsupported ||
+			len(g.Processes) != 1 || g.Processes[0].SMUtil != -1 {
+			t.Fatalf("degraded GPU %+v", g)
+		}
+	}
+}
+
+func TestNVMLFunctionNotFoundAtRuntime(t *testing.T) {
+	srv, sims := newSim(t)
+	calls := 0
+	for _, s := range sims {
+		s.dev.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+			calls++
+			return nil, nvml.ERROR_FUNCTION_NOT_FOUND
+		}
+		s.set(func(g *simGPU) { g.procs = []nvml.ProcessInfo{{Pid: 1, GpuInstanceId: math.MaxUint32}} })
+	}
+	b := openSim(t, srv)
+	for i := range 3 {
+		wantNoErrors(t, mustSample(t, b, t0.Add(time.Duration(i)*time.Second)))
+	}
+	if calls != 1 {
+		t.Fatalf("GetProcessUtilization called %d times after FUNCTION_NOT_FOUND, want 1", calls)
+	}
+}
+
+func TestNVMLSampleReturnsOnCancel(t *testing.T) {
+	srv, sims := newSim(t)
+	b := openSim(t, srv)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	sims[5].dev.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) {
+		once.Do(func() { close(entered) })
+		<-release // a hung driver call
+		return 1_000_000, nvml.SUCCESS
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Sample(ctx, t0)
+		done <- err
+	}()
+	<-entered
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Sample after cancel: %v", err)
+	}
+	// A deadline: counted as a timeout. The hung call still holds the
+	// backend, so this one gives up waiting for it.
+	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer dcancel()
+	r, err := b.Sample(dctx, t0)
+	if !errors.Is(err, context.DeadlineExceeded) || r.Errors[ReasonTimeout] != 1 {
+		t.Fatalf("Sample with deadline: %v %v", err, r.Errors)
+	}
+	close(release)
+	// The abandoned sample finishes; the backend works again.
+	r = mustSample(t, b, t0.Add(time.Second))
+	if len(r.GPUs) != 8 {
+		t.Fatalf("%d GPUs after recovery", len(r.GPUs))
+	}
+}
+
+func TestNVMLClose(t *testing.T) {
+	srv, _ := newSim(t)
+	b, err := NewNVMLBackend(srv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Name() != NameNVML {
+		t.Fatalf("Name() = %q", b.Name())
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.ShutdownCalls()); n != 1 {
+		t.Fatalf("Shutdown called %d times", n)
+	}
+	if _, err := b.Sample(context.Background(), t0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Sample after Close: %v", err)
+	}
+}
