@@ -26,6 +26,7 @@ func run(args []string) int {
 	promslogflag.AddFlags(app, logCfg)
 
 	agentCmd := newAgentCommand(app)
+	gateCmd := newGateCommand(app)
 	versionCmd := app.Command("version", "Print the version and build information.")
 
 	cmd, err := app.Parse(args)
@@ -37,6 +38,8 @@ func run(args []string) int {
 	switch cmd {
 	case agentCmd.cmd.FullCommand():
 		return agentCmd.run(logger)
+	case gateCmd.cmd.FullCommand():
+		return gateCmd.run(logger)
 	case versionCmd.FullCommand():
 		fmt.Println(version.Print("aiwatt"))
 		return 0

@@ -1,0 +1,13 @@
+// Package gate checks recorded energy against a budget: it asks Prometheus
+// (through its HTTP API) how much energy the series matched by a selector
+// used over a window and says whether that is within budget. It backs
+// `aiwatt gate`, the step a CI pipeline or an MLOps workflow runs to fail a
+// training job or a deployment that used more energy than it was allowed.
+//
+// No data is an error, never a pass: a selector that matches nothing (a typo,
+// a run that was never measured) must not let a job through.
+//
+// The package owns energy quantities as users write them ("50kWh", "3.6 MJ")
+// and the text, JSON and JUnit renderings of a verdict. It imports no agent
+// code.
+package gate
