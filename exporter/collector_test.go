@@ -137,3 +137,31 @@ func firstLine(s string) string {
 }
 
 var _ prometheus.Collector = NewCollector(&staticSource{})
+
+// countingCollector counts how often it is collected.
+type countingCollector struct {
+	desc  *prometheus.Desc
+	calls int
+}
+
+func (c *countingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *countingCollector) Collect(ch chan<- prometheus.Metric) {
+	c.calls++
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(c.calls))
+}
+
+func TestCachedCollectorServesFromMemory(t *testing.T) {
+	inner := &countingCollector{desc: prometheus.NewDesc("x", "x", nil, nil)}
+	now := time.Unix(0, 0)
+	c := newCachedCollector(inner, 5*time.Second)
+	c.now = func() time.Time { return now }
+	for range 3 {
+		if got := testutil.ToFloat64(c); got != 1 {
+			t.Fatalf("within the TTL: %v, want the first collection (1)", got)
+		}
+	}
+	now = now.Add(5 * time.Second)
+	if got := testutil.ToFloat64(c); got != 2 || inner.calls != 2 {
+		t.Fatalf("after the TTL: %v (%d calls)", got, inner.calls)
+	}
+}

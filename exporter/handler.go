@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,17 +26,25 @@ type HandlerOptions struct {
 	MaxRequests int
 	// Logger receives errors from the metrics handler.
 	Logger *slog.Logger
+	// ProcessMetricsTTL is how long process metrics (CPU, memory, file
+	// descriptors of the agent itself) are served from memory before they are
+	// read again (default 5s, the sampling interval).
+	ProcessMetricsTTL time.Duration
 }
 
 // NewRegistry returns a registry with the aiwatt collector over src plus
-// build info, Go runtime and process metrics.
-func NewRegistry(src Source) *prometheus.Registry {
+// build info, Go runtime metrics, and process metrics refreshed at most once
+// per processTTL so that a scrape reads no files.
+func NewRegistry(src Source, processTTL time.Duration) *prometheus.Registry {
+	if processTTL <= 0 {
+		processTTL = 5 * time.Second
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		NewCollector(src),
 		versioncollector.NewCollector("aiwatt"),
 		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newCachedCollector(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), processTTL),
 	)
 	return reg
 }
@@ -49,7 +58,7 @@ func NewHandler(opts HandlerOptions) (http.Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	reg := NewRegistry(opts.Source)
+	reg := NewRegistry(opts.Source, opts.ProcessMetricsTTL)
 	mux := http.NewServeMux()
 	mux.Handle(opts.MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),

@@ -102,6 +102,7 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 
 	handler, err := exporter.NewHandler(exporter.HandlerOptions{
 		Source: a, Reload: a.Reload, MetricsPath: *c.metricsPath, MaxRequests: *c.maxRequests, Logger: logger,
+		ProcessMetricsTTL: *c.interval,
 	})
 	if err != nil {
 		logger.Error("cannot build the HTTP handler", "err", err)

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# bench.sh: aiwatt's performance check (make bench). It runs the Go benchmarks
+# of the hot paths (sampling tick, scrape, RAPL read) with their floors, prints
+# a compact table, then runs tools/benchside, which serves the same sysfs trees
+# from aiwatt and Debian's prometheus-node-exporter and compares CPU per scrape.
+# docs/performance.md explains every number.
+#
+# Everything can be overridden from the environment, e.g.
+#   BENCH_COUNT=6 BENCH_TIME=2s ./scripts/bench.sh
+#   SKIP_SIDE=1 ./scripts/bench.sh            # Go benchmarks only
+#
+# To add a benchmark package, append it to BENCH_PKGS and its benchmark names
+# to BENCH_PATTERN; to print a ratio to a floor, add "PKG:PREFIX=FLOORPREFIX"
+# to BENCH_FLOORS. A benchmark's floor is FLOORPREFIX followed by the size
+# suffix of its name (from its first digit on: 2Sockets, 1000Zones,
+# 8GPUs64Procs), in the same package. For example, for the GPU sampler:
+#   BENCH_PKGS+=" ./dcgm"; BENCH_PATTERN+="|NVMLSample"
+#   BENCH_FLOORS+=" dcgm:NVMLSample=BareNVML"
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+BENCH_PKGS=${BENCH_PKGS:-"./agent ./exporter ./rapl ./dcgm"}
+BENCH_PATTERN=${BENCH_PATTERN:-"Tick|BareLoop|Scrape|MeterSample|BareRead|NVMLSample|ExporterParse"}
+BENCH_FLOORS=${BENCH_FLOORS:-"agent:Tick=BareLoop rapl:MeterSample=BareRead"}
+BENCH_COUNT=${BENCH_COUNT:-3}
+BENCH_TIME=${BENCH_TIME:-1s}
+AIWATT_BIN=${AIWATT_BIN:-bin/aiwatt}
+NODE_EXPORTER=${NODE_EXPORTER:-prometheus-node-exporter}
+SIDE_FLAGS=${SIDE_FLAGS:-"-scrapes 2000 -zones 1000 -zone-scrapes 500"}
+SKIP_SIDE=${SKIP_SIDE:-}
+OUT=${BENCH_OUT:-.bench}
+
+mkdir -p "$OUT"
+
+# The side-by-side run needs node_exporter: check before the long part.
+if [ -z "$SKIP_SIDE" ] && ! command -v "$NODE_EXPORTER" >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing Debian's prometheus-node-exporter for the side-by-side run"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-node-exporter >/dev/null
+  else
+    echo "bench.sh: $NODE_EXPORTER not found. Install it (sudo apt-get install -y prometheus-node-exporter)," >&2
+    echo "bench.sh: point NODE_EXPORTER at a node_exporter binary, or set SKIP_SIDE=1 to run the Go benchmarks only." >&2
+    exit 1
+  fi
+fi
+if [ -z "$SKIP_SIDE" ] && [ ! -x "$AIWATT_BIN" ]; then
+  echo "== $AIWATT_BIN missing: building it (make build adds version information)"
+  "$GO" build -o "$AIWATT_BIN" ./cmd/aiwatt
+fi
+
+echo "== machine"
+echo "date:   $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "cpu:    $(LC_ALL=C lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) online CPUs"
+echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+echo "load:   $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; other work on the machine skews the numbers)"
+echo "go:     $("$GO" version)"
+
+echo
+echo "== go test -bench '$BENCH_PATTERN' -benchtime $BENCH_TIME -count $BENCH_COUNT $BENCH_PKGS"
+# shellcheck disable=SC2086 # BENCH_PKGS is a list.
+"$GO" test -run '^$' -bench "$BENCH_PATTERN" -benchmem -benchtime "$BENCH_TIME" -count "$BENCH_COUNT" $BENCH_PKGS \
+  | tee "$OUT/go-bench.txt" | grep -E '^(ok|FAIL|---|panic)' || true
+if grep -qE '^(FAIL|--- FAIL|panic)' "$OUT/go-bench.txt"; then
+  echo "bench.sh: a benchmark failed; its output is in $OUT/go-bench.txt" >&2
+  exit 1
+fi
+
+echo
+echo "== Go benchmarks: median of $BENCH_COUNT runs (raw output, benchstat-ready: $OUT/go-bench.txt)"
+awk -v floors="$BENCH_FLOORS" '
+  function median(list,   a, n, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  function human(ns) {
+    if (ns >= 1e6) return sprintf("%.2f ms", ns / 1e6)
+    if (ns >= 1e3) return sprintf("%.1f µs", ns / 1e3)
+    return sprintf("%.0f ns", ns)
+  }
+  BEGIN { nf = split(floors, fl, " ") }
+  /^pkg: / { pkg = $2; sub(/.*\//, "", pkg); next }
+  /^Benchmark/ {
+    name = $1; sub(/^Benchmark/, "", name); sub(/-[0-9]+$/, "", name)
+    key = pkg SUBSEP name
+    if (!(key in ns)) { order[++n] = key; pkgOf[key] = pkg; nameOf[key] = name }
+    for (i = 2; i < NF; i++) {
+      if ($(i+1) == "ns/op") ns[key] = ns[key] " " $i
+      if ($(i+1) == "B/op") bytes[key] = bytes[key] " " $i
+      if ($(i+1) == "allocs/op") allocs[key] = allocs[key] " " $i
+    }
+  }
+  END {
+    printf "%-10s %-38s %12s %12s %10s  %s\n", "package", "benchmark", "time/op", "B/op", "allocs/op", "ratio to floor"
+    for (k = 1; k <= n; k++) {
+      key = order[k]; p = pkgOf[key]; b = nameOf[key]; ratio = ""
+      for (f = 1; f <= nf; f++) {
+        split(fl[f], pf, ":"); split(pf[2], pr, "=")
+        if (pf[1] != p || index(b, pr[1]) != 1) continue
+        if (!match(b, /[0-9].*$/)) continue
+        fk = p SUBSEP pr[2] substr(b, RSTART)
+        if (fk in ns) ratio = sprintf("%.2fx %s%s", median(ns[key]) / median(ns[fk]), pr[2], substr(b, RSTART))
+      }
+      printf "%-10s %-38s %12s %12d %10d  %s\n", p, b, human(median(ns[key])), median(bytes[key]), median(allocs[key]), ratio
+    }
+  }' "$OUT/go-bench.txt" | tee "$OUT/go-bench-table.txt"
+
+if [ -n "$SKIP_SIDE" ]; then
+  echo
+  echo "== side-by-side run skipped (SKIP_SIDE is set)"
+  exit 0
+fi
+
+echo
+echo "== side by side with node_exporter (tools/benchside $SIDE_FLAGS)"
+"$GO" build -o "$OUT/benchside" ./tools/benchside
+# shellcheck disable=SC2086 # SIDE_FLAGS is a list.
+"$OUT/benchside" -aiwatt "$AIWATT_BIN" -node-exporter "$NODE_EXPORTER" $SIDE_FLAGS | tee "$OUT/benchside.txt"
