@@ -1,20 +1,15 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/inferensys/aiwatt/dcgm"
+	"github.com/inferensys/aiwatt/internal/yamlconf"
 )
 
 // Estimate modes for the CPU power model.
@@ -170,80 +165,23 @@ func LoadConfigFile(path string) (*Config, error) {
 	return ParseConfig(path, data)
 }
 
-// ParseConfig parses and validates configuration bytes; name is used in errors.
+// ParseConfig parses and validates configuration bytes; name is used in
+// errors. Values from the file are never echoed in errors (a mistyped secret
+// must not reach a log).
 func ParseConfig(name string, data []byte) (*Config, error) {
 	cfg := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(name, err)
+	root, err := yamlconf.Decode(name, data, cfg)
+	if err != nil {
+		return nil, err
 	}
-	// A second document in the same file is almost always a mistake.
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, fmt.Errorf("%s:%d: only one YAML document is allowed", name, extra.Line)
-	}
-	var root yaml.Node
-	_ = yaml.Unmarshal(data, &root) // Already decoded once: only used to find lines.
 	cfg.applyDefaults()
 	if errs := cfg.validate(); len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))
 		for _, e := range errs {
-			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, lineOf(&root, e.path), strings.Join(e.path, "."), e.msg))
+			path := strings.Join(e.path, ".")
+			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, yamlconf.Line(root, path), path, e.msg))
 		}
 		return nil, errors.New(strings.Join(msgs, "\n"))
 	}
 	return cfg, nil
-}
-
-var yamlLineRE = regexp.MustCompile(`line (\d+): (.*)`)
-
-// yamlError rewrites the YAML library's messages as "FILE:LINE: reason".
-func yamlError(name string, err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs := make([]string, 0, len(te.Errors))
-		for _, e := range te.Errors {
-			msgs = append(msgs, rewriteLine(name, e))
-		}
-		return errors.New(strings.Join(msgs, "\n"))
-	}
-	return errors.New(rewriteLine(name, strings.TrimPrefix(err.Error(), "yaml: ")))
-}
-
-func rewriteLine(name, msg string) string {
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		if n, err := strconv.Atoi(m[1]); err == nil {
-			return fmt.Sprintf("%s:%d: %s", name, n, strings.ReplaceAll(m[2], "agent.", ""))
-		}
-	}
-	return fmt.Sprintf("%s: %s", name, msg)
-}
-
-// lineOf returns the line of the deepest key of path found in the document,
-// or 1 when the document has none of it (the key was defaulted).
-func lineOf(root *yaml.Node, path []string) int {
-	n := root
-	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		n = n.Content[0]
-	}
-	line := 1
-	for _, key := range path {
-		if n.Kind != yaml.MappingNode {
-			return line
-		}
-		found := false
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if n.Content[i].Value == key {
-				line = n.Content[i].Line
-				n = n.Content[i+1]
-				found = true
-				break
-			}
-		}
-		if !found {
-			return line
-		}
-	}
-	return line
 }

@@ -26,7 +26,7 @@ func TestParseConfigRefusesBrokenFiles(t *testing.T) {
 		{
 			name: "wrong type",
 			yaml: "rapl:\n  max_power_watts: lots\n",
-			want: []string{"aiwatt.yml:2:", "lots"},
+			want: []string{"aiwatt.yml:2:", "cannot unmarshal !!str into float64"},
 		},
 		{
 			name: "bad enum",
@@ -149,6 +149,13 @@ cpu_model:
 	if cfg.RAPLEnabled() || cfg.RAPL.MaxPowerWatts != 800 || cfg.CPUModel.Estimate != EstimateAlways ||
 		*cfg.CPUModel.MinWattsPerCPU != 0 || *cfg.CPUModel.MaxWattsPerCPU != 4.5 || cfg.CPUModel.CPUs != 16 {
 		t.Fatalf("values: %+v %+v", cfg.RAPL, cfg.CPUModel)
+	}
+}
+
+func TestParseConfigNeverEchoesValues(t *testing.T) {
+	_, err := ParseConfig("aiwatt.yml", []byte("rapl:\n  max_power_watts: sk_live_0123456789abcdef\n"))
+	if err == nil || strings.Contains(err.Error(), "sk_live") {
+		t.Fatalf("a value from the file reached the error: %v", err)
 	}
 }
 

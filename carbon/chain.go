@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -84,6 +85,7 @@ type linkState struct {
 	lastErr  error
 	reason   string // why the link is backing off
 	failures int
+	errors   map[string]uint64 // failed calls by ErrorReason class
 }
 
 // NewChain returns a chain over links, tried in order.
@@ -207,7 +209,7 @@ func (c *Chain) tryLink(ctx context.Context, i int, l Link, zone string, at time
 			wait = rl.RetryAfter
 		}
 		base := reasonFor(err)
-		c.fail(key, name, zone, now.Add(wait), base, err)
+		c.fail(key, name, zone, now.Add(wait), base, ErrorReason(err), err)
 		why := fmt.Sprintf("%s (retry after %s)", base, wait)
 		if has && c.fresh(cached, l, at) {
 			cached.Provenance.Notes = append(append([]string(nil), cached.Provenance.Notes...),
@@ -218,7 +220,7 @@ func (c *Chain) tryLink(ctx context.Context, i int, l Link, zone string, at time
 	}
 	if err := in.Validate(); err != nil {
 		err = fmt.Errorf("%s: invalid answer: %w", name, err)
-		c.fail(key, name, zone, now.Add(c.retry), err.Error(), err)
+		c.fail(key, name, zone, now.Add(c.retry), err.Error(), ReasonInvalid, err)
 		return Intensity{}, &Skip{Provider: name, Reason: err.Error(), Err: err}, nil
 	}
 	if in.Basis != c.basis {
@@ -247,7 +249,7 @@ func (c *Chain) tryLink(ctx context.Context, i int, l Link, zone string, at time
 		why := fmt.Sprintf("stale: newest value ends %s, %s before %s (limit %s)",
 			in.ValidTo.UTC().Format(time.RFC3339), age, at.UTC().Format(time.RFC3339), l.MaxAge)
 		err := fmt.Errorf("%s: %s: %w", name, why, ErrStale)
-		c.fail(key, name, zone, now.Add(c.retry), "stale", err)
+		c.fail(key, name, zone, now.Add(c.retry), "stale", ReasonStale, err)
 		return Intensity{}, &Skip{Provider: name, Reason: why, Err: err}, nil
 	}
 	return in, nil, nil
@@ -258,12 +260,16 @@ func (c *Chain) fresh(in Intensity, l Link, at time.Time) bool {
 	return l.MaxAge == 0 || in.Age(at) <= l.MaxAge
 }
 
-func (c *Chain) fail(key linkKey, name, zone string, until time.Time, reason string, err error) {
+func (c *Chain) fail(key linkKey, name, zone string, until time.Time, reason, class string, err error) {
 	c.mu.Lock()
 	st := c.state[key]
 	first := st.failures == 0
 	st.failures++
 	st.until, st.reason, st.lastErr = until, reason, err
+	if st.errors == nil {
+		st.errors = map[string]uint64{}
+	}
+	st.errors[class]++
 	c.mu.Unlock()
 	if first {
 		c.log.Warn("carbon intensity provider unavailable; falling back", "provider", name, "zone", zone, "err", err)
@@ -287,6 +293,51 @@ func reasonFor(err error) string {
 	return err.Error()
 }
 
+// Error classes returned by ErrorReason: short, fixed strings fit for a
+// metrics label such as aiwatt_source_errors_total{reason}.
+const (
+	ReasonRateLimited = "rate_limited" // HTTP 429
+	ReasonAuth        = "auth"         // HTTP 401/403, unreadable credentials
+	ReasonUnknownZone = "unknown_zone" // the provider does not know the zone
+	ReasonTimeout     = "timeout"      // the request ran past its deadline
+	ReasonStale       = "stale"        // the newest value is older than MaxAge
+	ReasonNoData      = "no_data"      // no value for the time asked
+	ReasonParse       = "parse"        // malformed or unexpected response
+	ReasonHTTP        = "http"         // another HTTP error status
+	ReasonUnreachable = "unreachable"  // connection refused, DNS failure, reset
+	ReasonInvalid     = "invalid"      // an implausible value or empty window
+	ReasonOther       = "other"        // anything else (unreadable secret, ...)
+)
+
+// ErrorReason classifies a provider error into one of the Reason classes.
+func ErrorReason(err error) string {
+	var pe *ParseError
+	var ae *APIError
+	var oe *net.OpError
+	var de *net.DNSError
+	switch {
+	case errors.Is(err, ErrRateLimited):
+		return ReasonRateLimited
+	case errors.Is(err, ErrAuth):
+		return ReasonAuth
+	case errors.Is(err, ErrUnknownZone):
+		return ReasonUnknownZone
+	case errors.Is(err, context.DeadlineExceeded):
+		return ReasonTimeout
+	case errors.Is(err, ErrStale):
+		return ReasonStale
+	case errors.Is(err, ErrNoData):
+		return ReasonNoData
+	case errors.As(err, &pe):
+		return ReasonParse
+	case errors.As(err, &ae):
+		return ReasonHTTP
+	case errors.As(err, &oe), errors.As(err, &de):
+		return ReasonUnreachable
+	}
+	return ReasonOther
+}
+
 // LinkStatus is the health of one link for one zone, for self-metrics such
 // as aiwatt_source_up.
 type LinkStatus struct {
@@ -296,6 +347,9 @@ type LinkStatus struct {
 	Reason   string    // why it is down
 	Until    time.Time // when it will be tried again
 	Cached   *Intensity
+	// Errors counts the link's failed calls for this zone since the chain
+	// was made, by ErrorReason class (stale and invalid answers included).
+	Errors map[string]uint64
 }
 
 // Status returns the state of every link and zone asked so far.
@@ -312,6 +366,12 @@ func (c *Chain) Status() []LinkStatus {
 			if st.has {
 				v := st.cached
 				s.Cached = &v
+			}
+			if len(st.errors) > 0 {
+				s.Errors = make(map[string]uint64, len(st.errors))
+				for r, n := range st.errors {
+					s.Errors[r] = n
+				}
 			}
 			out = append(out, s)
 		}

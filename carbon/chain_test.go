@@ -3,6 +3,8 @@ package carbon
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -132,6 +134,35 @@ func TestChainFallsBackOnRateLimitAndHonoursRetryAfter(t *testing.T) {
 	st := chain.Status()
 	if len(st) != 2 || st[0].Provider != "electricitymaps" || st[0].Up || st[0].Reason != "rate limited" || st[1].Provider != "static" || !st[1].Up {
 		t.Fatalf("status %+v", st)
+	}
+	// Two calls were refused with 429; the deferred refreshes made no call
+	// and are not counted.
+	if len(st[0].Errors) != 1 || st[0].Errors[ReasonRateLimited] != 2 || st[1].Errors != nil {
+		t.Fatalf("error counts %v %v", st[0].Errors, st[1].Errors)
+	}
+}
+
+func TestErrorReason(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&APIError{Provider: "p", StatusCode: 429, Err: &RateLimitError{RetryAfter: time.Second}}, ReasonRateLimited},
+		{&APIError{Provider: "p", StatusCode: 401, Err: ErrAuth}, ReasonAuth},
+		{fmt.Errorf("electricitymaps: token: %w", errors.New("secret file:/x is empty")), ReasonOther},
+		{fmt.Errorf("static: zone %q: %w", "XX", ErrUnknownZone), ReasonUnknownZone},
+		{fmt.Errorf("p: GET /x: %w", context.DeadlineExceeded), ReasonTimeout},
+		{fmt.Errorf("p: %w", ErrStale), ReasonStale},
+		{fmt.Errorf("p: %w", ErrNoData), ReasonNoData},
+		{&ParseError{Provider: "p", Endpoint: "/x", Err: errors.New("bad")}, ReasonParse},
+		{&APIError{Provider: "p", StatusCode: 500}, ReasonHTTP},
+		{fmt.Errorf("p: GET /x: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}), ReasonUnreachable},
+		{fmt.Errorf("p: GET /x: %w", &net.DNSError{Err: "no such host", Name: "api.example", IsNotFound: true}), ReasonUnreachable},
+		{errors.New("something else"), ReasonOther},
+	} {
+		if got := ErrorReason(tc.err); got != tc.want {
+			t.Errorf("ErrorReason(%v) = %q, want %q", tc.err, got, tc.want)
+		}
 	}
 }
 

@@ -14,6 +14,8 @@ const (
 	TypeWattTime          = "watttime"
 	TypeUKCarbonIntensity = "ukci"
 	TypeStatic            = "static"
+	// TypeAiwatt reads an `aiwatt carbon` service (Remote).
+	TypeAiwatt = "aiwatt"
 )
 
 // Config is the carbon section of the agent's YAML configuration. Secrets
@@ -25,6 +27,8 @@ const (
 //	    - type: electricitymaps
 //	      token: {file: /etc/aiwatt/secrets/electricitymaps-token}
 //	      max_age: 2h
+//	    - type: aiwatt           # or: the cluster's `aiwatt carbon` service
+//	      base_url: http://aiwatt-carbon.monitoring.svc:28291
 //	    - type: static           # appended automatically when absent
 //	  marginal:                  # optional steering signal, never in totals
 //	    type: watttime
@@ -55,12 +59,14 @@ type Config struct {
 
 // ProviderConfig configures one provider.
 type ProviderConfig struct {
-	// Type is electricitymaps, watttime, ukci or static.
+	// Type is electricitymaps, watttime, ukci, static or aiwatt (an `aiwatt
+	// carbon` service, read by Remote).
 	Type string `yaml:"type"`
 	// Zone overrides Config.Zone for this provider (e.g. "GB-13" for ukci,
 	// "CAISO_NORTH" for watttime, "aws:eu-west-1" for static).
 	Zone string `yaml:"zone,omitempty"`
-	// BaseURL overrides the provider's public API URL.
+	// BaseURL overrides the provider's public API URL; required for aiwatt
+	// (the service's URL).
 	BaseURL string `yaml:"base_url,omitempty"`
 	// MaxAge is the staleness limit; zero: none.
 	MaxAge time.Duration `yaml:"max_age,omitempty"`
@@ -68,9 +74,11 @@ type ProviderConfig struct {
 	Timeout time.Duration `yaml:"timeout,omitempty"`
 	// Token is the Electricity Maps API key.
 	Token SecretRef `yaml:"token,omitempty"`
-	// Username is the WattTime account name (not secret).
+	// Username is the WattTime account name, or the basic-auth user of an
+	// aiwatt service (not secret).
 	Username string `yaml:"username,omitempty"`
-	// Password is the WattTime password.
+	// Password is the WattTime password, or the aiwatt service's basic-auth
+	// password.
 	Password SecretRef `yaml:"password,omitempty"`
 	// EmissionFactorType is direct (default) or lifecycle; Electricity Maps
 	// only.
@@ -123,8 +131,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Marginal != nil {
-		if c.Marginal.Type != TypeWattTime {
-			return fmt.Errorf("carbon.marginal: type %q: only watttime provides a marginal signal", c.Marginal.Type)
+		if c.Marginal.Type != TypeWattTime && c.Marginal.Type != TypeAiwatt {
+			return fmt.Errorf("carbon.marginal: type %q: only watttime (or an aiwatt carbon service relaying it) provides a marginal signal", c.Marginal.Type)
 		}
 		if err := c.Marginal.validate(); err != nil {
 			return fmt.Errorf("carbon.marginal: %w", err)
@@ -159,15 +167,27 @@ func (p *ProviderConfig) validate() error {
 		if err := p.Password.Validate(); err != nil {
 			return fmt.Errorf("password: %w", err)
 		}
+	case TypeAiwatt:
+		if p.BaseURL == "" {
+			return errors.New("base_url (the aiwatt carbon service) is required")
+		}
+		if (p.Username == "") != p.Password.IsZero() {
+			return errors.New("basic auth needs both username and password")
+		}
+		if !p.Password.IsZero() {
+			if err := p.Password.Validate(); err != nil {
+				return fmt.Errorf("password: %w", err)
+			}
+		}
 	case TypeUKCarbonIntensity, TypeStatic:
 	default:
-		return fmt.Errorf("type %q: want electricitymaps, watttime, ukci or static", p.Type)
+		return fmt.Errorf("type %q: want electricitymaps, watttime, ukci, static or aiwatt", p.Type)
 	}
 	if p.Type != TypeElectricityMaps && (!p.Token.IsZero() || p.EmissionFactorType != "") {
 		return fmt.Errorf("token and emission_factor_type apply to electricitymaps only")
 	}
-	if p.Type != TypeWattTime && (!p.Password.IsZero() || p.Username != "") {
-		return fmt.Errorf("username and password apply to watttime only")
+	if p.Type != TypeWattTime && p.Type != TypeAiwatt && (!p.Password.IsZero() || p.Username != "") {
+		return fmt.Errorf("username and password apply to watttime and aiwatt only")
 	}
 	if p.Type == TypeStatic && (p.BaseURL != "" || p.Timeout != 0) {
 		return fmt.Errorf("static takes no base_url or timeout")
@@ -225,7 +245,7 @@ func (c *Config) Build(o BuildOptions) (*Sources, error) {
 	}
 	links := make([]Link, 0, len(provs))
 	for i, pc := range provs {
-		p, err := pc.build(o)
+		p, err := pc.build(o, BasisLocation)
 		if err != nil {
 			return nil, fmt.Errorf("carbon.providers[%d]: %w", i, err)
 		}
@@ -237,7 +257,7 @@ func (c *Config) Build(o BuildOptions) (*Sources, error) {
 	}
 	s := &Sources{Zone: c.Zone, Location: chain, Market: c.Market.Market()}
 	if c.Marginal != nil {
-		p, err := c.Marginal.build(o)
+		p, err := c.Marginal.build(o, BasisMarginal)
 		if err != nil {
 			return nil, fmt.Errorf("carbon.marginal: %w", err)
 		}
@@ -246,7 +266,8 @@ func (c *Config) Build(o BuildOptions) (*Sources, error) {
 	return s, nil
 }
 
-func (p *ProviderConfig) build(o BuildOptions) (Provider, error) {
+// build makes the provider; basis is what an aiwatt service is asked for.
+func (p *ProviderConfig) build(o BuildOptions, basis Basis) (Provider, error) {
 	h := HTTPOptions{BaseURL: p.BaseURL, Client: o.HTTPClient, Timeout: p.Timeout, Clock: o.Clock, Logger: o.Logger}
 	switch p.Type {
 	case TypeElectricityMaps:
@@ -265,6 +286,16 @@ func (p *ProviderConfig) build(o BuildOptions) (Provider, error) {
 		return NewUKCarbonIntensity(h)
 	case TypeStatic:
 		return NewStatic(o.Table)
+	case TypeAiwatt:
+		ro := RemoteOptions{HTTPOptions: h, Basis: basis, Username: p.Username}
+		if !p.Password.IsZero() {
+			pw, err := NewSecret(p.Password, o.Logger)
+			if err != nil {
+				return nil, err
+			}
+			ro.Password = pw
+		}
+		return NewRemote(ro)
 	}
 	return nil, fmt.Errorf("type %q", p.Type)
 }

@@ -95,6 +95,10 @@ func TestConfigRefuses(t *testing.T) {
 		"bad factor type":      "zone: DE\nproviders:\n  - {type: electricitymaps, token: {env: X}, emission_factor_type: marginal}\n",
 		"share out of range":   "zone: DE\nmarket: {covered_share: 2, covered_source: x}\n",
 		"negative max age":     "zone: DE\nproviders:\n  - {type: ukci, max_age: -1h}\n",
+		"aiwatt without url":   "zone: DE\nproviders:\n  - {type: aiwatt}\n",
+		"aiwatt user only":     "zone: DE\nproviders:\n  - {type: aiwatt, base_url: http://x, username: u}\n",
+		"aiwatt token":         "zone: DE\nproviders:\n  - {type: aiwatt, base_url: http://x, token: {env: X}}\n",
+		"user on ukci":         "zone: DE\nproviders:\n  - {type: ukci, username: u, password: {env: X}}\n",
 	} {
 		c, err := decodeStrict(t, src)
 		if err != nil {
@@ -110,5 +114,35 @@ func TestConfigRefuses(t *testing.T) {
 	s, err := c.Build(BuildOptions{})
 	if err != nil || s.Location.Name() != "chain(static)" || s.Marginal != nil || s.Market != nil {
 		t.Fatalf("%v %+v", err, s)
+	}
+}
+
+func TestConfigBuildsRemote(t *testing.T) {
+	c, err := decodeStrict(t, `
+zone: DE
+providers:
+  - type: aiwatt
+    base_url: http://127.0.0.1:28291
+    max_age: 2h
+    username: agent
+    password: {env: AIWATT_TEST_REMOTE_PW}
+marginal:
+  type: aiwatt
+  base_url: http://127.0.0.1:28291
+  zone: CAISO_NORTH
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Build(BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Location.Name() != "chain(aiwatt,static)" {
+		t.Fatalf("chain %s", s.Location.Name())
+	}
+	r, ok := s.Marginal.(*Remote)
+	if !ok || r.Basis() != BasisMarginal {
+		t.Fatalf("marginal %#v", s.Marginal)
 	}
 }

@@ -40,6 +40,11 @@
 //   - UKCarbonIntensity (NewUKCarbonIntensity): free GB API, half-hourly,
 //     national ("GB") or regional ("GB-1".."GB-17"); "actual" when present,
 //     else "forecast", recorded in the provenance.
+//   - Remote (NewRemote): another aiwatt process, the `aiwatt carbon`
+//     service, read at IntensityAPIPath (wire types IntensityResponse and
+//     IntensityErrorResponse), so that node agents share one cluster-wide
+//     client and key. Answers keep the service's provider, basis and
+//     provenance, plus the note "via aiwatt carbon at URL".
 //
 // All HTTP providers send User-Agent "aiwatt", bound each request by the
 // context and a timeout, cap the body size, and map 429 (+Retry-After) to
@@ -56,7 +61,8 @@
 // window covers the time asked, and a failing link is not called again before
 // its Retry-After (or RetryInterval). A chain has one basis; providers of
 // another basis are refused. Chain.Status reports per-link health for
-// aiwatt_source_up.
+// aiwatt_source_up, and failed calls counted by ErrorReason class (a fixed,
+// label-safe set) for aiwatt_source_errors_total.
 //
 // # Secrets
 //
@@ -77,7 +83,8 @@
 // where F is the supplier-specific factor, else the residual-mix factor, else
 // the location factor (and the segment's MarketFactorSource says which). Only
 // location-basis intensities are accepted (ErrBasis otherwise), so marginal
-// signals cannot enter inventory totals. Accumulator sums intervals and keeps
+// signals cannot enter inventory totals. Market.Intensity gives the same
+// market factor as a value, (1 − CoveredShare) × F, with provenance. Accumulator sums intervals and keeps
 // the provenance of every source used (SourceUse).
 //
 // # Configuration

@@ -42,6 +42,18 @@ func httpProviderCases() []providerCase {
 			},
 		},
 		{
+			name: "aiwatt", dataPath: IntensityAPIPath,
+			clock: "2024-03-06T19:20:00Z", zone: "DE", at: "2024-03-06T19:20:00Z",
+			build: func(t *testing.T, base string, clock Clock) Provider {
+				pw, _ := secretFile(t, "aiwatt-secret-password")
+				r, err := NewRemote(RemoteOptions{HTTPOptions: HTTPOptions{BaseURL: base, Clock: clock}, Username: "agent", Password: pw})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			},
+		},
+		{
 			name: "ukci", dataPath: "/intensity/2018-01-20T12:00Z/2018-01-20T12:30Z",
 			clock: "2018-02-01T00:00:00Z", zone: "GB", at: "2018-01-20T12:10:00Z",
 			build: func(t *testing.T, base string, clock Clock) Provider {

@@ -1,6 +1,7 @@
 // Command aiwatt measures the energy and carbon of AI workloads. Its
-// subcommands are the node agent (agent) and version; each is documented by
-// `aiwatt help SUBCOMMAND`.
+// subcommands are the node agent (agent), the cluster's carbon-intensity
+// service (carbon) and version; each is documented by `aiwatt help
+// SUBCOMMAND`.
 package main
 
 import (
@@ -26,6 +27,7 @@ func run(args []string) int {
 	promslogflag.AddFlags(app, logCfg)
 
 	agentCmd := newAgentCommand(app)
+	carbonCmd := newCarbonCommand(app)
 	gateCmd := newGateCommand(app)
 	versionCmd := app.Command("version", "Print the version and build information.")
 
@@ -38,6 +40,8 @@ func run(args []string) int {
 	switch cmd {
 	case agentCmd.cmd.FullCommand():
 		return agentCmd.run(logger)
+	case carbonCmd.cmd.FullCommand():
+		return carbonCmd.run(logger)
 	case gateCmd.cmd.FullCommand():
 		return gateCmd.run(logger)
 	case versionCmd.FullCommand():
