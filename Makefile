@@ -14,7 +14,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
 LISTEN    ?= :28290
 RUN_ARGS  ?=
 
-.PHONY: all build run test deps fmt-check vet unit golden-check bench update-golden clean
+.PHONY: all build run test deps fmt-check vet unit fuzz golden-check bench update-golden clean
 
 all: build
 
@@ -27,7 +27,7 @@ run: build
 	$(BIN) agent --web.listen-address=$(LISTEN) --agent.live $(RUN_ARGS)
 
 ## test: install what the tests need, then gofmt, vet, race tests and promtool checks.
-test: deps fmt-check vet unit golden-check
+test: deps fmt-check vet unit fuzz golden-check
 
 deps:
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
@@ -44,6 +44,11 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 ./...
+
+## fuzz: a short, bounded fuzzing run of the inference-server parser (seeded with the real captures).
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test ./scrape -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 ## golden-check: promtool lints the golden /metrics exposition.
 golden-check:
