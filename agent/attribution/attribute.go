@@ -281,9 +281,11 @@ func (a *Attributor) claims(r *Result, e, busy float64, c *Claims) {
 	if !a.split(r, active, c.Activity, true) {
 		r.Unattributed += active
 	}
-	if a.Policy.Idle != IdleAllocation || !a.split(r, idle, c.Allocation, false) {
-		r.Idle += idle // split has listed the workloads of Allocation anyway
+	if a.Policy.Idle == IdleAllocation && a.split(r, idle, c.Allocation, false) {
+		return
 	}
+	r.Idle += idle
+	a.list(r, c.Allocation)
 }
 
 // claimed reports whether a MIG instance has a holder or activity.

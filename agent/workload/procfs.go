@@ -1,0 +1,514 @@
+package workload
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Reasons a process is skipped, the keys of ScanResult.Skipped.
+const (
+	// ReasonPermissionDenied: a file of the process could not be read
+	// (EACCES, EPERM), as in hardened containers or with hidepid.
+	ReasonPermissionDenied = "permission_denied"
+	// ReasonVanished: the process exited between listing and reading
+	// (ENOENT, ESRCH).
+	ReasonVanished = "vanished"
+	// ReasonReadError: any other read error.
+	ReasonReadError = "read_error"
+	// ReasonParseError: /proc/PID/stat could not be parsed.
+	ReasonParseError = "parse_error"
+)
+
+// DefaultClockTicks is USER_HZ on every Linux architecture aiwatt runs on,
+// used when the auxiliary vector does not say (AT_CLKTCK).
+const DefaultClockTicks = 100
+
+// MaxCmdline is how many bytes of a command line are kept; longer command
+// lines (Java class paths) are cut.
+const MaxCmdline = 16 << 10
+
+// ErrNoProcfs means the procfs root does not exist: there are no processes
+// to scan, which is not a failure of one process. Test it with errors.Is.
+var ErrNoProcfs = errors.New("workload: procfs root not found")
+
+// Process is one process as seen by one scan.
+type Process struct {
+	// PID is the process ID (the thread group leader's).
+	PID int
+	// StartTicks is the process start time after boot, in clock ticks
+	// (field 22 of /proc/PID/stat).
+	StartTicks uint64
+	// CPUSeconds is the process's user + system CPU time since it started.
+	CPUSeconds float64
+	// DeltaCPUSeconds is the CPU time since the previous scan. On the first
+	// scan it is 0 for every process. A process seen for the first time
+	// later gets its whole CPU time if it started after the previous scan
+	// (all of it fell in this interval), and 0 otherwise (it was older but
+	// missed, for example unreadable: its past cannot be placed).
+	DeltaCPUSeconds float64
+	// Info is what was read once for this process; never nil.
+	Info *ProcessInfo
+}
+
+// ProcessInfo is what a Scanner reads once per process (per PID and start
+// time), and again only when the process's comm changes (an exec). It is
+// immutable and shared by the scans that see the process.
+type ProcessInfo struct {
+	// Comm is the command name from /proc/PID/stat.
+	Comm string
+	// Cmdline is /proc/PID/cmdline with its NUL separators turned into
+	// spaces, at most MaxCmdline bytes; empty for kernel threads and zombies.
+	Cmdline string
+	// UID is the effective user ID from /proc/PID/status; -1 when unknown.
+	UID int
+	// Cgroup is what /proc/PID/cgroup says.
+	Cgroup Cgroup
+}
+
+// ScanResult is the outcome of one scan.
+type ScanResult struct {
+	// Processes holds every process that could be read, sorted by PID.
+	Processes []Process
+	// Skipped counts the processes skipped by this scan, by reason (the
+	// Reason* constants); nil when none was.
+	Skipped map[string]uint64
+	// New is the number of processes read for the first time by this scan.
+	New int
+	// Uptime is the seconds since boot when the scan started, from
+	// <root>/uptime; 0 when unknown.
+	Uptime float64
+	// Err is the first error that made this scan skip a process, with its
+	// path, for a log line; nil when none was skipped.
+	Err error
+}
+
+// ScannerOptions configure a Scanner.
+type ScannerOptions struct {
+	// ClockTicks is USER_HZ, the unit of the CPU times in /proc/PID/stat.
+	// 0 reads it from the auxiliary vector (AT_CLKTCK), or uses
+	// DefaultClockTicks.
+	ClockTicks int
+}
+
+// Scanner lists the processes under a procfs root and keeps, per process,
+// what it read once. It is not safe for concurrent use: one sampling loop
+// calls Scan.
+type Scanner struct {
+	root  string
+	hz    float64
+	gen   uint32
+	first bool // no scan yet
+
+	prevUptime float64 // seconds since boot at the previous scan; 0 unknown
+	cache      map[int]*procEntry
+
+	dirBuf  []byte // getdents buffer
+	statBuf []byte
+	bigBuf  []byte // cgroup, cmdline, status
+	pathBuf []byte // "<pid>/<file>\x00", relative to the root fd
+	pids    []int
+
+	// readAt reads the file at path (NUL-terminated, relative to dirfd) into
+	// buf. untilEOF reads past a newline. Tests replace it.
+	readAt func(dirfd int, path []byte, buf []byte, untilEOF bool) ([]byte, error)
+	// afterList, when set, runs between listing the root and reading the
+	// processes. Tests use it to make a process exit mid-scan.
+	afterList func(pids []int)
+}
+
+// procEntry is the cached state of one process.
+type procEntry struct {
+	start uint64
+	ticks uint64
+	info  *ProcessInfo
+	gen   uint32
+}
+
+// NewScanner returns a scanner of the procfs mounted at root (normally
+// /proc; /host/proc in a container). Nothing is read until Scan.
+func NewScanner(root string, opts ScannerOptions) *Scanner {
+	hz := opts.ClockTicks
+	if hz <= 0 {
+		hz = clockTicks()
+	}
+	return &Scanner{
+		root:    root,
+		hz:      float64(hz),
+		first:   true,
+		cache:   make(map[int]*procEntry),
+		dirBuf:  make([]byte, 32<<10),
+		statBuf: make([]byte, 4<<10),
+		bigBuf:  make([]byte, MaxCmdline),
+		pathBuf: make([]byte, 0, 64),
+		readAt:  readAt,
+	}
+}
+
+// clockTicks returns AT_CLKTCK from the auxiliary vector, or DefaultClockTicks.
+func clockTicks() int {
+	const atClktck = 17
+	auxv, err := unix.Auxv()
+	if err == nil {
+		for _, kv := range auxv {
+			if kv[0] == atClktck && kv[1] > 0 && kv[1] < 100000 {
+				return int(kv[1])
+			}
+		}
+	}
+	return DefaultClockTicks
+}
+
+// ClockTicks returns the USER_HZ the scanner converts CPU times with.
+func (s *Scanner) ClockTicks() int { return int(s.hz) }
+
+// Scan reads every process once. Processes that cannot be read are skipped
+// and counted by reason; the rest is returned. Its error is non-nil only
+// when the root cannot be listed (wrapping ErrNoProcfs when it does not
+// exist).
+func (s *Scanner) Scan() (*ScanResult, error) {
+	rootfd, err := openDir(s.root)
+	if err != nil {
+		err = fmt.Errorf("open %s: %w", s.root, err)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %w", ErrNoProcfs, err)
+		}
+		return nil, err
+	}
+	defer syscall.Close(rootfd)
+	// Uptime first: a process that starts after this read but before the
+	// listing is listed now, so the next scan cannot count it twice.
+	uptime := s.uptime(rootfd)
+	if err := s.list(rootfd); err != nil {
+		return nil, fmt.Errorf("list %s: %w", s.root, err)
+	}
+	if s.afterList != nil {
+		s.afterList(s.pids)
+	}
+
+	s.gen++
+	res := &ScanResult{Processes: make([]Process, 0, len(s.pids)), Uptime: uptime}
+	for _, pid := range s.pids {
+		p, reason, err := s.process(rootfd, pid, uptime, res)
+		if reason != "" {
+			if res.Skipped == nil {
+				res.Skipped = make(map[string]uint64, 2)
+			}
+			res.Skipped[reason]++
+			if res.Err == nil && err != nil {
+				res.Err = fmt.Errorf("read %s/%s: %w", s.root, bytes.TrimRight(s.pathBuf, "\x00"), err)
+			}
+			continue
+		}
+		res.Processes = append(res.Processes, p)
+	}
+	for pid, e := range s.cache {
+		if e.gen != s.gen {
+			delete(s.cache, pid)
+		}
+	}
+	slices.SortFunc(res.Processes, func(a, b Process) int { return a.PID - b.PID })
+	s.first = false
+	s.prevUptime = uptime
+	return res, nil
+}
+
+// process reads one process; a non-empty reason means it was skipped, and
+// err is then the read error of the file named by s.pathBuf, if any.
+func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Process, string, error) {
+	b, err := s.readAt(rootfd, s.path(pid, "stat"), s.statBuf, false)
+	if err != nil {
+		return Process{}, reason(err), err
+	}
+	st, ok := parseStat(b)
+	if !ok {
+		return Process{}, ReasonParseError, errors.New("cannot parse")
+	}
+	e := s.cache[pid]
+	if e != nil && e.start != st.start {
+		e = nil // the PID was reused
+	}
+	var delta uint64
+	switch {
+	case e != nil:
+		if st.ticks >= e.ticks {
+			delta = st.ticks - e.ticks
+		}
+	case !s.first && s.prevUptime > 0 && float64(st.start)/s.hz >= s.prevUptime:
+		delta = st.ticks // started after the previous scan
+	}
+	if e == nil || e.info.Comm != string(st.comm) { // string compare does not allocate
+		info, err := s.readInfo(rootfd, pid, st.comm)
+		if err != nil {
+			return Process{}, reason(err), err
+		}
+		if e == nil {
+			e = &procEntry{start: st.start}
+			s.cache[pid] = e
+			res.New++
+		}
+		e.info = info
+	}
+	e.ticks, e.gen = st.ticks, s.gen
+	return Process{
+		PID:             pid,
+		StartTicks:      st.start,
+		CPUSeconds:      float64(st.ticks) / s.hz,
+		DeltaCPUSeconds: float64(delta) / s.hz,
+		Info:            e.info,
+	}, "", nil
+}
+
+// readInfo reads what is read once per process: cgroup, cmdline, status.
+func (s *Scanner) readInfo(rootfd, pid int, comm []byte) (*ProcessInfo, error) {
+	info := &ProcessInfo{Comm: string(comm), UID: -1}
+	b, err := s.readAt(rootfd, s.path(pid, "cgroup"), s.bigBuf, true)
+	if err != nil {
+		return nil, err
+	}
+	info.Cgroup = ParseCgroupFile(b)
+	b, err = s.readAt(rootfd, s.path(pid, "cmdline"), s.bigBuf, true)
+	if err != nil {
+		return nil, err
+	}
+	b = bytes.TrimRight(b, "\x00")
+	for i, c := range b {
+		if c == 0 {
+			b[i] = ' '
+		}
+	}
+	info.Cmdline = string(b)
+	b, err = s.readAt(rootfd, s.path(pid, "status"), s.bigBuf, true)
+	if err != nil {
+		return nil, err
+	}
+	info.UID = statusUID(b)
+	return info, nil
+}
+
+// uptime returns the seconds since boot from <root>/uptime, or 0.
+func (s *Scanner) uptime(rootfd int) float64 {
+	s.pathBuf = append(s.pathBuf[:0], "uptime\x00"...)
+	b, err := s.readAt(rootfd, s.pathBuf, s.statBuf, false)
+	if err != nil {
+		return 0
+	}
+	f, _, _ := bytes.Cut(b, []byte{' '})
+	v, err := strconv.ParseFloat(string(bytes.TrimSpace(f)), 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// path returns "<pid>/<file>\x00" in the scanner's path buffer.
+func (s *Scanner) path(pid int, file string) []byte {
+	b := strconv.AppendInt(s.pathBuf[:0], int64(pid), 10)
+	b = append(b, '/')
+	b = append(b, file...)
+	s.pathBuf = append(b, 0)
+	return s.pathBuf
+}
+
+// list fills s.pids with the numeric entries of the root directory.
+func (s *Scanner) list(fd int) error {
+	s.pids = s.pids[:0]
+	for {
+		n, err := syscall.ReadDirent(fd, s.dirBuf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			return nil
+		}
+		buf := s.dirBuf[:n]
+		for len(buf) >= 19 {
+			// struct linux_dirent64 { u64 ino; s64 off; u16 reclen; u8 type; char name[]; }
+			reclen := int(*(*uint16)(unsafe.Pointer(&buf[16])))
+			if reclen < 19 || reclen > len(buf) {
+				break
+			}
+			typ, name := buf[18], buf[19:reclen]
+			buf = buf[reclen:]
+			if typ != syscall.DT_DIR && typ != syscall.DT_UNKNOWN {
+				continue
+			}
+			pid, ok := parsePID(name)
+			if ok {
+				s.pids = append(s.pids, pid)
+			}
+		}
+	}
+}
+
+// parsePID parses a NUL-terminated decimal directory name.
+func parsePID(name []byte) (int, bool) {
+	pid := 0
+	for i, c := range name {
+		if c == 0 {
+			return pid, i > 0
+		}
+		if c < '0' || c > '9' || pid > 1<<30 {
+			return 0, false
+		}
+		pid = pid*10 + int(c-'0')
+	}
+	return pid, len(name) > 0
+}
+
+// stat is what a scan needs from /proc/PID/stat.
+type stat struct {
+	comm  []byte // aliases the read buffer
+	ticks uint64 // utime + stime
+	start uint64
+}
+
+// parseStat parses /proc/PID/stat: "pid (comm) state ppid … utime(14)
+// stime(15) … starttime(22) …". comm may hold spaces and parentheses, so
+// the fields start after the last ')'.
+func parseStat(b []byte) (stat, bool) {
+	open := bytes.IndexByte(b, '(')
+	end := bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return stat{}, false
+	}
+	st := stat{comm: b[open+1 : end]}
+	rest := bytes.TrimRight(b[end+1:], "\n")
+	var utime, stime uint64
+	// Field 3 (state) is the first after ')'; utime is field 14.
+	for field := 3; field <= 22; field++ {
+		for len(rest) > 0 && rest[0] == ' ' {
+			rest = rest[1:]
+		}
+		i := bytes.IndexByte(rest, ' ')
+		if i < 0 {
+			i = len(rest)
+		}
+		tok := rest[:i]
+		rest = rest[i:]
+		if len(tok) == 0 {
+			return stat{}, false
+		}
+		switch field {
+		case 14, 15, 22:
+			v, ok := parseUint(tok)
+			if !ok {
+				return stat{}, false
+			}
+			switch field {
+			case 14:
+				utime = v
+			case 15:
+				stime = v
+			case 22:
+				st.start = v
+			}
+		}
+	}
+	st.ticks = utime + stime
+	return st, true
+}
+
+func parseUint(b []byte) (uint64, bool) {
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' || v > (1<<63)/10 {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, len(b) > 0
+}
+
+// statusUID returns the effective UID from /proc/PID/status
+// ("Uid:\treal\teffective\tsaved\tfs"), or -1.
+func statusUID(b []byte) int {
+	i := bytes.Index(b, []byte("\nUid:"))
+	if i < 0 {
+		return -1
+	}
+	line := b[i+5:]
+	if j := bytes.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	f := bytes.Fields(line)
+	if len(f) < 2 {
+		return -1
+	}
+	v, ok := parseUint(f[1])
+	if !ok || v > 1<<31 {
+		return -1
+	}
+	return int(v)
+}
+
+// reason classifies a read error.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return ReasonPermissionDenied
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ESRCH):
+		return ReasonVanished
+	}
+	return ReasonReadError
+}
+
+// openDir opens a directory for ReadDirent and openat.
+func openDir(path string) (int, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+		if err != syscall.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// readAt reads the file at path (NUL-terminated, relative to dirfd) into
+// buf with one openat, as few reads as needed and one close, without
+// allocating. Unless untilEOF, it stops after a read that ends in a newline
+// (single-line files such as stat). Content longer than buf is cut.
+func readAt(dirfd int, path []byte, buf []byte, untilEOF bool) ([]byte, error) {
+	var fd int
+	for {
+		r, _, errno := syscall.Syscall6(syscall.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
+			uintptr(syscall.O_RDONLY|syscall.O_CLOEXEC), 0, 0, 0)
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return nil, errno
+		}
+		fd = int(r)
+		break
+	}
+	n := 0
+	for n < len(buf) {
+		k, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			syscall.Close(fd)
+			return nil, err
+		}
+		if k <= 0 {
+			break
+		}
+		n += k
+		if !untilEOF && buf[n-1] == '\n' {
+			break
+		}
+	}
+	syscall.Close(fd)
+	return buf[:n], nil
+}

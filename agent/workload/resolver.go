@@ -1,0 +1,124 @@
+package workload
+
+import (
+	"github.com/inferensys/aiwatt/agent/attribution"
+)
+
+// Resolver names the workload of each process: the container of a known
+// pod when the process's cgroup names one, else the first matching rule,
+// else none (the zero Key, whose activity is unattributed). It caches the
+// rule outcome per ProcessInfo, so regular expressions run once per process.
+// It is not safe for concurrent use.
+type Resolver struct {
+	matcher *Matcher
+	pods    PodLookup
+	cache   map[*ProcessInfo]*resolved
+	gen     uint32
+}
+
+type resolved struct {
+	pod  *PodMeta // the pod the key was built from; nil for a rule or none
+	key  attribution.Key
+	rule int
+	gen  uint32
+}
+
+// NewResolver returns a resolver by matcher m (nil means DefaultMatcher)
+// and pods (nil outside Kubernetes).
+func NewResolver(m *Matcher, pods PodLookup) *Resolver {
+	if m == nil {
+		m = DefaultMatcher()
+	}
+	return &Resolver{matcher: m, pods: pods, cache: map[*ProcessInfo]*resolved{}}
+}
+
+// Resolve returns the workload of each process, in the order of procs.
+// Cached outcomes of processes absent from procs are dropped, so call it
+// with every process of a scan.
+func (r *Resolver) Resolve(procs []Process) []attribution.Key {
+	r.gen++
+	out := make([]attribution.Key, len(procs))
+	for i := range procs {
+		out[i] = r.key(procs[i].Info)
+	}
+	for info, e := range r.cache {
+		if e.gen != r.gen {
+			delete(r.cache, info)
+		}
+	}
+	return out
+}
+
+func (r *Resolver) key(info *ProcessInfo) attribution.Key {
+	e := r.cache[info]
+	var pod *PodMeta
+	if uid := info.Cgroup.PodUID; uid != "" && r.pods != nil {
+		pod, _ = r.pods.Pod(uid)
+	}
+	if e != nil && e.pod == pod {
+		e.gen = r.gen
+		return e.key
+	}
+	if e == nil {
+		e = &resolved{}
+		r.cache[info] = e
+	}
+	e.gen, e.pod, e.rule = r.gen, pod, -1
+	if pod != nil {
+		name := ""
+		if c, ok := pod.Container(info.Cgroup.ContainerID); ok {
+			name = c.Name
+		}
+		e.key = r.matcher.PodKey(pod, name)
+		return e.key
+	}
+	e.key, e.rule = r.matcher.Match(info)
+	return e.key
+}
+
+// CPUShares sums the CPU time of each workload since the previous scan:
+// the activity shares of a CPU device. keys[i] is the workload of procs[i]
+// (from Resolve); processes in no workload sum under the zero Key. Shares
+// come in order of first appearance.
+func CPUShares(procs []Process, keys []attribution.Key) []attribution.Share {
+	idx := make(map[attribution.Key]int, 64)
+	var out []attribution.Share
+	for i := range procs {
+		k := keys[i]
+		j, ok := idx[k]
+		if !ok {
+			j = len(out)
+			idx[k] = j
+			out = append(out, attribution.Share{Key: k})
+		}
+		out[j].Weight += procs[i].DeltaCPUSeconds
+	}
+	return out
+}
+
+// CPUAllocation returns the CPU requests of the regular containers of
+// pods, in cores, as allocation weights for the idle policy "allocation".
+func (m *Matcher) CPUAllocation(pods []*PodMeta) []attribution.Share {
+	var out []attribution.Share
+	for _, p := range pods {
+		if !p.Deleted.IsZero() || p.Phase == "Succeeded" || p.Phase == "Failed" {
+			continue
+		}
+		for _, c := range p.Containers {
+			if !c.Init && !c.Ephemeral && c.CPURequestCores > 0 {
+				out = append(out, attribution.Share{Key: m.PodKey(p, c.Name), Weight: c.CPURequestCores})
+			}
+		}
+	}
+	return out
+}
+
+// AllocationKey returns the workload holding a device from the
+// pod-resources API. pod is the pod a.Namespace/a.Pod (PodWatcher.PodByName);
+// when nil, the key has no project, model_id or workload_type.
+func (m *Matcher) AllocationKey(a DeviceAllocation, pod *PodMeta) attribution.Key {
+	if pod == nil {
+		return attribution.Key{Namespace: a.Namespace, Pod: a.Pod, Container: a.Container}
+	}
+	return m.PodKey(pod, a.Container)
+}
