@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,13 @@ type Options struct {
 	Clock func() time.Time
 	// Logger receives the agent's log lines; nil discards them.
 	Logger *slog.Logger
+	// NodeName is this node's Kubernetes name (--kubernetes.node-name, default
+	// $NODE_NAME); empty outside Kubernetes, where pods are not watched.
+	NodeName string
+	// Kubeconfig is a kubeconfig file; empty means in-cluster configuration.
+	Kubeconfig string
+	// HostRoot is the host's root filesystem (for /etc/passwd of user rules); empty means /.
+	HostRoot string
 	// DCGMExporterURL overrides gpu.exporter_url (--dcgm.exporter-url).
 	DCGMExporterURL string
 	// GPUBackend opens the GPU backend; nil means dcgm.Open. Tests inject fakes.
@@ -47,9 +55,11 @@ type Agent struct {
 	cfg     *Config
 	cpu     *cpuSource
 	gpu     *gpuSource
+	work    *workloadSource
+	infer   *inferenceSource
 	ctx     context.Context
 	cancel  context.CancelFunc
-	status  map[string]*sourceState
+	status  map[statusKey]*sourceState
 	samples uint64
 
 	snap   atomic.Pointer[Snapshot]
@@ -80,16 +90,22 @@ func New(opts Options, cfg *Config) (*Agent, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
-	a := &Agent{opts: opts, logger: opts.Logger, status: map[string]*sourceState{}}
+	a := &Agent{opts: opts, logger: opts.Logger, status: map[statusKey]*sourceState{}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	a.apply(cfg)
+	if err := a.apply(cfg); err != nil {
+		return nil, err
+	}
 	a.reload.Store(&ReloadStatus{Success: true, LastSuccess: opts.Clock()})
 	a.snap.Store(&Snapshot{Time: opts.Clock()})
 	return a, nil
 }
 
 // apply builds the sources for cfg, keeping the exported totals continuous.
-func (a *Agent) apply(cfg *Config) {
+func (a *Agent) apply(cfg *Config) error {
+	// Workloads first: the only part that can refuse a configuration.
+	if err := a.applyWorkloads(cfg); err != nil {
+		return err
+	}
 	a.cfg = cfg
 	// A source whose settings did not change keeps its baselines; a rebuilt
 	// one inherits the totals so that no exported counter resets.
@@ -111,6 +127,7 @@ func (a *Agent) apply(cfg *Config) {
 			a.gpu.totals = prev.totals
 		}
 	}
+	return nil
 }
 
 // Snapshot returns the latest published snapshot; never nil.
@@ -140,8 +157,14 @@ func (a *Agent) Reload() error {
 		}
 	}
 	a.mu.Lock()
-	a.apply(cfg)
+	err := a.apply(cfg)
 	a.mu.Unlock()
+	if err != nil {
+		prev := a.reload.Load()
+		a.reload.Store(&ReloadStatus{Success: false, LastSuccess: prev.LastSuccess})
+		a.logger.Error("configuration reload refused; keeping the running configuration", "err", err)
+		return err
+	}
 	a.reload.Store(&ReloadStatus{Success: true, LastSuccess: a.opts.Clock()})
 	a.logger.Info("configuration reloaded", "file", a.opts.ConfigFile)
 	return nil
@@ -150,6 +173,9 @@ func (a *Agent) Reload() error {
 // Run samples every interval until ctx is cancelled, then returns nil. The
 // first sample is taken at once.
 func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	a.work.run(ctx)
+	a.mu.Unlock()
 	a.Tick()
 	t := time.NewTicker(a.opts.Interval)
 	defer t.Stop()
@@ -174,18 +200,24 @@ func (a *Agent) Tick() *Snapshot {
 	for _, st := range a.status {
 		st.touched = false
 	}
-	snap.CPU = a.cpu.sample(now, a.record)
+	var energy tickEnergy
+	snap.CPU, energy.cpuJ, energy.dramJ, energy.busy = a.cpu.sample(now, a.record)
 	ctx, cancel := context.WithTimeout(a.ctx, a.opts.Interval)
-	snap.GPU = a.gpu.sample(ctx, now, a.record)
+	snap.GPU, energy.gpus = a.gpu.sample(ctx, now, a.record)
 	cancel()
-	for _, name := range slices.Sorted(maps.Keys(a.status)) {
-		st := a.status[name]
-		if !st.touched { // No longer in use since a reload: drop it.
-			delete(a.status, name)
+	snap.Attribution = a.work.sample(a.ctx, now, energy, a.record)
+	snap.Inference = a.infer.sample(a.ctx, now, a.work, a.recordTarget)
+	keys := slices.SortedFunc(maps.Keys(a.status), func(x, y statusKey) int {
+		return strings.Compare(x.source+"\x00"+x.target, y.source+"\x00"+y.target)
+	})
+	for _, k := range keys {
+		st := a.status[k]
+		if !st.touched { // No longer in use (a reload, a target gone): drop it.
+			delete(a.status, k)
 			continue
 		}
 		snap.Sources = append(snap.Sources, SourceStatus{
-			Name: name, Up: st.up, Errors: maps.Clone(st.errors), Duration: st.duration,
+			Name: k.source, Target: k.target, Up: st.up, Errors: maps.Clone(st.errors), Duration: st.duration,
 		})
 	}
 	a.snap.Store(snap)
@@ -200,20 +232,30 @@ func (a *Agent) Close() error {
 	a.cancel()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.work.close()
 	return a.gpu.close()
 }
 
 // recordFunc reports one source's health after a sample.
 type recordFunc func(source string, err error, reasons map[string]uint64, took time.Duration)
 
-// record updates a source's health: up or not, errors by reason from this
-// sample, and how long the sample took. It logs transitions only, so a
-// source that stays down does not flood the log.
+// statusKey names one source, or one target of a source (scrape targets).
+type statusKey struct{ source, target string }
+
+// record updates a source's health (see recordTarget).
 func (a *Agent) record(source string, err error, reasons map[string]uint64, took time.Duration) {
-	st := a.status[source]
+	a.recordTarget(source, "", err, reasons, took)
+}
+
+// recordTarget updates the health of a source's target: up or not, errors
+// by reason from this sample, and how long the sample took. It logs
+// transitions only, so a source that stays down does not flood the log.
+func (a *Agent) recordTarget(source, target string, err error, reasons map[string]uint64, took time.Duration) {
+	k := statusKey{source, target}
+	st := a.status[k]
 	if st == nil {
 		st = &sourceState{errors: map[string]uint64{}}
-		a.status[source] = st
+		a.status[k] = st
 	}
 	for r, n := range reasons {
 		st.errors[r] += n
@@ -227,9 +269,9 @@ func (a *Agent) record(source string, err error, reasons map[string]uint64, took
 		if errors.Is(err, rapl.ErrNoData) || errors.Is(err, dcgm.ErrNoData) {
 			level = slog.LevelInfo
 		}
-		a.logger.Log(context.Background(), level, "source down", "source_name", source, "err", err)
+		a.logger.Log(context.Background(), level, "source down", "source_name", source, "target", target, "err", err)
 	case up && !st.up && st.seen:
-		a.logger.Info("source up", "source_name", source)
+		a.logger.Info("source up", "source_name", source, "target", target)
 	}
 	st.up, st.seen = up, true
 	if err != nil {

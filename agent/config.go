@@ -8,8 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/internal/yamlconf"
+	"github.com/inferensys/aiwatt/scrape"
 )
 
 // Estimate modes for the CPU power model.
@@ -40,7 +44,50 @@ type Config struct {
 	CPUModel CPUModelConfig `yaml:"cpu_model"`
 	// GPU selects and tunes the GPU energy backend.
 	GPU GPUConfig `yaml:"gpu"`
+	// Attribution sets the idle policy, retention and cardinality cap.
+	Attribution AttributionConfig `yaml:"attribution"`
+	// Workloads maps pod labels to project/model_id/workload_type and names
+	// processes outside Kubernetes by rules.
+	Workloads workload.Rules `yaml:"workloads"`
+	// Kubernetes configures the kubelet pod-resources socket.
+	Kubernetes KubernetesConfig `yaml:"kubernetes"`
+	// Inference lists inference servers to scrape for requests and tokens.
+	Inference InferenceConfig `yaml:"inference"`
+	// Carbon configures grid carbon intensity for CO2e; absent: no CO2e.
+	Carbon *carbon.Config `yaml:"carbon"`
 }
+
+// AttributionConfig configures how energy is split between workloads.
+type AttributionConfig struct {
+	// Idle is node (default: idle energy of shared devices stays node idle)
+	// or allocation (spread by CPU requests and allocated GPUs).
+	Idle string `yaml:"idle"`
+	// Retention keeps a finished workload's series this long (default 5m).
+	Retention time.Duration `yaml:"retention"`
+	// MaxWorkloads caps live workload series; the excess folds into "other" (default 2000).
+	MaxWorkloads int `yaml:"max_workloads"`
+}
+
+// KubernetesConfig configures the Kubernetes inputs. Pod metadata is
+// watched when the agent knows its node (--kubernetes.node-name, default
+// $NODE_NAME).
+type KubernetesConfig struct {
+	// PodResourcesSocket is the kubelet pod-resources socket.
+	PodResourcesSocket string `yaml:"pod_resources_socket"`
+}
+
+// InferenceConfig configures the inference-server scrapes.
+type InferenceConfig struct {
+	// Targets are static inference servers.
+	Targets []scrape.TargetConfig `yaml:"targets"`
+	// PodAnnotations scrapes pods on this node annotated aiwatt.io/scrape: "true" (default true).
+	PodAnnotations *bool `yaml:"pod_annotations"`
+	// Timeout bounds one scrape (default 5s, and never more than half the sampling interval).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// DefaultPodResourcesSocket is where the kubelet serves pod-resources.
+const DefaultPodResourcesSocket = "/var/lib/kubelet/pod-resources/kubelet.sock"
 
 // GPUConfig configures the GPU source.
 type GPUConfig struct {
@@ -96,6 +143,21 @@ func (c *Config) applyDefaults() {
 	if c.GPU.ExporterTimeout == 0 {
 		c.GPU.ExporterTimeout = dcgm.DefaultExporterTimeout
 	}
+	if c.Attribution.Idle == "" {
+		c.Attribution.Idle = string(attribution.IdleNode)
+	}
+	if c.Attribution.Retention == 0 {
+		c.Attribution.Retention = attribution.DefaultRetention
+	}
+	if c.Attribution.MaxWorkloads == 0 {
+		c.Attribution.MaxWorkloads = attribution.DefaultMaxKeys
+	}
+	if c.Kubernetes.PodResourcesSocket == "" {
+		c.Kubernetes.PodResourcesSocket = DefaultPodResourcesSocket
+	}
+	if c.Inference.Timeout == 0 {
+		c.Inference.Timeout = 5 * time.Second
+	}
 	if c.CPUModel.Estimate == "" {
 		c.CPUModel.Estimate = EstimateAuto
 	}
@@ -127,8 +189,8 @@ func (c *Config) validate() []fieldError {
 		add(fmt.Sprintf("must be one of auto, always, never; got %q", c.CPUModel.Estimate), "cpu_model", "estimate")
 	}
 	minW, maxW := *c.CPUModel.MinWattsPerCPU, *c.CPUModel.MaxWattsPerCPU
-	if minW < 0 {
-		add(fmt.Sprintf("must not be negative, got %g", minW), "cpu_model", "min_watts_per_cpu")
+	if minW <= 0 {
+		add(fmt.Sprintf("must be positive, got %g", minW), "cpu_model", "min_watts_per_cpu")
 	}
 	if maxW < minW {
 		add(fmt.Sprintf("must be at least min_watts_per_cpu (%g), got %g", minW, maxW), "cpu_model", "max_watts_per_cpu")
@@ -149,10 +211,50 @@ func (c *Config) validate() []fieldError {
 	if c.GPU.ExporterMinRefresh < 0 {
 		add(fmt.Sprintf("must not be negative, got %s", c.GPU.ExporterMinRefresh), "gpu", "exporter_min_refresh")
 	}
+	if err := (attribution.Policy{Idle: attribution.IdlePolicy(c.Attribution.Idle)}).Validate(); err != nil {
+		add(fmt.Sprintf("must be node or allocation, got %q", c.Attribution.Idle), "attribution", "idle")
+	}
+	if c.Attribution.Retention < 0 {
+		add("must be positive", "attribution", "retention")
+	}
+	if c.Attribution.MaxWorkloads < 0 {
+		add("must be positive", "attribution", "max_workloads")
+	}
+	if err := c.Workloads.Validate(); err != nil {
+		var fe *workload.FieldError
+		for _, e := range unjoin(err) {
+			if errors.As(e, &fe) {
+				add(fe.Msg, append([]string{"workloads"}, fe.Path...)...)
+			} else {
+				add(e.Error(), "workloads")
+			}
+		}
+	}
+	for i, t := range c.Inference.Targets {
+		if err := t.Validate(); err != nil {
+			add(err.Error(), "inference", fmt.Sprintf("targets[%d]", i))
+		}
+	}
+	if c.Inference.Timeout < 0 {
+		add("must be positive", "inference", "timeout")
+	}
+	if c.Carbon != nil {
+		if err := c.Carbon.Validate(); err != nil {
+			add(err.Error(), "carbon")
+		}
+	}
 	if c.CPUModel.CPUs < 0 {
 		add(fmt.Sprintf("must not be negative, got %d", c.CPUModel.CPUs), "cpu_model", "cpus")
 	}
 	return errs
+}
+
+// unjoin splits an errors.Join result into its errors.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // LoadConfigFile reads and validates a configuration file. An error names the

@@ -46,7 +46,7 @@ func TestParseConfigRefusesBrokenFiles(t *testing.T) {
 		{
 			name: "negative min",
 			yaml: "cpu_model:\n  min_watts_per_cpu: -1\n",
-			want: []string{"aiwatt.yml:2:", "must not be negative"},
+			want: []string{"aiwatt.yml:2:", "must be positive"},
 		},
 		{
 			name: "negative ceiling",
@@ -139,7 +139,7 @@ rapl:
   max_power_watts: 800
 cpu_model:
   estimate: always
-  min_watts_per_cpu: 0   # an explicit zero is kept, not defaulted
+  min_watts_per_cpu: 0.5
   max_watts_per_cpu: 4.5
   cpus: 16
 `))
@@ -147,7 +147,7 @@ cpu_model:
 		t.Fatal(err)
 	}
 	if cfg.RAPLEnabled() || cfg.RAPL.MaxPowerWatts != 800 || cfg.CPUModel.Estimate != EstimateAlways ||
-		*cfg.CPUModel.MinWattsPerCPU != 0 || *cfg.CPUModel.MaxWattsPerCPU != 4.5 || cfg.CPUModel.CPUs != 16 {
+		*cfg.CPUModel.MinWattsPerCPU != 0.5 || *cfg.CPUModel.MaxWattsPerCPU != 4.5 || cfg.CPUModel.CPUs != 16 {
 		t.Fatalf("values: %+v %+v", cfg.RAPL, cfg.CPUModel)
 	}
 }

@@ -52,7 +52,7 @@ func newCPUSource(opts Options, cfg *Config, logger *slog.Logger) *cpuSource {
 	} else {
 		s.meterErr = errRAPLDisabled
 	}
-	if s.estimate != EstimateNever {
+	{ // Built whatever the mode: its busy share is an attribution input.
 		e, err := rapl.NewEstimator(opts.ProcfsRoot, rapl.ModelOptions{
 			MinWattsPerCPU: *cfg.CPUModel.MinWattsPerCPU,
 			MaxWattsPerCPU: *cfg.CPUModel.MaxWattsPerCPU,
@@ -67,9 +67,11 @@ func newCPUSource(opts Options, cfg *Config, logger *slog.Logger) *cpuSource {
 }
 
 // sample reads RAPL, runs the model when needed, and returns every CPU
-// counter, sorted. record reports each source's health.
-func (s *cpuSource) sample(now time.Time, record recordFunc) []EnergyCounter {
-	var out []EnergyCounter
+// counter, sorted, with this tick's CPU (package) and DRAM energy for
+// attribution (measured when RAPL serves, else the estimate) and the node's
+// busy share (-1 when unknown). record reports each source's health.
+func (s *cpuSource) sample(now time.Time, record recordFunc) (out []EnergyCounter, cpuJ, dramJ, busy float64) {
+	busy = -1
 	raplOK := false
 	if s.meter != nil {
 		start := time.Now()
@@ -77,7 +79,14 @@ func (s *cpuSource) sample(now time.Time, record recordFunc) []EnergyCounter {
 		for _, z := range smp.Zones {
 			k := zoneKey{socket: z.Socket, zone: z.Name, source: MethodRAPL}
 			if prev, ok := s.prevUJ[k]; ok && z.Microjoules >= prev {
-				s.totals[k] += z.Microjoules - prev
+				d := z.Microjoules - prev
+				s.totals[k] += d
+				switch z.Name {
+				case rapl.ZonePackage:
+					cpuJ += float64(d) / 1e6
+				case rapl.ZoneDRAM:
+					dramJ += float64(d) / 1e6
+				}
 			}
 			s.prevUJ[k] = z.Microjoules
 			if _, ok := s.totals[k]; !ok {
@@ -99,29 +108,33 @@ func (s *cpuSource) sample(now time.Time, record recordFunc) []EnergyCounter {
 	}
 
 	active := s.estimate == EstimateAlways || (s.estimate == EstimateAuto && !raplOK)
-	if s.estimate == EstimateNever {
-		return out
-	}
 	if s.est == nil {
 		if active {
 			record(SourceCPUModel, s.estErr, map[string]uint64{"read_error": 1}, 0)
 		}
-		return out
+		return out, cpuJ, dramJ, busy
 	}
-	// The model samples /proc/stat every tick, even while RAPL serves, so
-	// that it can take over with a fresh baseline the moment RAPL stops.
+	// The model samples /proc/stat every tick, even while RAPL serves: the
+	// busy share splits idle from active energy for attribution, and the
+	// model can take over with a fresh baseline the moment RAPL stops.
 	start := time.Now()
 	e, err := s.est.Sample(now)
 	delta := e.Joules - s.prevEstJ
 	s.prevEstJ = e.Joules
+	if err == nil {
+		busy = e.Utilisation
+	}
 	if !active {
-		return out
+		return out, cpuJ, dramJ, busy
 	}
 	var reasons map[string]uint64
 	if err != nil {
 		reasons = map[string]uint64{"read_error": 1}
 	} else if delta > 0 {
 		s.estimateJ += delta
+		if !raplOK {
+			cpuJ += delta
+		}
 	}
 	record(SourceCPUModel, err, reasons, time.Since(start))
 	watts := e.Watts
@@ -129,7 +142,7 @@ func (s *cpuSource) sample(now time.Time, record recordFunc) []EnergyCounter {
 		watts = 0
 	}
 	out = append(out, EnergyCounter{Zone: rapl.ZonePackage, Source: MethodEstimate, Joules: s.estimateJ, Watts: watts})
-	return out
+	return out, cpuJ, dramJ, busy
 }
 
 // sameConfig reports whether cfg would build the same source.

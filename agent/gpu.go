@@ -94,34 +94,39 @@ func probeDCGMExporter(url string) bool {
 	return resp.StatusCode == http.StatusOK && strings.Contains(string(buf[:n]), "DCGM_FI_")
 }
 
-// sample reads the GPUs once and returns them with the agent's totals.
-func (s *gpuSource) sample(ctx context.Context, now time.Time, record recordFunc) []GPUCounter {
+// sample reads the GPUs once and returns them with the agent's totals,
+// and each GPU's energy this tick for attribution.
+func (s *gpuSource) sample(ctx context.Context, now time.Time, record recordFunc) ([]GPUCounter, []gpuTick) {
 	if s.cfg.Backend == dcgm.BackendNone {
-		return nil
+		return nil, nil
 	}
 	if s.backend == nil {
 		record(s.name, s.openErr, nil, 0)
-		return nil
+		return nil, nil
 	}
 	start := time.Now()
 	res, err := s.backend.Sample(ctx, now)
 	record(s.backend.Name(), err, res.Errors, time.Since(start))
 	out := make([]GPUCounter, 0, len(res.GPUs))
+	ticks := make([]gpuTick, 0, len(res.GPUs))
 	for _, g := range res.GPUs {
 		key := g.UUID
 		if key == "" {
 			key = "index:" + strconv.Itoa(g.Index)
 		}
+		var delta float64
 		if prev, ok := s.prevJ[key]; ok && g.Joules >= prev {
-			s.totals[key] += g.Joules - prev
+			delta = g.Joules - prev
+			s.totals[key] += delta
 		} else if !ok {
 			s.totals[key] += 0
 		}
 		s.prevJ[key] = g.Joules
+		ticks = append(ticks, gpuTick{sample: g, joules: delta})
 		g.Joules = s.totals[key]
 		out = append(out, GPUCounter{GPUSample: g})
 	}
-	return out
+	return out, ticks
 }
 
 func (s *gpuSource) close() error {

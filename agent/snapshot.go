@@ -25,6 +25,10 @@ type Snapshot struct {
 	CPU []EnergyCounter
 	// GPU holds one entry per physical GPU, sorted by index.
 	GPU []GPUCounter
+	// Attribution holds the workload totals, node idle and CO2e.
+	Attribution Attribution
+	// Inference holds the inference-server counters per workload.
+	Inference []InferenceCounter
 	// Sources holds the state of every source the agent runs, sorted by name.
 	Sources []SourceStatus
 }
@@ -47,6 +51,8 @@ type EnergyCounter struct {
 type SourceStatus struct {
 	// Name is the source, e.g. rapl or cpu_model.
 	Name string
+	// Target is the source's target (an inference server); empty for most sources.
+	Target string
 	// Up is true when the source's last sample succeeded.
 	Up bool
 	// Errors counts errors by reason since the agent started.

@@ -42,6 +42,8 @@ type PodMeta struct {
 	Annotations map[string]string
 	// Phase is the pod phase (Pending, Running, Succeeded, Failed).
 	Phase string
+	// IP is the pod's IP (status.podIP); empty until it has one.
+	IP string
 	// Containers are the init, regular and ephemeral containers, in that order.
 	Containers []ContainerMeta
 	// Deleted is when the watcher saw the pod deleted; zero while it exists.
@@ -123,6 +125,7 @@ func PodFromAPI(pod *corev1.Pod) *PodMeta {
 		Labels:      pod.Labels,
 		Annotations: pod.Annotations,
 		Phase:       string(pod.Status.Phase),
+		IP:          pod.Status.PodIP,
 	}
 	if _, ok := m.Annotations[corev1.LastAppliedConfigAnnotation]; ok {
 		m.Annotations = maps.Clone(m.Annotations)
@@ -428,6 +431,7 @@ func slimPod(obj any) (any, error) {
 		},
 		Status: corev1.PodStatus{
 			Phase:                      pod.Status.Phase,
+			PodIP:                      pod.Status.PodIP,
 			ContainerStatuses:          slimStatuses(pod.Status.ContainerStatuses),
 			InitContainerStatuses:      slimStatuses(pod.Status.InitContainerStatuses),
 			EphemeralContainerStatuses: slimStatuses(pod.Status.EphemeralContainerStatuses),

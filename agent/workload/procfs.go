@@ -43,6 +43,10 @@ var ErrNoProcfs = errors.New("workload: procfs root not found")
 type Process struct {
 	// PID is the process ID (the thread group leader's).
 	PID int
+	// PPID is the parent's process ID (field 4 of /proc/PID/stat) at this
+	// scan; 0 for the kernel's own tasks. An orphan's parent is whoever
+	// adopted it (init or the nearest subreaper).
+	PPID int
 	// StartTicks is the process start time after boot, in clock ticks
 	// (field 22 of /proc/PID/stat).
 	StartTicks uint64
@@ -259,6 +263,7 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 	e.ticks, e.gen = st.ticks, s.gen
 	return Process{
 		PID:             pid,
+		PPID:            st.ppid,
 		StartTicks:      st.start,
 		CPUSeconds:      float64(st.ticks) / s.hz,
 		DeltaCPUSeconds: float64(delta) / s.hz,
@@ -369,11 +374,12 @@ func parsePID(name []byte) (int, bool) {
 // stat is what a scan needs from /proc/PID/stat.
 type stat struct {
 	comm  []byte // aliases the read buffer
+	ppid  int
 	ticks uint64 // utime + stime
 	start uint64
 }
 
-// parseStat parses /proc/PID/stat: "pid (comm) state ppid … utime(14)
+// parseStat parses /proc/PID/stat: "pid (comm) state ppid(4) … utime(14)
 // stime(15) … starttime(22) …". comm may hold spaces and parentheses, so
 // the fields start after the last ')'.
 func parseStat(b []byte) (stat, bool) {
@@ -400,6 +406,12 @@ func parseStat(b []byte) (stat, bool) {
 			return stat{}, false
 		}
 		switch field {
+		case 4:
+			v, ok := parseUint(tok)
+			if !ok || v > 1<<30 {
+				return stat{}, false
+			}
+			st.ppid = int(v)
 		case 14, 15, 22:
 			v, ok := parseUint(tok)
 			if !ok {

@@ -102,6 +102,12 @@ func TestScanFixture(t *testing.T) {
 	if got[812].StartTicks != 51230 {
 		t.Errorf("start ticks %d", got[812].StartTicks)
 	}
+	// PPID is field 4 of stat, read after the last ')' (3001's comm holds one).
+	for pid, want := range map[int]int{1: 0, 2: 0, 812: 790, 913: 900, 2002: 1995, 3000: 1, 3001: 1} {
+		if got[pid].PPID != want {
+			t.Errorf("PID %d: PPID %d, want %d", pid, got[pid].PPID, want)
+		}
+	}
 }
 
 func near(a, b float64) bool { d := a - b; return d < 1e-9 && d > -1e-9 }
@@ -318,21 +324,24 @@ func TestParseStat(t *testing.T) {
 		in    string
 		ok    bool
 		comm  string
+		ppid  int
 		ticks uint64
 		start uint64
 	}{
-		{"42 (a b) R 1 42 42 0 -1 4194304 1 0 0 0 7 3 0 0 20 0 1 0 999 0 0\n", true, "a b", 10, 999},
-		{"42 (x) (y)) S 1 42 42 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 0 0", true, "x) (y)", 2, 5},
-		{"42 ()) S 1 42 42 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5\n", true, ")", 2, 5},
-		{"42 (short) S 1 42\n", false, "", 0, 0},
-		{"42 short S 1 42 42 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5\n", false, "", 0, 0},
-		{"42 (x) S 1 42 42 0 -1 0 0 0 0 0 -1 1 0 0 20 0 1 0 5\n", false, "", 0, 0},
-		{"", false, "", 0, 0},
+		{"42 (a b) R 1 42 42 0 -1 4194304 1 0 0 0 7 3 0 0 20 0 1 0 999 0 0\n", true, "a b", 1, 10, 999},
+		{"42 (x) (y)) S 4711 42 42 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 0 0", true, "x) (y)", 4711, 2, 5},
+		{"42 ()) S 1 42 42 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5\n", true, ")", 1, 2, 5},
+		{"2 (kthreadd) S 0 0 0 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5\n", true, "kthreadd", 0, 2, 5},
+		{"42 (short) S 1 42\n", false, "", 0, 0, 0},
+		{"42 short S 1 42 42 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5\n", false, "", 0, 0, 0},
+		{"42 (x) S 1 42 42 0 -1 0 0 0 0 0 -1 1 0 0 20 0 1 0 5\n", false, "", 0, 0, 0},
+		{"42 (x) S -1 42 42 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5\n", false, "", 0, 0, 0},
+		{"", false, "", 0, 0, 0},
 	}
 	for _, tc := range tests {
 		st, ok := parseStat([]byte(tc.in))
-		if ok != tc.ok || (ok && (string(st.comm) != tc.comm || st.ticks != tc.ticks || st.start != tc.start)) {
-			t.Errorf("parseStat(%q) = %q %d %d %v", tc.in, st.comm, st.ticks, st.start, ok)
+		if ok != tc.ok || (ok && (string(st.comm) != tc.comm || st.ppid != tc.ppid || st.ticks != tc.ticks || st.start != tc.start)) {
+			t.Errorf("parseStat(%q) = %q ppid %d %d %d %v", tc.in, st.comm, st.ppid, st.ticks, st.start, ok)
 		}
 	}
 }

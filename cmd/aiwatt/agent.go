@@ -33,6 +33,9 @@ type agentCommand struct {
 	procfs      *string
 	live        *bool
 	dcgmURL     *string
+	nodeName    *string
+	kubeconfig  *string
+	rootfs      *string
 	metricsPath *string
 	maxRequests *int
 	web         *web.FlagConfig
@@ -45,6 +48,9 @@ func newAgentCommand(app *kingpin.Application) *agentCommand {
 	c.sysfs = c.cmd.Flag("path.sysfs", "sysfs mount point (the host's /sys, read-only, in a container).").Default("/sys").String()
 	c.procfs = c.cmd.Flag("path.procfs", "procfs mount point (the host's /proc in a container).").Default("/proc").String()
 	c.dcgmURL = c.cmd.Flag("dcgm.exporter-url", "dcgm-exporter metrics URL, used when NVML is unavailable or gpu.backend is dcgm-exporter (overrides gpu.exporter_url).").Default("").String()
+	c.nodeName = c.cmd.Flag("kubernetes.node-name", "This node's Kubernetes name: pods on it are watched for workload labels (empty outside Kubernetes).").Default("").Envar("NODE_NAME").String()
+	c.kubeconfig = c.cmd.Flag("kubernetes.kubeconfig", "kubeconfig file; empty means the in-cluster service account.").Default("").String()
+	c.rootfs = c.cmd.Flag("path.rootfs", "Host root filesystem (its /etc/passwd names users in workload rules).").Default("/").String()
 	c.live = c.cmd.Flag("agent.live", "Print a one-line power summary to stderr after every sample.").Bool()
 	c.metricsPath = c.cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 	c.maxRequests = c.cmd.Flag("web.max-requests", "Maximum number of parallel scrape requests (0 = no limit).").Default("40").Int()
@@ -74,6 +80,9 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 		Logger:     logger,
 
 		DCGMExporterURL: *c.dcgmURL,
+		NodeName:        *c.nodeName,
+		Kubeconfig:      *c.kubeconfig,
+		HostRoot:        *c.rootfs,
 	}
 	if *c.live {
 		opts.OnTick = func(s *agent.Snapshot) { fmt.Fprintln(os.Stderr, liveLine(s)) }

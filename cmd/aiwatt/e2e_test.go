@@ -17,6 +17,10 @@ import (
 
 const intelFixture = "../../rapl/testdata/intel-2socket.sysfs"
 
+// fixtureProc is a procfs root with a fixed /proc/stat and no process: the
+// node is idle, so attribution keeps all energy as node idle, exactly.
+const fixtureProc = "../../rapl/testdata/proc-4cpu"
+
 // zoneStep is one zone of the Intel fixture: its directory, the series it
 // becomes, and the energy the test injects.
 type zoneStep struct {
@@ -75,7 +79,7 @@ func TestEndToEndRAPLGolden(t *testing.T) {
 	wrap := intelSteps[7]
 	maxUJ := readUJ(t, root, wrap.dir, "max_energy_range_uj")
 	writeUJ(t, root, wrap.dir, maxUJ-uint64(wrap.joules*1e6)/3)
-	p := startAgent(t, nil, "--path.sysfs="+root, "--agent.interval=40ms", "--config.file="+cfg, "--dcgm.exporter-url="+dcgmSrv.url())
+	p := startAgent(t, nil, "--path.sysfs="+root, "--path.procfs="+fixtureProc, "--agent.interval=40ms", "--config.file="+cfg, "--dcgm.exporter-url="+dcgmSrv.url())
 	url := "http://" + p.addr + "/metrics"
 
 	// The first tick only takes baselines: every counter is exported at 0.
@@ -100,7 +104,7 @@ func TestEndToEndRAPLGolden(t *testing.T) {
 	if got, _ := sampleValue(last, intelSteps[7].series); math.Round(got*1e6) != math.Round(intelSteps[7].joules*1e6) {
 		t.Fatalf("wrapped zone: %v J, want %v J", got, intelSteps[7].joules)
 	}
-	if v, _ := sampleValue(last, `aiwatt_source_up{source="rapl"}`); v != 1 {
+	if v, _ := sampleValue(last, `aiwatt_source_up{source="rapl",target=""}`); v != 1 {
 		t.Fatalf("rapl source not up:\n%s", last)
 	}
 	if strings.Contains(last, `source="estimate"`) {
@@ -191,7 +195,7 @@ func TestEndToEndReload(t *testing.T) {
 	// the agent must keep sampling.
 	waitFor(t, "rapl still up", 5*time.Second, func() (bool, error) {
 		body, err := scrape(nil, base+"/metrics")
-		v, ok := sampleValue(body, `aiwatt_source_up{source="rapl"}`)
+		v, ok := sampleValue(body, `aiwatt_source_up{source="rapl",target=""}`)
 		return ok && v == 1, err
 	})
 
@@ -205,8 +209,8 @@ func TestEndToEndReload(t *testing.T) {
 	waitFor(t, "SIGHUP reload", 5*time.Second, reloadOK(1))
 	waitFor(t, "estimate after disabling RAPL", 5*time.Second, func() (bool, error) {
 		body, err := scrape(nil, base+"/metrics")
-		_, hasRAPLUp := sampleValue(body, `aiwatt_source_up{source="rapl"}`)
-		v, ok := sampleValue(body, `aiwatt_source_up{source="cpu_model"}`)
+		_, hasRAPLUp := sampleValue(body, `aiwatt_source_up{source="rapl",target=""}`)
+		v, ok := sampleValue(body, `aiwatt_source_up{source="cpu_model",target=""}`)
 		return ok && v == 1 && !hasRAPLUp && strings.Contains(body, `source="estimate"`), err
 	})
 }
@@ -239,9 +243,9 @@ func TestEndToEndUnreadableEnergy(t *testing.T) {
 	waitFor(t, "rapl down and the estimate serving", 15*time.Second, func() (bool, error) {
 		var err error
 		body, err = scrape(nil, "http://"+p.addr+"/metrics")
-		up, okUp := sampleValue(body, `aiwatt_source_up{source="rapl"}`)
-		denied, okDenied := sampleValue(body, `aiwatt_source_errors_total{reason="permission_denied",source="rapl"}`)
-		model, okModel := sampleValue(body, `aiwatt_source_up{source="cpu_model"}`)
+		up, okUp := sampleValue(body, `aiwatt_source_up{source="rapl",target=""}`)
+		denied, okDenied := sampleValue(body, `aiwatt_source_errors_total{reason="permission_denied",source="rapl",target=""}`)
+		model, okModel := sampleValue(body, `aiwatt_source_up{source="cpu_model",target=""}`)
 		return okUp && up == 0 && okDenied && denied >= 2 && okModel && model == 1, err
 	})
 	if !strings.Contains(body, `aiwatt_cpu_energy_joules_total{socket="",source="estimate",zone="package"}`) &&

@@ -88,7 +88,7 @@ func TestEndToEndTLSBasicAuth(t *testing.T) {
 	dcgmSrv := startFakeDCGM(t)
 	wrap := intelSteps[7]
 	writeUJ(t, root, wrap.dir, readUJ(t, root, wrap.dir, "max_energy_range_uj")-uint64(wrap.joules*1e6)/3)
-	p := startAgent(t, nil, "--path.sysfs="+root, "--agent.interval=40ms", "--config.file="+cfg, "--web.config.file="+webCfg, "--dcgm.exporter-url="+dcgmSrv.url())
+	p := startAgent(t, nil, "--path.sysfs="+root, "--path.procfs="+fixtureProc, "--agent.interval=40ms", "--config.file="+cfg, "--web.config.file="+webCfg, "--dcgm.exporter-url="+dcgmSrv.url())
 	url := "https://" + p.addr + "/metrics"
 	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
