@@ -174,8 +174,9 @@ func (a *Agent) Reload() error {
 // first sample is taken at once.
 func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
-	a.work.run(ctx)
+	w := a.work
 	a.mu.Unlock()
+	w.run(ctx)
 	a.Tick()
 	t := time.NewTicker(a.opts.Interval)
 	defer t.Stop()

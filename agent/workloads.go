@@ -178,10 +178,22 @@ func (w *workloadSource) podLookup() workload.PodLookup {
 	return w.pods
 }
 
-// run starts the background parts (the pod watcher) until ctx ends.
+// podSyncTimeout bounds how long the agent waits for the first pod list
+// before its first sample.
+const podSyncTimeout = 30 * time.Second
+
+// run starts the background parts (the pod watcher) until ctx ends, and
+// waits (at most podSyncTimeout) for the first pod list, so that the first
+// samples do not name pods without their labels.
 func (w *workloadSource) run(ctx context.Context) {
-	if w.pods != nil {
-		go func() { _ = w.pods.Run(ctx) }()
+	if w.pods == nil {
+		return
+	}
+	go func() { _ = w.pods.Run(ctx) }()
+	sctx, cancel := context.WithTimeout(ctx, podSyncTimeout)
+	defer cancel()
+	if err := w.pods.WaitForSync(sctx); err != nil {
+		w.logger.Warn("sampling before the first pod list; pods are named without their labels until it arrives", "err", err)
 	}
 }
 

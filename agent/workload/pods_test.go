@@ -14,40 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferensys/aiwatt/internal/kubetest"
+
 	"k8s.io/client-go/rest"
 )
 
-// apiServer speaks the Kubernetes API's list and watch of pods, with real
-// Pod JSON, the way kube-apiserver does: a PodList for a list, a stream of
-// watch events for a watch, and (when watchList is set) the watch-list
-// protocol (sendInitialEvents=true: ADDED events, then a BOOKMARK annotated
-// k8s.io/initial-events-end). Without watchList it refuses
-// sendInitialEvents with 422, as a server without the WatchList feature
-// does, and the client falls back to list+watch.
-type apiServer struct {
-	t         *testing.T
-	node      string
-	watchList bool
-
-	mu       sync.Mutex
-	rv       int
-	pods     []map[string]any // current pods, in list order
-	events   []watchEvent
-	changed  chan struct{} // closed and replaced on every change
-	requests []string      // "list", "watch", "watchlist", "refused"
-	accepts  []string
-	stop     chan struct{}
-}
-
-type watchEvent struct {
-	rv  int
-	typ string
-	obj map[string]any
-}
-
-func newAPIServer(t *testing.T, node string, watchList bool) (*apiServer, *rest.Config) {
+// newAPIServer serves testdata/k8s/pods-node-a.json for node.
+func newAPIServer(t *testing.T, node string, watchList bool) (*kubetest.APIServer, *rest.Config) {
 	t.Helper()
-	s := &apiServer{t: t, node: node, watchList: watchList, changed: make(chan struct{}), stop: make(chan struct{})}
 	var list struct {
 		Metadata struct {
 			ResourceVersion string `json:"resourceVersion"`
@@ -61,172 +35,9 @@ func newAPIServer(t *testing.T, node string, watchList bool) (*apiServer, *rest.
 	if err := json.Unmarshal(b, &list); err != nil {
 		t.Fatal(err)
 	}
-	s.rv, _ = strconv.Atoi(list.Metadata.ResourceVersion)
-	s.pods = list.Items
-	srv := httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(s.stop) }) // runs first: ends open watches
-	return s, &rest.Config{Host: srv.URL}
-}
-
-func meta(obj map[string]any) map[string]any { return obj["metadata"].(map[string]any) }
-
-// event applies a change and queues its watch event.
-func (s *apiServer) event(typ string, obj map[string]any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rv++
-	meta(obj)["resourceVersion"] = strconv.Itoa(s.rv)
-	uid := meta(obj)["uid"]
-	i := 0
-	for ; i < len(s.pods) && meta(s.pods[i])["uid"] != uid; i++ {
-	}
-	switch {
-	case typ == "DELETED" && i < len(s.pods):
-		s.pods = append(s.pods[:i], s.pods[i+1:]...)
-	case i < len(s.pods):
-		s.pods[i] = obj
-	default:
-		s.pods = append(s.pods, obj)
-	}
-	s.events = append(s.events, watchEvent{rv: s.rv, typ: typ, obj: obj})
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
-
-func (s *apiServer) count(kind string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, r := range s.requests {
-		if r == kind {
-			n++
-		}
-	}
-	return n
-}
-
-func (s *apiServer) fail(w http.ResponseWriter, code int, reason, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":%q,"reason":%q,"code":%d}`, msg, reason, code)
-}
-
-func (s *apiServer) serve(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if r.URL.Path != "/api/v1/pods" || r.Method != http.MethodGet {
-		s.t.Errorf("unexpected request %s %s", r.Method, r.URL)
-		s.fail(w, http.StatusNotFound, "NotFound", "not found")
-		return
-	}
-	if got := q.Get("fieldSelector"); got != "spec.nodeName="+s.node {
-		s.t.Errorf("request without the node's field selector: %s", r.URL)
-		s.fail(w, http.StatusForbidden, "Forbidden", "whole-cluster pod lists are not allowed here")
-		return
-	}
-	s.mu.Lock()
-	s.accepts = append(s.accepts, r.Header.Get("Accept"))
-	s.mu.Unlock()
-	if q.Get("watch") != "true" && q.Get("watch") != "1" {
-		s.list(w)
-		return
-	}
-	if q.Get("sendInitialEvents") == "true" {
-		if !s.watchList {
-			s.record("refused")
-			s.fail(w, http.StatusUnprocessableEntity, "Invalid",
-				"ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled")
-			return
-		}
-		s.record("watchlist")
-	} else {
-		s.record("watch")
-	}
-	s.watch(w, r, q.Get("sendInitialEvents") == "true", q.Get("resourceVersion"))
-}
-
-func (s *apiServer) record(kind string) {
-	s.mu.Lock()
-	s.requests = append(s.requests, kind)
-	s.mu.Unlock()
-}
-
-func (s *apiServer) list(w http.ResponseWriter) {
-	s.record("list")
-	s.mu.Lock()
-	body, err := json.Marshal(map[string]any{
-		"kind": "PodList", "apiVersion": "v1",
-		"metadata": map[string]any{"resourceVersion": strconv.Itoa(s.rv)},
-		"items":    s.pods,
-	})
-	s.mu.Unlock()
-	if err != nil {
-		s.t.Error(err)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(body)
-}
-
-func (s *apiServer) watch(w http.ResponseWriter, r *http.Request, initial bool, rv string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Transfer-Encoding", "chunked")
-	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
-	send := func(typ string, obj map[string]any) bool {
-		o := map[string]any{"kind": "Pod", "apiVersion": "v1"}
-		for k, v := range obj {
-			o[k] = v
-		}
-		if err := enc.Encode(map[string]any{"type": typ, "object": o}); err != nil {
-			return false
-		}
-		w.(http.Flusher).Flush()
-		return true
-	}
-	s.mu.Lock()
-	cursor, _ := strconv.Atoi(rv)
-	if initial {
-		pods, cur := append([]map[string]any(nil), s.pods...), s.rv
-		s.mu.Unlock()
-		for _, p := range pods {
-			if !send("ADDED", p) {
-				return
-			}
-		}
-		if !send("BOOKMARK", map[string]any{"metadata": map[string]any{
-			"resourceVersion": strconv.Itoa(cur),
-			"annotations":     map[string]any{"k8s.io/initial-events-end": "true"},
-		}}) {
-			return
-		}
-		s.mu.Lock()
-		cursor = cur
-	}
-	for {
-		var pending []watchEvent
-		for _, e := range s.events {
-			if e.rv > cursor {
-				pending = append(pending, e)
-			}
-		}
-		changed := s.changed
-		s.mu.Unlock()
-		for _, e := range pending {
-			if !send(e.typ, e.obj) {
-				return
-			}
-			cursor = e.rv
-		}
-		select {
-		case <-changed:
-		case <-r.Context().Done():
-			return
-		case <-s.stop:
-			return
-		}
-		s.mu.Lock()
-	}
+	rv, _ := strconv.Atoi(list.Metadata.ResourceVersion)
+	s := kubetest.NewAPIServer(t, node, watchList, list.Items, rv)
+	return s, &rest.Config{Host: s.URL}
 }
 
 // startWatcher runs a PodWatcher against cfg until the test ends.
@@ -281,14 +92,14 @@ func TestPodWatcher(t *testing.T) {
 			var clockMu sync.Mutex
 			clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
 			w := startWatcher(t, cfg, clock)
-			if watchList && (api.count("watchlist") != 1 || api.count("list") != 0) {
-				t.Errorf("requests %v: want one watch-list and no list", api.requests)
+			if watchList && (api.Count("watchlist") != 1 || api.Count("list") != 0) {
+				t.Errorf("requests %v: want one watch-list and no list", api.Requests())
 			}
-			if !watchList && (api.count("refused") != 1 || api.count("list") != 1) {
-				t.Errorf("requests %v: want a refused watch-list, then a list", api.requests)
+			if !watchList && (api.Count("refused") != 1 || api.Count("list") != 1) {
+				t.Errorf("requests %v: want a refused watch-list, then a list", api.Requests())
 			}
-			if !strings.Contains(api.accepts[0], "application/vnd.kubernetes.protobuf") {
-				t.Errorf("Accept %q: protobuf not preferred", api.accepts[0])
+			if !strings.Contains(api.Accepts()[0], "application/vnd.kubernetes.protobuf") {
+				t.Errorf("Accept %q: protobuf not preferred", api.Accepts()[0])
 			}
 
 			vllm, ok := w.Pod("5f1c2a7e-8d3b-4c1a-9f0e-2b6d7c8e9a01")
@@ -332,7 +143,7 @@ func TestPodWatcher(t *testing.T) {
 			}
 
 			// The TGI container starts; the training pod is deleted.
-			api.event("MODIFIED", loadPod(t, "tgi-running.json"))
+			api.Event("MODIFIED", loadPod(t, "tgi-running.json"))
 			eventually(t, "the TGI container ID", func() bool {
 				p, ok := w.Pod("7d6c5b4a-3f2e-4d1c-8b9a-0f1e2d3c4b5a")
 				return ok && p.Phase == "Running" && p.Containers[0].ID == c1024
@@ -341,10 +152,8 @@ func TestPodWatcher(t *testing.T) {
 			if c, ok := tgi.Container(c1024); !ok || c.Runtime != "cri-o" || tgi.Labels["aiwatt.io/project"] != "chat" {
 				t.Errorf("running tgi %+v", tgi)
 			}
-			api.mu.Lock()
-			trainObj := api.pods[1]
-			api.mu.Unlock()
-			api.event("DELETED", trainObj)
+			trainObj := api.Pods()[1]
+			api.Event("DELETED", trainObj)
 			eventually(t, "the deleted pod marked", func() bool {
 				p, ok := w.Pod("0e7c4b1a-2f3d-4e5f-8a9b-0c1d2e3f4a5b")
 				return ok && !p.Deleted.IsZero()

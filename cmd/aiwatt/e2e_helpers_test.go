@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inferensys/aiwatt/internal/sysfsfixture"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -282,4 +284,10 @@ func (f *fakeDCGM) scraped() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.scrapes
+}
+
+// materialize writes a sysfs fixture tree into a temporary directory.
+func materialize(t *testing.T, tree string) string {
+	t.Helper()
+	return sysfsfixture.Materialize(t, tree)
 }
