@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/inferensys/aiwatt/agent"
+	"github.com/inferensys/aiwatt/dcgm"
+	"github.com/inferensys/aiwatt/dcgm/dcgmtest"
 	"github.com/inferensys/aiwatt/internal/sysfsfixture"
 	"github.com/inferensys/aiwatt/rapl"
 )
@@ -182,4 +185,115 @@ func BenchmarkTickRAPLOnly1000Zones(b *testing.B) {
 // BenchmarkBareLoop1000Zones is the floor for the 1000-zone ticks.
 func BenchmarkBareLoop1000Zones(b *testing.B) {
 	benchBareLoop(b, synthetic1000Zones(b), 1000)
+}
+
+// workloadTree writes a procfs root with /proc/stat and n processes spread
+// over pods pods (cgroup v2 kubepods paths, containerd scopes), as a node
+// running many small pods looks.
+func workloadTree(b *testing.B, n, pods int) string {
+	b.Helper()
+	root := b.TempDir()
+	stat, err := os.ReadFile(filepath.Join(benchProcfs, "stat"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	write := func(rel string, data []byte) {
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	write("stat", stat)
+	write("uptime", []byte("100000.00 300000.00\n"))
+	for i := range n {
+		pid := 1000 + i
+		pod := i % pods
+		uid := fmt.Sprintf("%08x_1111_2222_3333_%012x", pod, pod)
+		cg := fmt.Sprintf("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/cri-containerd-%064x.scope\n", uid, pod)
+		write(fmt.Sprintf("%d/stat", pid), fmt.Appendf(nil, "%d (python3) S 1 %d %d 0 -1 4194560 100 0 0 0 %d %d 0 0 20 0 4 0 %d 1000000 1000 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n", pid, pid, pid, 100+i, 50+i, 1000+i))
+		write(fmt.Sprintf("%d/cmdline", pid), fmt.Appendf(nil, "python3\x00serve.py\x00--model\x00model-%d\x00", pod))
+		write(fmt.Sprintf("%d/status", pid), []byte("Name:\tpython3\nUid:\t1000\t1000\t1000\t1000\n"))
+		write(fmt.Sprintf("%d/cgroup", pid), []byte(cg))
+	}
+	return root
+}
+
+// BenchmarkTickWorkloads2000Procs is a whole tick of a busy GPU
+// node: 9 RAPL zones, 2000 processes in 200 pods named by a rule, 8 GPUs
+// with 64 processes each (the cgo-free fake backend), attribution of every
+// device, the energy and CO2e ledgers, and a snapshot.
+func BenchmarkTickWorkloads2000Procs(b *testing.B) {
+	proc := workloadTree(b, 2000, 200)
+	cfg, err := agent.ParseConfig("bench.yml", []byte(`
+workloads:
+  rules:
+    - match: {cmdline: 'serve\.py --model (\S+)'}
+      labels: {project: bench, model_id: $1, workload_type: inference}
+carbon:
+  zone: DE
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	gpus := dcgmtest.NewWithGPUs(8)
+	for g := range 8 {
+		procs := make([]dcgm.Process, 64)
+		for i := range procs {
+			procs[i] = dcgm.Process{PID: uint32(1000 + g*64 + i), SMUtil: float64(i % 50), MIGGPUInstanceID: -1}
+		}
+		if err := gpus.SetProcesses(g, procs); err != nil {
+			b.Fatal(err)
+		}
+		_ = gpus.SetSMUtil(g, 70)
+	}
+	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+	a, err := agent.New(agent.Options{
+		Interval: 5 * time.Second, SysfsRoot: intel2Socket(b), ProcfsRoot: proc, Clock: func() time.Time { return now },
+		GPUBackend: func(dcgm.Config, *slog.Logger) (dcgm.Backend, error) { return gpus, nil },
+	}, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a.Tick()
+	if s := a.Tick(); len(s.Attribution.Workloads) != 200 {
+		b.Fatalf("%d workloads, want 200", len(s.Attribution.Workloads))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(5 * time.Second)
+		for g := range 8 {
+			_ = gpus.AddEnergy(g, 1500)
+		}
+		a.Tick()
+	}
+}
+
+// BenchmarkBareProcStat2000Procs is the floor of the workload tick: list the
+// procfs root and read every /proc/PID/stat once, nothing else.
+func BenchmarkBareProcStat2000Procs(b *testing.B) {
+	proc := workloadTree(b, 2000, 200)
+	b.ReportAllocs()
+	for b.Loop() {
+		ents, err := os.ReadDir(proc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for _, e := range ents {
+			if _, err := strconv.Atoi(e.Name()); err != nil {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(proc, e.Name(), "stat"))
+			if err != nil || len(data) == 0 {
+				b.Fatal(err)
+			}
+			n++
+		}
+		if n != 2000 {
+			b.Fatalf("%d processes", n)
+		}
+	}
 }
