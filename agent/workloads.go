@@ -155,19 +155,54 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 		}
 	}
 	w.resolver = workload.NewResolver(matcher, w.podLookup())
-	if cfg.Carbon != nil && cfg.Carbon.Zone != "" {
-		src, err := cfg.Carbon.Build(carbon.BuildOptions{Logger: logger})
+	switch {
+	case cfg.Carbon == nil || cfg.Carbon.Zone == "":
+		w.carbonErr = errors.New("no grid zone configured (carbon.zone): CO2e is not computed")
+	default:
+		ccfg := *cfg.Carbon
+		if ccfg.Zone == ZoneFromNode {
+			zone, err := nodeZone(opts)
+			if err != nil {
+				w.carbonErr = fmt.Errorf("carbon.zone: node: %w", err)
+				return w, nil
+			}
+			logger.Info("grid zone from the node's cloud region", "zone", zone)
+			ccfg.Zone = zone
+		}
+		src, err := ccfg.Build(carbon.BuildOptions{Logger: logger})
 		if err != nil {
 			return nil, err
 		}
 		if w.calc, err = src.Calculator(); err != nil {
 			return nil, err
 		}
-		w.zone = cfg.Carbon.Zone
-	} else {
-		w.carbonErr = errors.New("no grid zone configured (carbon.zone): CO2e is not computed")
+		w.zone = ccfg.Zone
 	}
 	return w, nil
+}
+
+// ZoneFromNode as carbon.zone takes the zone from this node's cloud
+// provider and region (providerID and topology.kubernetes.io/region), as the
+// static table names cloud regions: "aws:eu-west-1", "gcp:europe-west4",
+// "azure:westeurope".
+const ZoneFromNode = "node"
+
+// nodeZone reads this node's cloud region from the API server.
+func nodeZone(opts Options) (string, error) {
+	if opts.NodeName == "" {
+		return "", errors.New("the node is unknown (set --kubernetes.node-name or NODE_NAME)")
+	}
+	rc, err := workload.RESTConfig(opts.Kubeconfig)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	provider, region, err := workload.NodeRegion(ctx, rc, opts.NodeName)
+	if err != nil {
+		return "", err
+	}
+	return provider + ":" + region, nil
 }
 
 // podLookup returns the pod watcher as a lookup, or nil outside Kubernetes.

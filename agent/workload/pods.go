@@ -482,3 +482,34 @@ func slimResources(r corev1.ResourceRequirements) corev1.ResourceRequirements {
 	}
 	return corev1.ResourceRequirements{Requests: keep(r.Requests), Limits: keep(r.Limits)}
 }
+
+// NodeRegion returns the cloud provider and region of a node from its
+// providerID (aws://, gce://, azure://) and its topology.kubernetes.io/region
+// label, e.g. ("aws", "eu-west-1"). It needs get on nodes.
+func NodeRegion(ctx context.Context, cfg *rest.Config, node string) (provider, region string, err error) {
+	client, err := corev1client.NewForConfig(cfg)
+	if err != nil {
+		return "", "", fmt.Errorf("node %s: %w", node, err)
+	}
+	n, err := client.Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return "", "", fmt.Errorf("get node %s: %w", node, err)
+	}
+	region = n.Labels["topology.kubernetes.io/region"]
+	if region == "" {
+		region = n.Labels["failure-domain.beta.kubernetes.io/region"]
+	}
+	scheme, _, _ := strings.Cut(n.Spec.ProviderID, ":")
+	switch scheme {
+	case "aws":
+		provider = "aws"
+	case "gce":
+		provider = "gcp"
+	case "azure":
+		provider = "azure"
+	}
+	if provider == "" || region == "" {
+		return provider, region, fmt.Errorf("node %s: no cloud region (providerID %q, label topology.kubernetes.io/region %q)", node, n.Spec.ProviderID, region)
+	}
+	return provider, region, nil
+}

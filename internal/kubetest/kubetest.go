@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -38,6 +39,7 @@ type APIServer struct {
 	requests []string      // "list", "watch", "watchlist", "refused"
 	accepts  []string
 	stop     chan struct{}
+	nodes    map[string]map[string]any
 }
 
 type watchEvent struct {
@@ -127,8 +129,35 @@ func (s *APIServer) fail(w http.ResponseWriter, code int, reason, msg string) {
 	fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":%q,"reason":%q,"code":%d}`, msg, reason, code)
 }
 
+// SetNode makes GET /api/v1/nodes/NAME answer obj (a Node as a JSON map).
+func (s *APIServer) SetNode(name string, obj map[string]any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.nodes == nil {
+		s.nodes = map[string]map[string]any{}
+	}
+	s.nodes[name] = obj
+}
+
 func (s *APIServer) serve(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if name, ok := strings.CutPrefix(r.URL.Path, "/api/v1/nodes/"); ok && r.Method == http.MethodGet {
+		s.mu.Lock()
+		node, found := s.nodes[name]
+		s.mu.Unlock()
+		s.record("node")
+		if !found {
+			s.fail(w, http.StatusNotFound, "NotFound", fmt.Sprintf("nodes %q not found", name))
+			return
+		}
+		o := map[string]any{"kind": "Node", "apiVersion": "v1"}
+		for k, v := range node {
+			o[k] = v
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(o)
+		return
+	}
 	if r.URL.Path != "/api/v1/pods" || r.Method != http.MethodGet {
 		s.t.Errorf("unexpected request %s %s", r.Method, r.URL)
 		s.fail(w, http.StatusNotFound, "NotFound", "not found")

@@ -45,6 +45,10 @@ type Options struct {
 	RuleFiles []string
 	// Args are extra command-line flags.
 	Args []string
+	// MaxBlockDuration, when set, is passed to promtool as
+	// --max-block-duration so that a long history becomes a few large blocks
+	// instead of one per 2h (a month: seconds instead of a minute or more).
+	MaxBlockDuration time.Duration
 }
 
 // Binaries returns the paths of prometheus and promtool, or an error saying
@@ -75,7 +79,11 @@ func Start(tb testing.TB, opts Options) *Server {
 		if err := os.WriteFile(in, []byte(opts.OpenMetrics), 0o644); err != nil {
 			tb.Fatal(err)
 		}
-		out, err := exec.Command(promtool, "tsdb", "create-blocks-from", "openmetrics", in, data).CombinedOutput()
+		args := []string{"tsdb", "create-blocks-from", "openmetrics"}
+		if opts.MaxBlockDuration > 0 {
+			args = append(args, fmt.Sprintf("--max-block-duration=%dm", int(opts.MaxBlockDuration.Minutes())))
+		}
+		out, err := exec.Command(promtool, append(args, in, data)...).CombinedOutput()
 		if err != nil {
 			tb.Fatalf("promtool tsdb create-blocks-from openmetrics: %v\n%s", err, out)
 		}
