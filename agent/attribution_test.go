@@ -248,4 +248,3 @@ func TestAgentAttributionConservesProperty(t *testing.T) {
 		}
 	}
 }
-
