@@ -29,6 +29,7 @@ func run(args []string) int {
 	agentCmd := newAgentCommand(app)
 	carbonCmd := newCarbonCommand(app)
 	gateCmd := newGateCommand(app)
+	reportCmd := newReportCommand(app)
 	versionCmd := app.Command("version", "Print the version and build information.")
 
 	cmd, err := app.Parse(args)
@@ -44,6 +45,8 @@ func run(args []string) int {
 		return carbonCmd.run(logger)
 	case gateCmd.cmd.FullCommand():
 		return gateCmd.run(logger)
+	case reportCmd.cmd.FullCommand():
+		return reportCmd.run(logger)
 	case versionCmd.FullCommand():
 		fmt.Println(version.Print("aiwatt"))
 		return 0

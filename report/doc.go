@@ -1,0 +1,40 @@
+// Package report owns aiwatt's disclosure reports: it queries Prometheus
+// (or Thanos/Mimir behind the same API) for one period, computes KPIs by
+// project, model, workload type and location (IT and facility energy,
+// location- and market-based CO2e, energy and CO2e per 1k inferences, J per
+// output token, SCI per functional unit, training runs), maps them onto
+// reporting frameworks (GRI, SASB, ESRS) kept as versioned embedded YAML in
+// frameworks/, and renders JSON, CSV, Markdown, HTML (inline SVG charts) and
+// PDF.
+//
+// # Method
+//
+// Every figure comes from PromQL run by Build and recorded in
+// Report.Queries. Totals are increase() over the whole period evaluated at
+// its end. IT energy is the workloads' energy plus node idle and
+// unattributed energy (the attribution policy keeps them apart); facility
+// energy is IT energy × PUE from the configuration. A workload's CO2e is its
+// own aiwatt_workload_co2e_grams_total (time-matched by the agent) × PUE; the
+// period total also carries idle and unattributed energy at the
+// energy-weighted average intensity of attributed energy, so
+//
+//	total CO2e = PUE × Σ workload CO2e × (IT energy / workload energy).
+//
+// Gaps are windows of the configured resolution in which an instance
+// exported no aiwatt_samples_total sample; a KPI with no data is reported as
+// "no data" (null in JSON, empty in CSV), never as zero. Training runs are
+// the series with workload_type="training": wall-clock is from their first
+// to last sample (as seen at steps of the resolution), GPU-active time is the number of
+// resolution steps in which their GPU energy rose × the step, and GPU-hours
+// are GPU-active hours × the GPU count configured for the run (the agent
+// does not export a workload's GPU count; without configuration GPU-hours
+// are "no data").
+//
+// JSON and CSV are deterministic: sorted keys and rows, numbers with at most
+// nine significant digits, and no wall-clock time; the same period and data
+// give the same bytes.
+//
+// It must not import agent/, exporter/ or any cloud SDK; it talks to
+// Prometheus only through the Querier interface (satisfied by client_golang's
+// api/v1 API).
+package report
