@@ -36,8 +36,13 @@ func (p fakeProc) write(rel, content string) {
 
 // process writes one process with utime/stime in clock ticks (100 Hz).
 func (p fakeProc) process(pid int, comm, cmdline, cgroup string, utime, stime uint64) {
+	p.child(pid, 1, comm, cmdline, cgroup, utime, stime)
+}
+
+// child writes one process whose parent is ppid.
+func (p fakeProc) child(pid, ppid int, comm, cmdline, cgroup string, utime, stime uint64) {
 	fields := make([]string, 0, 50)
-	fields = append(fields, "S", "1", fmt.Sprint(pid), fmt.Sprint(pid), "0", "-1", "4194560", "0", "0", "0", "0",
+	fields = append(fields, "S", fmt.Sprint(ppid), fmt.Sprint(pid), fmt.Sprint(pid), "0", "-1", "4194560", "0", "0", "0", "0",
 		fmt.Sprint(utime), fmt.Sprint(stime), "0", "0", "20", "0", "1", "0", "1000")
 	for len(fields) < 50 {
 		fields = append(fields, "0")
@@ -74,6 +79,7 @@ func TestAgentAttributesWorkloads(t *testing.T) {
 	proc.process(100, "python", "python train.py --model resnet50", "/system.slice/train.service", 1000, 0)
 	proc.process(200, "vllm", "vllm serve llama-3-8b", "/system.slice/vllm.service", 500, 0)
 	proc.process(300, "sshd", "/usr/sbin/sshd -D", "/system.slice/ssh.service", 50, 0)
+	proc.child(101, 100, "pt_data_worker", "python -c from multiprocessing.spawn import spawn_main", "/system.slice/train.service", 0, 0)
 
 	cfgYAML := `
 workloads:
@@ -101,7 +107,9 @@ carbon:
 
 	// One 5 s tick: 4 CPUs 75 % busy; processes 2 s, 1 s and 1 s of CPU.
 	proc.stat(1500, 500)
-	proc.process(100, "python", "python train.py --model resnet50", "/system.slice/train.service", 1200, 0)
+	proc.process(100, "python", "python train.py --model resnet50", "/system.slice/train.service", 1100, 0)
+	// The trainer's data-loader worker matches no rule: it inherits the trainer's workload.
+	proc.child(101, 100, "pt_data_worker", "python -c from multiprocessing.spawn import spawn_main", "/system.slice/train.service", 100, 0)
 	proc.process(200, "vllm", "vllm serve llama-3-8b", "/system.slice/vllm.service", 600, 0)
 	proc.process(300, "sshd", "/usr/sbin/sshd -D", "/system.slice/ssh.service", 150, 0)
 	addUJ(t, sys, "intel-rapl:0", 100_000_000) // package 100 J

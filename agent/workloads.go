@@ -246,7 +246,7 @@ func (w *workloadSource) sample(ctx context.Context, now time.Time, e tickEnergy
 	var keys []attribution.Key
 	if err == nil {
 		procs = scan.Processes
-		keys = w.resolver.Resolve(procs)
+		keys = inheritKeys(procs, w.resolver.Resolve(procs))
 		var skipErr error
 		if scan.Err != nil && len(procs) == 0 {
 			skipErr = scan.Err
@@ -535,4 +535,34 @@ func (a *Agent) applyWorkloads(cfg *Config) error {
 	a.work = w
 	a.infer = newInferenceSource(a.opts, cfg, a.infer)
 	return nil
+}
+
+// inheritKeys gives a process that matched no workload the workload of its
+// nearest named ancestor, so a rule that names a server or a training
+// launcher covers the whole process tree it forks (an engine core, data
+// loader workers, a torchrun's ranks). Pods are named by their cgroups and
+// need no inheritance.
+func inheritKeys(procs []workload.Process, keys []attribution.Key) []attribution.Key {
+	idx := make(map[int]int, len(procs))
+	for i := range procs {
+		idx[procs[i].PID] = i
+	}
+	for i := range procs {
+		if !keys[i].IsZero() {
+			continue
+		}
+		ppid := procs[i].PPID
+		for depth := 0; depth < 64 && ppid > 1; depth++ {
+			j, ok := idx[ppid]
+			if !ok {
+				break
+			}
+			if !keys[j].IsZero() && procs[j].Info.Cgroup.PodUID == procs[i].Info.Cgroup.PodUID {
+				keys[i] = keys[j]
+				break
+			}
+			ppid = procs[j].PPID
+		}
+	}
+	return keys
 }
