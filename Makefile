@@ -14,7 +14,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
 LISTEN    ?= :28290
 RUN_ARGS  ?=
 
-.PHONY: all build run test deps fmt-check vet unit fuzz golden-check bench update-golden clean
+.PHONY: all build run test deps fmt-check vet unit fuzz golden-check helm-test bench update-golden clean
 
 all: build
 
@@ -27,7 +27,7 @@ run: build
 	$(BIN) agent --web.listen-address=$(LISTEN) --agent.live $(RUN_ARGS)
 
 ## test: install what the tests need, then gofmt, vet, race tests and promtool checks.
-test: deps fmt-check vet unit fuzz golden-check
+test: deps fmt-check vet unit fuzz golden-check helm-test
 
 deps:
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || { \
@@ -54,6 +54,11 @@ fuzz:
 golden-check:
 	promtool check metrics < cmd/aiwatt/testdata/golden/metrics.prom
 
+## helm-test: render the chart with Helm's own libraries and decode every manifest strictly (a separate
+## module, so Helm and Kubernetes API types never reach the agent binary).
+helm-test:
+	cd helm/test && $(GO) vet -mod=mod ./... && $(GO) test -mod=mod -race -count=1 ./...
+
 ## update-golden: regenerate golden files after an intended change.
 update-golden:
 	$(GO) test ./cmd/aiwatt/ -run 'Golden|EndToEnd' -update
@@ -64,3 +69,11 @@ bench: build
 
 clean:
 	rm -rf bin .bench
+
+## chart-sync: copy the rules and dashboards into the Helm chart (helm/test fails when they drift).
+.PHONY: chart-sync
+chart-sync:
+	rm -f helm/aiwatt/files/rules/*.yml helm/aiwatt/files/dashboards/*.json
+	mkdir -p helm/aiwatt/files/rules helm/aiwatt/files/dashboards
+	cp alerts/rules/*.yml helm/aiwatt/files/rules/
+	cp dashboards/json/*.json helm/aiwatt/files/dashboards/
