@@ -14,7 +14,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
 LISTEN    ?= :28290
 RUN_ARGS  ?=
 
-.PHONY: all build run test deps fmt-check vet unit fuzz golden-check helm-test bench update-golden clean
+.PHONY: all build run demo test deps fmt-check vet unit fuzz golden-check helm-test bench update-golden clean
 
 all: build
 
@@ -62,6 +62,10 @@ helm-test:
 ## update-golden: regenerate golden files after an intended change.
 update-golden:
 	$(GO) test ./cmd/aiwatt/ -run 'Golden|EndToEnd' -update
+
+## demo: agent + Prometheus with the rules + a demo inference load on 127.0.0.1; prints URLs and queries.
+demo: build
+	./scripts/demo.sh
 
 ## bench: Go benchmarks of the hot paths plus the side-by-side run against node_exporter.
 bench: build
