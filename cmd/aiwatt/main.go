@@ -30,6 +30,7 @@ func run(args []string) int {
 	carbonCmd := newCarbonCommand(app)
 	gateCmd := newGateCommand(app)
 	reportCmd := newReportCommand(app)
+	runCmd := newRunCommand(app)
 	versionCmd := app.Command("version", "Print the version and build information.")
 
 	cmd, err := app.Parse(args)
@@ -47,6 +48,8 @@ func run(args []string) int {
 		return gateCmd.run(logger)
 	case reportCmd.cmd.FullCommand():
 		return reportCmd.run(logger)
+	case runCmd.cmd.FullCommand():
+		return runCmd.run(logger)
 	case versionCmd.FullCommand():
 		fmt.Println(version.Print("aiwatt"))
 		return 0
