@@ -486,6 +486,13 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"dashboards label not a string", "dashboards: {labelValue: 1}", "at '/dashboards/labelValue'"},
 		{"probe handler overridden", "agent: {livenessProbe: {httpGet: {path: /}}}", "at '/agent/livenessProbe'"},
 		{"monitor with unknown key", "agent: {serviceMonitor: {enabled: true, labels: {a: b}}}", "at '/agent/serviceMonitor'"},
+		{"unknown report period", "reports: {period: lastMonth}", "at '/reports/period'"},
+		{"unknown reports key", "reports: {enabled: true, prometheusUrl: http://p:9090}", "at '/reports': additional properties 'prometheusUrl'"},
+		{"unknown report config key", "reports: {config: {organization: Example}}", "at '/reports/config': additional properties 'organization'"},
+		{"unknown report output key", "reports: {output: {hostPath: {path: /srv}}}", "at '/reports/output': additional properties 'hostPath'"},
+		{"unknown report format", "reports: {formats: [json, docx]}", "at '/reports/formats/1'"},
+		{"report schedule with a time zone", `reports: {schedule: "TZ=UTC 0 6 1 * *"}`, "at '/reports/schedule'"},
+		{"literal http config in the reports", "reports: {httpConfig: {existingSecret: s, bearer_token: sk_live_123}}", "at '/reports/httpConfig': additional properties 'bearer_token'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := install(t, renderOpts{values: tc.values})
@@ -507,6 +514,7 @@ func TestTemplateChecks(t *testing.T) {
 		{"carbon without zones", "carbon: {enabled: true, config: {zones: []}}", "at least one zone is required"},
 		{"secret env without secret", "carbon: {enabled: true, secrets: {env: [{name: X, key: pw}]}}", "needs carbon.secrets.existingSecret"},
 		{"existing service account without name", "serviceAccount: {create: false}", "serviceAccount.name is required"},
+		{"reports without a Prometheus", "reports: {enabled: true}", "reports.prometheusURL is required when reports.enabled is true"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := install(t, renderOpts{values: tc.values})

@@ -16,6 +16,7 @@ import (
 	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -182,6 +183,8 @@ func newObject(apiVersion, kind string) (any, bool) {
 		return &appsv1.DaemonSet{}, true
 	case "apps/v1/Deployment":
 		return &appsv1.Deployment{}, true
+	case "batch/v1/CronJob":
+		return &batchv1.CronJob{}, true
 	case "rbac.authorization.k8s.io/v1/ClusterRole":
 		return &rbacv1.ClusterRole{}, true
 	case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":

@@ -15,6 +15,7 @@ var documentedWhole = map[string]bool{
 	"agent.config":         true,
 	"agent.updateStrategy": true,
 	"carbon.config":        true,
+	"reports.config":       true,
 }
 
 // Definitions of the schema that belong to the chart, documented key by key.

@@ -25,6 +25,14 @@ Full name: RELEASE-NAME, or RELEASE when it already contains NAME. Truncated to 
 {{- printf "%s-carbon" (include "aiwatt.fullname" .) }}
 {{- end }}
 
+{{/*
+Name of the report CronJob and its ConfigMap. A CronJob's name is at most 52 characters (its Jobs add
+an 11-character suffix), so the full name is cut to 44 before "-reports".
+*/}}
+{{- define "aiwatt.reports.fullname" -}}
+{{- printf "%s-reports" (include "aiwatt.fullname" . | trunc 44 | trimSuffix "-") }}
+{{- end }}
+
 {{/* chart label value. */}}
 {{- define "aiwatt.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
@@ -122,4 +130,54 @@ relabelings:
 metricRelabelings:
 {{ toYaml . | indent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* The report configuration file (aiwatt report --config). */}}
+{{- define "aiwatt.reports.config" -}}
+# aiwatt report configuration (--config), rendered from the chart's reports.config.
+{{- if .Values.reports.config }}
+{{ toYaml .Values.reports.config }}
+{{- else }}
+{}
+{{- end }}
+{{- end }}
+
+{{/*
+The report CronJob's wrapper (POSIX sh, GNU date). It computes the period before the moment it runs (or
+AIWATT_REPORT_NOW, RFC 3339 or YYYY-MM-DD, for tests and backfills), in UTC, and runs
+`aiwatt report --from FROM --to TO --out /reports/DIR` with the container's args appended:
+  previousDay    FROM = yesterday,                    TO = today,                       DIR = FROM (YYYY-MM-DD)
+  previousWeek   FROM = Monday of the previous week,  TO = Monday of the current week,  DIR = ISO week of FROM (GGGG-Www)
+  previousMonth  FROM = 1st of the previous month,    TO = 1st of the current month,    DIR = YYYY-MM of FROM
+TO is exclusive. The kubelet expands $(NAME) of a declared environment variable and turns $$ into $ in
+command and args: the script has neither.
+*/}}
+{{- define "aiwatt.reports.script" -}}
+set -eu
+now=${AIWATT_REPORT_NOW:-$(date -u +%Y-%m-%dT%H:%M:%SZ)}
+today=$(date -u -d "$now" +%Y-%m-%d)
+case "$AIWATT_REPORT_PERIOD" in
+  previousDay)
+    to=$today
+    from=$(date -u -d "$to -1 day" +%Y-%m-%d)
+    dir=$from
+    ;;
+  previousWeek)
+    dow=$(date -u -d "$today" +%u)
+    to=$(date -u -d "$today -$((dow - 1)) days" +%Y-%m-%d)
+    from=$(date -u -d "$to -7 days" +%Y-%m-%d)
+    dir=$(date -u -d "$from" +%G-W%V)
+    ;;
+  previousMonth)
+    to=$(date -u -d "$today" +%Y-%m-01)
+    from=$(date -u -d "$to -1 month" +%Y-%m-01)
+    dir=$(date -u -d "$from" +%Y-%m)
+    ;;
+  *)
+    echo "aiwatt-report: unknown period \"$AIWATT_REPORT_PERIOD\" (want previousDay, previousWeek or previousMonth)" >&2
+    exit 2
+    ;;
+esac
+echo "aiwatt-report: $AIWATT_REPORT_PERIOD: --from $from --to $to --out /reports/$dir" >&2
+exec aiwatt report --from "$from" --to "$to" --out "/reports/$dir" "$@"
 {{- end }}
