@@ -14,12 +14,16 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
 LISTEN    ?= :28290
 RUN_ARGS  ?=
 
-.PHONY: all build run demo test deps fmt-check vet unit fuzz golden-check helm-test bench update-golden clean
+.PHONY: all build build-cloud run demo test deps fmt-check vet unit fuzz golden-check helm-test bench update-golden clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/aiwatt
+
+## build-cloud: the separate aiwatt-cloud binary (cloud SDKs stay out of the agent).
+build-cloud:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/aiwatt-cloud ./cmd/aiwatt-cloud
 
 ## run: build and start the agent on this machine's hardware (RAPL where readable, else the CPU model).
 run: build
