@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -121,31 +120,12 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 		return 1
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(srv, c.web, logger) }()
 	for _, addr := range *c.web.WebListenAddresses {
 		logger.Info("serving metrics", "url", metricsURL(addr, *c.metricsPath, *c.web.WebConfigFile != ""))
 	}
-
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- a.Run(ctx) }()
-
-	code := 0
-	select {
-	case <-ctx.Done():
-		logger.Info("stopping: signal received")
-	case err := <-serveErr:
-		if !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("HTTP server failed", "err", err)
-			code = 1
-		}
-		stop()
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		logger.Warn("HTTP server did not stop cleanly", "err", err)
-	}
+	code := serve(ctx, stop, srv, c.web, logger)
 	<-agentDone
 	if err := a.Close(); err != nil {
 		logger.Warn("closing sources", "err", err)

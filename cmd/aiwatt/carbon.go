@@ -208,28 +208,11 @@ func (c *carbonCommand) serve(ctx context.Context, stop context.CancelFunc, svc 
 		svc.Run(ctx, *c.interval)
 	}()
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(srv, c.web, logger) }()
 	for _, addr := range *c.web.WebListenAddresses {
 		logger.Info("serving carbon intensity", "metrics", metricsURL(addr, *c.metricsPath, *c.web.WebConfigFile != ""),
 			"api", metricsURL(addr, carbon.IntensityAPIPath, *c.web.WebConfigFile != ""))
 	}
-	code := 0
-	select {
-	case <-ctx.Done():
-		logger.Info("stopping: signal received")
-	case err := <-serveErr:
-		if !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("HTTP server failed", "err", err)
-			code = 1
-		}
-		stop()
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		logger.Warn("HTTP server did not stop cleanly", "err", err)
-	}
+	code := serve(ctx, stop, srv, c.web, logger)
 	<-refreshDone
 	logger.Info("stopped")
 	return code

@@ -217,36 +217,49 @@ func sysfsfixtureMaterialize(t *testing.T) string {
 	return materialize(t, intelFixture)
 }
 
-// promScalar runs an instant query and returns its single value.
-func promScalar(ctx context.Context, base, query string) (float64, error) {
+// promQuery runs an instant query and returns its result series.
+func promQuery(ctx context.Context, base, query string) ([]json.RawMessage, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/query?query="+url.QueryEscape(query), nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var r struct {
 		Status string `json:"status"`
 		Error  string `json:"error"`
 		Data   struct {
-			Result []struct {
-				Value [2]any `json:"value"`
-			} `json:"result"`
+			Result []json.RawMessage `json:"result"`
 		} `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if r.Status != "success" {
-		return 0, fmt.Errorf("query %s: %s", query, r.Error)
+		return nil, fmt.Errorf("query %s: %s", query, r.Error)
 	}
-	if len(r.Data.Result) != 1 {
-		return 0, fmt.Errorf("query %s: %d series", query, len(r.Data.Result))
+	return r.Data.Result, nil
+}
+
+// promScalar runs an instant query and returns its single value.
+func promScalar(ctx context.Context, base, query string) (float64, error) {
+	series, err := promQuery(ctx, base, query)
+	if err != nil {
+		return 0, err
 	}
-	s, _ := r.Data.Result[0].Value[1].(string)
+	if len(series) != 1 {
+		return 0, fmt.Errorf("query %s: %d series", query, len(series))
+	}
+	var one struct {
+		Value [2]any `json:"value"`
+	}
+	if err := json.Unmarshal(series[0], &one); err != nil {
+		return 0, err
+	}
+	s, _ := one.Value[1].(string)
 	return strconv.ParseFloat(s, 64)
 }
 
@@ -325,29 +338,8 @@ func checkDashboardsReturnData(ctx context.Context, t *testing.T, promURL string
 }
 
 func promSeriesCount(ctx context.Context, base, query string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/query?query="+url.QueryEscape(query), nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var r struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			Result []json.RawMessage `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return 0, err
-	}
-	if r.Status != "success" {
-		return 0, fmt.Errorf("%s: %s", query, r.Error)
-	}
-	return len(r.Data.Result), nil
+	series, err := promQuery(ctx, base, query)
+	return len(series), err
 }
 
 // grepLines keeps the lines of body that contain one of words.
