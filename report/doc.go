@@ -34,6 +34,19 @@
 // nine significant digits, and no wall-clock time; the same period and data
 // give the same bytes.
 //
+// # Distribution
+//
+// Distributor (distribute.go) sends the written files on, using the standard
+// library only: an HTTP PUT of each file to a URL prefix or {file} template
+// (S3-compatible stores through a bucket policy or a prefix-scoped token,
+// WebDAV, any HTTP store; AWS S3 with SigV4 credentials is left to
+// `aws s3 cp`), retried with exponential backoff on network errors, 5xx and
+// 429 (Retry-After honoured); and one multipart/mixed email over SMTP
+// (STARTTLS when offered, implicit TLS or none; credentials are refused over
+// plaintext unless allowed) with a one-line summary from report.json and the
+// files attached up to a size limit. Token, password, header values and URL
+// query strings never appear in the summary lines or errors.
+//
 // It must not import agent/, exporter/ or any cloud SDK; it talks to
 // Prometheus only through the Querier interface (satisfied by client_golang's
 // api/v1 API).

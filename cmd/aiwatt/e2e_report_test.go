@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,5 +116,79 @@ func TestEndToEndReport(t *testing.T) {
 	b, err := exec.Command(binPath, "report", "--prometheus="+srv.URL, "--from=2026-11-01", "--to=2026-12-01", "--format=docx", "--out="+t.TempDir()).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(b), "unknown format") {
 		t.Errorf("--format=docx: %v\n%s", err, b)
+	}
+}
+
+// TestEndToEndReportUpload runs `aiwatt report --upload.url` against an
+// httptest server: every written file is PUT byte for byte with the bearer
+// token from a file (which never reaches the output); a 403 on one file
+// exits 1 after the files are written and names the file that failed.
+func TestEndToEndReportUpload(t *testing.T) {
+	from := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	to := from.Add(24 * time.Hour)
+	om, _ := reporttest.History(from, to)
+	prom := promtest.Start(t, promtest.Options{OpenMetrics: om, MaxBlockDuration: 40 * 24 * time.Hour})
+	var mu sync.Mutex
+	puts := map[string][]byte{}
+	auth := map[string]string{}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		puts[r.Method+" "+r.URL.Path], auth[r.URL.Path] = b, r.Header.Get("Authorization")
+		mu.Unlock()
+		if strings.HasSuffix(r.URL.Path, "/denied/report.csv") {
+			http.Error(w, "AccessDenied", http.StatusForbidden)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer up.Close()
+	const secret = "e2e-bearer-secret"
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(prefix string) (string, []byte, error) {
+		out := t.TempDir()
+		cmd := exec.Command(binPath, "report", "--prometheus="+prom.URL, "--from=2026-11-01", "--to=2026-11-02", "--format=json,csv",
+			"--out="+out, "--upload.url="+up.URL+prefix, "--upload.bearer-token-file="+tok, "--upload.retries=0")
+		b, err := cmd.CombinedOutput()
+		return out, b, err
+	}
+	out, b, err := run("/ok/")
+	if err != nil {
+		t.Fatalf("aiwatt report --upload.url: %v\n%s", err, b)
+	}
+	for _, f := range []string{"report.json", "report.csv"} {
+		want, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		got, ok := puts["PUT /ok/"+f]
+		gotAuth := auth["/ok/"+f]
+		mu.Unlock()
+		if !ok || !bytes.Equal(got, want) || gotAuth != "Bearer "+secret {
+			t.Errorf("%s: PUT %v, byte-equal %v, Authorization %q", f, ok, bytes.Equal(got, want), gotAuth)
+		}
+		if !strings.Contains(string(b), "upload "+f+" -> "+up.URL+"/ok/"+f+": ok, 201 Created") {
+			t.Errorf("no summary line for %s:\n%s", f, b)
+		}
+	}
+	if strings.Contains(string(b), secret) {
+		t.Errorf("the bearer token appears in the output:\n%s", b)
+	}
+
+	out, b, err = run("/denied")
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("a 403 must exit 1: %v\n%s", err, b)
+	}
+	if !strings.Contains(string(b), "report.csv: FAILED: 403 Forbidden") || !strings.Contains(string(b), "distribution failed: upload report.csv") || strings.Contains(string(b), secret) {
+		t.Errorf("output:\n%s", b)
+	}
+	for _, f := range []string{"report.json", "report.csv"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("%s not written before the failed upload: %v", f, err)
+		}
 	}
 }
