@@ -10,7 +10,8 @@
 // value, its revision number goes up by one, and the superseded value is
 // kept in the revisions table with its own source and fetch time.
 //
-// It owns the schema and the CSV export and must not import provider SDKs.
+// It owns the schema and the CSV and Parquet exports and must not import
+// provider SDKs.
 package ledger
 
 import (

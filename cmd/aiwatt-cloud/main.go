@@ -1,7 +1,7 @@
 // Command aiwatt-cloud pulls AI/ML spend, usage and carbon from AWS, Azure
 // and Google Cloud into an idempotent SQLite ledger, serves the ledger as
-// Prometheus gauges and exports it as CSV. It is a separate binary so that
-// the node agent (cmd/aiwatt) never links cloud SDKs.
+// Prometheus gauges and exports it as CSV and Parquet. It is a separate
+// binary so that the node agent (cmd/aiwatt) never links cloud SDKs.
 //
 // Run it as a Deployment (scheduled pulls, --schedule, default every 24h,
 // serving /metrics on --web.listen-address) or as a Kubernetes CronJob
@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		schedule   = app.Flag("schedule", "Time between scheduled pulls, a Go duration such as 24h or 6h (at least 1m). Overrides the file's schedule; default 24h. The first pull runs at start.").IsSetByUser(&scheduleSet).Default("24h").Duration()
 		ledgerPath = app.Flag("ledger", "SQLite ledger file. Overrides the file's ledger.").IsSetByUser(&ledgerSet).Default("./aiwatt-cloud.db").String()
 		exportCSV  = app.Flag("export.csv", "After each pull, write the ledger's current rows to this CSV file (replaced atomically).").String()
+		exportPQ   = app.Flag("export.parquet", "After each pull, write the ledger's current rows to this Parquet file for a warehouse (same rows and columns as the CSV, typed; replaced atomically).").String()
 		webCfg     = kingpinflag.AddFlags(app, defaultListenAddress)
 	)
 	if _, err := app.Parse(args); err != nil {
@@ -109,10 +110,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			logger.Error("cannot read ledger for metrics", "err", err)
 		}
 		if *exportCSV != "" {
-			if err := writeCSV(ctx, l, *exportCSV); err != nil {
+			if err := writeExport(*exportCSV, func(w io.Writer) error { return l.WriteCSV(ctx, w) }); err != nil {
 				logger.Error("CSV export failed", "file", *exportCSV, "err", err)
 			} else {
 				logger.Info("CSV export written", "file", *exportCSV)
+			}
+		}
+		if *exportPQ != "" {
+			if err := writeExport(*exportPQ, func(w io.Writer) error { return l.WriteParquet(ctx, w) }); err != nil {
+				logger.Error("Parquet export failed", "file", *exportPQ, "err", err)
+			} else {
+				logger.Info("Parquet export written", "file", *exportPQ)
 			}
 		}
 		return sum
@@ -196,14 +204,15 @@ func disabledOnly(d map[string]string) []cloud.TaskSummary {
 	return out
 }
 
-// writeCSV writes the export next to file and renames it into place.
-func writeCSV(ctx context.Context, l *ledger.Ledger, file string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".aiwatt-cloud-*.csv")
+// writeExport writes an export next to file with write and renames it into
+// place, so a reader never sees a partial file.
+func writeExport(file string, write func(io.Writer) error) error {
+	tmp, err := os.CreateTemp(filepath.Dir(file), ".aiwatt-cloud-*"+filepath.Ext(file))
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if err := l.WriteCSV(ctx, tmp); err != nil {
+	if err := write(tmp); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	encsv "encoding/csv"
 	"encoding/json"
 	"io"
 	"net"
@@ -14,6 +15,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/inferensys/aiwatt/cloud/ledger"
 )
 
 const fakeSecret = "fake-secret-created-in-test"
@@ -69,14 +74,15 @@ func awsConfig(url string) string {
 	return "aws:\n  region: us-east-1\n  cost_endpoint: " + url + "\n  carbon_endpoint: " + url + "\n  carbon_months: 36\n"
 }
 
-func TestOnceExportsCSVAndSummary(t *testing.T) {
+func TestOnceExportsCSVParquetAndSummary(t *testing.T) {
 	isolateAWS(t, true)
 	srv := fakeAWS(t)
 	dir := t.TempDir()
 	csvPath := filepath.Join(dir, "out.csv")
+	pqPath := filepath.Join(dir, "out.parquet")
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), []string{"--config.file", writeConfig(t, awsConfig(srv.URL)), "--once",
-		"--ledger", filepath.Join(dir, "l.db"), "--export.csv", csvPath}, &stdout, &stderr)
+		"--ledger", filepath.Join(dir, "l.db"), "--export.csv", csvPath, "--export.parquet", pqPath}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
@@ -89,6 +95,42 @@ func TestOnceExportsCSVAndSummary(t *testing.T) {
 	}
 	if !strings.Contains(string(csv), "aws,111122223333,AmazonEC2,us-east-1,2025-01,v3.0.0,co2e_scope1,2025-01-01,2025-02-01,500,kgCO2e,aws:sustainability:GetEstimatedCarbonEmissions,") {
 		t.Errorf("csv:\n%s", csv)
+	}
+	pq, err := os.ReadFile(pqPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := parquet.Read[ledger.ParquetRow](bytes.NewReader(pq), int64(len(pq)))
+	if err != nil {
+		t.Fatalf("read parquet export: %v", err)
+	}
+	recs, err := encsv.NewReader(bytes.NewReader(csv)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || len(recs) != 2 {
+		t.Fatalf("parquet rows %+v, csv:\n%s", rows, csv)
+	}
+	c := recs[1]
+	fetched, err := time.Parse(time.RFC3339Nano, c[12])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The CSV row typed as the Parquet export types it.
+	want := ledger.ParquetRow{Provider: c[0], Account: c[1], Service: c[2], Region: c[3], Period: c[4], ModelVersion: c[5],
+		Metric: c[6], PeriodStart: ledger.Days(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)),
+		PeriodEnd: ledger.Days(time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)), Value: 500, Unit: c[10], Source: c[11],
+		FetchedAt: fetched.Truncate(time.Microsecond), Revision: 1}
+	if c[7] != "2025-01-01" || c[8] != "2025-02-01" || c[9] != "500" || c[13] != "1" {
+		t.Errorf("csv row %q", c)
+	}
+	r := rows[0]
+	if !r.FetchedAt.Equal(want.FetchedAt) {
+		t.Errorf("parquet fetched_at %v, csv %v", r.FetchedAt, fetched)
+	}
+	r.FetchedAt = want.FetchedAt
+	if r != want {
+		t.Errorf("parquet row\n%+v\nwant (from the csv)\n%+v", r, want)
 	}
 	if strings.Contains(stdout.String()+stderr.String(), fakeSecret) {
 		t.Error("the secret access key was printed")
@@ -170,8 +212,8 @@ func TestScheduledServesMetrics(t *testing.T) {
 	}
 }
 
-// TestAgentDoesNotLinkCloudSDKs keeps the DaemonSet binary free of cloud SDKs
-// and the SQLite driver.
+// TestAgentDoesNotLinkCloudSDKs keeps the DaemonSet binary free of cloud SDKs,
+// the SQLite driver and the Parquet library.
 func TestAgentDoesNotLinkCloudSDKs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list")
@@ -186,7 +228,7 @@ func TestAgentDoesNotLinkCloudSDKs(t *testing.T) {
 	}
 	for _, d := range deps {
 		for _, banned := range []string{"github.com/aws/aws-sdk-go-v2", "github.com/Azure/azure-sdk-for-go", "cloud.google.com/",
-			"modernc.org/sqlite", "github.com/inferensys/aiwatt/cloud"} {
+			"modernc.org/sqlite", "github.com/inferensys/aiwatt/cloud", "github.com/parquet-go/"} {
 			if strings.HasPrefix(d, banned) {
 				t.Errorf("cmd/aiwatt links %s", d)
 			}
