@@ -34,7 +34,9 @@ type Options struct {
 	Config *Config
 	// Source is the Prometheus URL, recorded in the report.
 	Source string
-	// Ledger is the cloud ledger path ("" when none was given).
+	// Ledger is the path of aiwatt-cloud's CSV export (--export.csv) to
+	// show beside the measured figures ("" when none was given). Build
+	// reads it with LoadLedgerCSV before any query and fails if it cannot.
 	Ledger string
 }
 
@@ -87,6 +89,14 @@ func Build(ctx context.Context, q Querier, o Options) (*Report, error) {
 	if !labelRE.MatchString(c.LocationLabel) {
 		return nil, fmt.Errorf("location_label %q is not a label name", c.LocationLabel)
 	}
+	var led *Ledger
+	if o.Ledger != "" {
+		l, err := LoadLedgerCSV(o.Ledger)
+		if err != nil {
+			return nil, err
+		}
+		led = l
+	}
 	b := &builder{q: q, o: o, c: c, d: model.Duration(o.To.Sub(o.From)).String(), loc: c.LocationLabel}
 	b.r = &Report{
 		Title: "aiwatt energy and carbon report", Organisation: c.Organisation, Boundary: c.Boundary,
@@ -99,7 +109,7 @@ func Build(ctx context.Context, q Querier, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	b.ledger()
+	b.ledger(led)
 	b.targets()
 	fw, err := Frameworks()
 	if err != nil {
@@ -633,12 +643,14 @@ func (b *builder) methodology(ctx context.Context) error {
 	return nil
 }
 
-func (b *builder) ledger() {
-	if b.o.Ledger == "" {
+func (b *builder) ledger(l *Ledger) {
+	b.r.Cloud = CloudFigures{ModelVersions: []string{}, Totals: []CloudTotal{}, Figures: []CloudFigure{}}
+	if l == nil {
 		b.r.Ledger = "no ledger: no --ledger was given, so no cloud-provider figures are shown."
 		return
 	}
-	b.r.Ledger = fmt.Sprintf("no ledger: the cloud ledger is not available in this version, so %s was not read and no cloud-provider figures are shown.", b.o.Ledger)
+	b.r.Cloud = cloudFigures(l, b.r.From, b.r.To)
+	b.r.Ledger = cloudStatement(b.r.Cloud)
 }
 
 func (b *builder) targets() {

@@ -34,6 +34,30 @@
 // nine significant digits, and no wall-clock time; the same period and data
 // give the same bytes.
 //
+// # Cloud-provider figures
+//
+// With Options.Ledger (`aiwatt report --ledger FILE`) the report reads the
+// CSV export of the aiwatt-cloud ledger (`aiwatt-cloud --export.csv FILE`)
+// with LoadLedgerCSV: encoding/csv only, so the agent binary links neither
+// cloud SDKs nor SQLite, and this package does not import cloud/. The
+// header must be exactly LedgerCSVColumns (in any order; a test in
+// cloud/ledger ties it to the writer); missing or unknown columns, a bad
+// row (file:line) or the SQLite file itself are refused. A --ledger file
+// that cannot be read is an error (exit 2), not a data-quality note: the
+// user asked for it. Rows whose day or month overlaps [From, To) are kept;
+// of the same figure under several carbon model versions the most recently
+// fetched (then the greatest version) is shown and the rest counted; the
+// rest are summed per provider, account, service, region, calendar month and
+// metric (= GHG scope and basis), keeping the model version, the highest
+// revision and the latest fetch time. Monthly figures are shown whole, not
+// prorated (marked when the month reaches outside the period); daily cost
+// and usage are summed over the days inside it. The "Cloud-provider
+// figures" section (Report.Cloud; every format) lists them beside the
+// measured totals and says that they are the providers' own estimates,
+// naming the model versions, and are never added to aiwatt's figures:
+// nothing else in the report changes with --ledger. Without --ledger the
+// section says "no ledger".
+//
 // # Distribution
 //
 // Distributor (distribute.go) sends the written files on, using the standard

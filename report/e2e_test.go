@@ -72,7 +72,11 @@ func TestReportEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := report.Options{From: monthFrom, To: monthTo, Resolution: reporttest.Step, Config: cfg, Source: "prometheus-under-test", Ledger: "cloud.db"}
+	ledgerPath := filepath.Join(t.TempDir(), "cloud.csv")
+	if err := os.WriteFile(ledgerPath, reporttest.LedgerCSV(reporttest.LedgerMonth(monthFrom)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := report.Options{From: monthFrom, To: monthTo, Resolution: reporttest.Step, Config: cfg, Source: "prometheus-under-test", Ledger: ledgerPath}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	r, err := report.Build(ctx, v1.NewAPI(client), opts)
@@ -174,8 +178,27 @@ func TestReportEndToEnd(t *testing.T) {
 	if r.DataQuality.EstimatedSharePercent.Float() <= 0 || r.DataQuality.EstimatedSharePercent.Float() >= 100 {
 		t.Errorf("estimated share %v", r.DataQuality.EstimatedSharePercent)
 	}
-	if !strings.Contains(r.Ledger, "no ledger") {
-		t.Errorf("ledger: %s", r.Ledger)
+	// The cloud-provider figures sit beside the measured ones: the same
+	// build without --ledger has byte-identical measured figures.
+	if !strings.Contains(r.Ledger, "NOT added") || len(r.Cloud.Figures) != 5 || len(r.Cloud.ModelVersions) != 2 {
+		t.Errorf("ledger: %s %+v", r.Ledger, r.Cloud)
+	}
+	noLedger := opts
+	noLedger.Ledger = ""
+	r0, err := report.Build(ctx, v1.NewAPI(client), noLedger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r0.Ledger, "no ledger") || len(r0.Cloud.Figures) != 0 {
+		t.Errorf("without --ledger: %s", r0.Ledger)
+	}
+	for name, pair := range map[string][2]any{"totals": {r.Totals, r0.Totals}, "shared": {r.Shared, r0.Shared}, "groups": {r.Groups, r0.Groups},
+		"frameworks": {r.Frameworks, r0.Frameworks}, "targets": {r.Targets, r0.Targets}, "trend": {r.Trend, r0.Trend}} {
+		a, _ := json.Marshal(pair[0])
+		b, _ := json.Marshal(pair[1])
+		if !bytes.Equal(a, b) {
+			t.Errorf("measured %s change with --ledger:\n%s\n%s", name, a, b)
+		}
 	}
 	if len(r.Queries) < 10 {
 		t.Errorf("queries not recorded: %d", len(r.Queries))
@@ -229,7 +252,8 @@ func checkPDF(t *testing.T, pdf string, r *report.Report) {
 	text := string(out)
 	for _, want := range []string{
 		"Executive summary", "KPIs", "Training runs", "Methodology", "KPI progress against targets", "Framework tables",
-		"Data quality", "Gaps (no samples)", "Sources down", "Cloud-provider figures", "no ledger", "Queries",
+		"Data quality", "Gaps (no samples)", "Sources down", "Cloud-provider figures", "providers' own estimates", "NOT added",
+		"aws: v3.0.0; gcp: 12", "Beside aiwatt's measured totals (never added together)", "aws (provider estimate)", "aiwatt (measured)", "Queries",
 		"GRI 302-1", "GRI 305-2", "SASB TC-SI-130a.1", "ESRS E1-5", "ESRS E1-6", "Inferensys GmbH",
 		"Facility energy " + r.Totals.FacilityEnergyMWh.Human() + " MWh",
 		"Location-based emissions " + r.Totals.CO2eLocationT.Human() + " t CO2e",

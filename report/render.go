@@ -158,6 +158,20 @@ func RenderCSV(w io.Writer, r *Report) error {
 		add("9 source down", Group{}, o.Series+" "+ts(o.Start)+"/"+ts(o.End), "h", o.Hours.Canonical())
 	}
 	add("9 estimated share", Group{}, "estimated_share_percent", "%", r.DataQuality.EstimatedSharePercent.Canonical())
+	const cloudSec = "11 cloud-provider figure (provider estimate, not added to measured totals)"
+	for _, x := range r.Cloud.Totals {
+		add("11 cloud-provider total (provider estimate, not added to measured totals)", Group{},
+			x.Provider+" "+x.Metric+" model_versions="+strings.Join(x.ModelVersions, ";"), x.Unit, x.Value.Canonical())
+	}
+	for _, f := range r.Cloud.Figures {
+		id := strings.Join([]string{f.Provider, f.Account, f.Service, f.Region, f.Period, f.Metric}, "/")
+		g := Group{Location: f.Region}
+		add(cloudSec, g, id+" value", f.Unit, f.Value.Canonical())
+		add(cloudSec, g, id+" model_version", "", f.ModelVersion)
+		add(cloudSec, g, id+" revision", "", strconv.Itoa(f.Revision))
+		add(cloudSec, g, id+" fetched_at", "RFC 3339", f.FetchedAt)
+		add(cloudSec, g, id+" days", "", strconv.Itoa(f.Days))
+	}
 	for i, q := range r.Queries {
 		add("10 query", Group{}, fmt.Sprintf("%03d %s", i+1, q.Kind), q.Step, q.Query)
 	}

@@ -50,6 +50,10 @@ type Report struct {
 	DataQuality DataQuality `json:"data_quality"`
 	// Ledger says what cloud-provider figures are shown beside the measured ones.
 	Ledger string `json:"ledger"`
+	// Cloud are the cloud providers' own figures from the --ledger CSV
+	// export, beside (never added to) the measured figures; empty without
+	// a ledger.
+	Cloud CloudFigures `json:"cloud_provider_figures"`
 	// Queries are the PromQL queries run, in order.
 	Queries []QueryRecord `json:"queries"`
 }

@@ -154,7 +154,7 @@ func Sections(r *Report) []Section {
 		fmt.Sprintf("Gaps and outages are found at a resolution of %s and shown as gaps, never as zero.", r.Resolution),
 	}, r.DataQuality.Notes...), Tables: []Table{gaps, down}}
 
-	cloud := Section{Title: "Cloud-provider figures", Paragraphs: []string{r.Ledger}}
+	cloud := cloudSection(r)
 
 	q := Table{Caption: "Queries run", Header: []string{"#", "kind", "query", "evaluated"}}
 	for i, x := range r.Queries {
@@ -171,6 +171,51 @@ func Sections(r *Report) []Section {
 func orNone(s []string) []string {
 	if len(s) == 0 {
 		return []string{"not exported in the period (aiwatt_attribution_info absent)"}
+	}
+	return s
+}
+
+// cloudSection lists the providers' own figures beside aiwatt's measured
+// totals; it never adds the two.
+func cloudSection(r *Report) Section {
+	s := Section{Title: "Cloud-provider figures", Paragraphs: []string{r.Ledger}}
+	c := r.Cloud
+	if c.Ledger == "" {
+		return s
+	}
+	from, to := day(r)
+	s.Paragraphs = append(s.Paragraphs,
+		fmt.Sprintf("%d ledger row(s) read, %d overlap the period %s to %s; %d row(s) of an older or other carbon model version of the same figure are not shown (the most recently fetched version is).",
+			c.RowsRead, c.RowsInPeriod, from, to, c.RowsOtherModelVersions),
+		"Figures are per provider, account, service, region and calendar month. Monthly provider figures (carbon) cover whole months and are not prorated: a month that reaches outside the period is marked \"whole month\". Daily figures (cost, usage) are summed over the days inside the period.")
+	side := Table{Caption: "Beside aiwatt's measured totals (never added together)", Header: []string{"source", "figure", "scope", "basis", "value", "unit", "model versions"}}
+	t := r.Totals
+	side.Rows = append(side.Rows,
+		[]string{"aiwatt (measured)", "facility energy", "", "", t.FacilityEnergyMWh.Human(), "MWh", ""},
+		[]string{"aiwatt (measured)", "CO2e", "", "location", t.CO2eLocationT.Human(), "t CO2e", ""},
+		[]string{"aiwatt (measured)", "CO2e", "", "market", t.CO2eMarketT.Human(), "t CO2e", ""})
+	for _, x := range c.Totals {
+		side.Rows = append(side.Rows, []string{x.Provider + " (provider estimate)", x.Metric, x.Scope, x.Basis, x.Value.Human(), x.Unit, orDash(strings.Join(x.ModelVersions, ", "))})
+	}
+	det := Table{Caption: "Provider figures by account, service, region and month", Header: []string{"provider", "account", "service", "region", "month", "metric", "value", "unit", "model version", "revision", "fetched at", "coverage"}}
+	for _, f := range c.Figures {
+		cov := "month"
+		switch {
+		case f.Days > 0:
+			cov = fmt.Sprintf("%d day(s)", f.Days)
+		case f.WholeMonth:
+			cov = "whole month"
+		}
+		det.Rows = append(det.Rows, []string{f.Provider, f.Account, label(f.Service), label(f.Region), f.Period, f.Metric, f.Value.Human(), f.Unit,
+			orDash(f.ModelVersion), fmt.Sprint(f.Revision), f.FetchedAt, cov})
+	}
+	s.Tables = []Table{side, det}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
 	}
 	return s
 }

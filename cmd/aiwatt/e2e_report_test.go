@@ -33,17 +33,22 @@ func TestEndToEndReport(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("organisation: Inferensys GmbH\npue: 1.5\ntraining_runs:\n  - {model_id: llama-ft-8b, gpus: 8}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ledger := filepath.Join(t.TempDir(), "cloud.csv")
+	if err := os.WriteFile(ledger, reporttest.LedgerCSV(reporttest.LedgerMonth(from)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	runReport := func(out string, extra ...string) {
 		t.Helper()
-		args := append([]string{"report", "--prometheus=" + srv.URL, "--from=2026-11-01", "--to=2026-12-01", "--config=" + cfg, "--out=" + out, "--ledger=cloud.db"}, extra...)
+		args := append([]string{"report", "--prometheus=" + srv.URL, "--from=2026-11-01", "--to=2026-12-01", "--config=" + cfg, "--out=" + out}, extra...)
 		b, err := exec.Command(binPath, args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("aiwatt report: %v\n%s", err, b)
 		}
 	}
-	out1, out2 := t.TempDir(), t.TempDir()
-	runReport(out1)
-	runReport(out2, "--format=json,csv")
+	out1, out2, out3 := t.TempDir(), t.TempDir(), t.TempDir()
+	runReport(out1, "--ledger="+ledger)
+	runReport(out2, "--ledger="+ledger, "--format=json,csv")
+	runReport(out3, "--format=json,pdf")
 	for _, f := range []string{"report.json", "report.csv", "report.md", "report.html", "report.pdf"} {
 		if fi, err := os.Stat(filepath.Join(out1, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("%s not written: %v", f, err)
@@ -68,7 +73,14 @@ func TestEndToEndReport(t *testing.T) {
 		DataQuality struct {
 			Gaps []struct{ Start, End time.Time } `json:"gaps"`
 		} `json:"data_quality"`
-		Ledger  string `json:"ledger"`
+		Ledger string `json:"ledger"`
+		Cloud  struct {
+			ModelVersions []string `json:"model_versions"`
+			Totals        []struct {
+				Provider, Metric, Unit string
+				Value                  float64
+			} `json:"totals"`
+		} `json:"cloud_provider_figures"`
 		Queries []struct {
 			Query string `json:"query"`
 		} `json:"queries"`
@@ -102,8 +114,52 @@ func TestEndToEndReport(t *testing.T) {
 	if len(rep.DataQuality.Gaps) != 1 || !rep.DataQuality.Gaps[0].Start.Equal(truth.Gap.Start) {
 		t.Errorf("gaps: %+v, want one at %s", rep.DataQuality.Gaps, truth.Gap.Start)
 	}
-	if !strings.Contains(rep.Ledger, "no ledger") || !strings.Contains(rep.Ledger, "cloud.db") {
+	if !strings.Contains(rep.Ledger, "providers' own estimates") || !strings.Contains(rep.Ledger, "NOT added") || !strings.Contains(rep.Ledger, ledger) {
 		t.Errorf("ledger: %q", rep.Ledger)
+	}
+	if got := strings.Join(rep.Cloud.ModelVersions, "|"); got != "aws: v3.0.0|gcp: 12" || len(rep.Cloud.Totals) != 5 ||
+		rep.Cloud.Totals[4].Provider != "gcp" || rep.Cloud.Totals[4].Value != 0.25075 || rep.Cloud.Totals[4].Unit != "t CO2e" {
+		t.Errorf("cloud-provider figures: %+v", rep.Cloud)
+	}
+	// The measured figures are the same without --ledger: never added together.
+	var base map[string]json.RawMessage
+	var with map[string]json.RawMessage
+	raw0, _ := os.ReadFile(filepath.Join(out3, "report.json"))
+	if json.Unmarshal(raw0, &base) != nil || json.Unmarshal(raw, &with) != nil {
+		t.Fatal("report.json does not parse")
+	}
+	for _, k := range []string{"totals", "shared", "groups", "by_project", "by_model", "by_location", "frameworks", "trend", "training_runs"} {
+		if !bytes.Equal(base[k], with[k]) {
+			t.Errorf("%s differs with --ledger:\n%s\n%s", k, with[k], base[k])
+		}
+	}
+	if !strings.Contains(string(base["ledger"]), "no ledger") {
+		t.Errorf("without --ledger: %s", base["ledger"])
+	}
+	if pdftotext, err := exec.LookPath("pdftotext"); err != nil {
+		t.Error("pdftotext is needed to check the PDF (Debian: apt-get install -y poppler-utils)")
+	} else {
+		txt, err := exec.Command(pdftotext, "-layout", filepath.Join(out1, "report.pdf"), "-").CombinedOutput()
+		if err != nil {
+			t.Fatalf("pdftotext: %v\n%s", err, txt)
+		}
+		for _, w := range []string{"Cloud-provider figures", "providers' own estimates", "NOT added", "aws: v3.0.0; gcp: 12",
+			"Beside aiwatt's measured totals (never added together)", "aiwatt (measured)", "gcp (provider estimate)"} {
+			if !strings.Contains(string(txt), w) {
+				t.Errorf("PDF text lacks %q", w)
+			}
+		}
+		txt0, _ := exec.Command(pdftotext, "-layout", filepath.Join(out3, "report.pdf"), "-").CombinedOutput()
+		if !strings.Contains(string(txt0), "no ledger") || strings.Contains(string(txt0), "provider estimate") {
+			t.Errorf("PDF without --ledger must say no ledger and show no provider figures")
+		}
+	}
+	// A --ledger file that cannot be read, or is not the export, exits 2 with the reason.
+	for arg, want := range map[string]string{filepath.Join(t.TempDir(), "absent.csv"): "absent.csv", cfg: "missing columns"} {
+		b, err := exec.Command(binPath, "report", "--prometheus="+srv.URL, "--from=2026-11-01", "--to=2026-12-01", "--ledger="+arg, "--out="+t.TempDir()).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(b), want) {
+			t.Errorf("--ledger=%s: %v\n%s", arg, err, b)
+		}
 	}
 	if len(rep.Queries) == 0 || !strings.Contains(rep.Queries[0].Query, "increase(aiwatt_workload_energy_joules_total[30d])") {
 		t.Errorf("queries: %+v", rep.Queries)

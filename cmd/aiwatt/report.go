@@ -48,7 +48,7 @@ func newReportCommand(app *kingpin.Application) *reportCommand {
 	c.prometheus = c.cmd.Flag("prometheus", "Prometheus (or Thanos/Mimir query) base URL.").Required().String()
 	c.httpConfig = c.cmd.Flag("prometheus.http-config-file", "HTTP client configuration for Prometheus (TLS, basic auth, bearer token file), in Prometheus's http_config format.").Default("").String()
 	c.config = c.cmd.Flag("config", "Report configuration file (organisation, boundary, PUE, targets, market instruments, training-run GPU counts).").Default("").String()
-	c.ledger = c.cmd.Flag("ledger", "Cloud-provider ledger to show beside the measured figures (not available yet: reported as \"no ledger\").").Default("").String()
+	c.ledger = c.cmd.Flag("ledger", "CSV export of the aiwatt-cloud ledger (aiwatt-cloud --export.csv FILE) whose cloud-provider figures for the period are shown beside the measured figures, never added to them, with the providers' model versions. A file that cannot be read or is not that export exits 2. Without it the report says \"no ledger\".").Default("").String()
 	c.formats = c.cmd.Flag("format", "Comma-separated formats: "+strings.Join(report.Formats, ",")+".").Default(strings.Join(report.Formats, ",")).String()
 	c.out = c.cmd.Flag("out", "Directory to write report.FORMAT files into.").Default(".").String()
 	c.resolution = c.cmd.Flag("resolution", "Step for finding gaps, outages and GPU-active time; at least the scrape interval.").Default("15m").Duration()
