@@ -215,9 +215,6 @@ func TestScheduledServesMetrics(t *testing.T) {
 // TestAgentDoesNotLinkCloudSDKs keeps the DaemonSet binary free of cloud SDKs,
 // the SQLite driver and the Parquet library.
 func TestAgentDoesNotLinkCloudSDKs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs go list")
-	}
 	out, err := exec.Command("go", "list", "-e", "-deps", "github.com/inferensys/aiwatt/cmd/aiwatt").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)

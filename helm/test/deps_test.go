@@ -10,9 +10,6 @@ import (
 // dependencies of this module only: the aiwatt binary must not link them,
 // and the root module must not require them.
 func TestAgentBinaryHasNoChartDependencies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs go list")
-	}
 	cmd := exec.Command("go", "list", "-deps", "./cmd/aiwatt")
 	cmd.Dir = repoRoot
 	out, err := cmd.CombinedOutput()
