@@ -246,7 +246,7 @@ func TestReportsNameLength(t *testing.T) {
 // arguments, and AIWATT_REPORT_NOW standing in for the clock.
 func TestReportsWrapperComputesThePeriod(t *testing.T) {
 	if out, err := exec.Command("date", "--version").Output(); err != nil || !strings.Contains(string(out), "GNU coreutils") {
-		t.Skip("needs GNU date, as in the image")
+		t.Fatalf("GNU date (coreutils), as in the image, is needed to run the wrapper: %v", err)
 	}
 	bin := t.TempDir()
 	fake := "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n"
