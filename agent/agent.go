@@ -267,7 +267,7 @@ func (a *Agent) recordTarget(source, target string, err error, reasons map[strin
 	switch {
 	case !up && (st.up || !st.seen || err.Error() != st.lastErr):
 		level := slog.LevelWarn
-		if errors.Is(err, rapl.ErrNoData) || errors.Is(err, dcgm.ErrNoData) {
+		if errors.Is(err, rapl.ErrNoData) || errors.Is(err, dcgm.ErrNoData) || errors.Is(err, errNotConfigured) {
 			level = slog.LevelInfo
 		}
 		a.logger.Log(context.Background(), level, "source down", "source_name", source, "target", target, "err", err)

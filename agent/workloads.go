@@ -157,7 +157,7 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 	w.resolver = workload.NewResolver(matcher, w.podLookup())
 	switch {
 	case cfg.Carbon == nil || cfg.Carbon.Zone == "":
-		w.carbonErr = errors.New("no grid zone configured (carbon.zone): CO2e is not computed")
+		w.carbonErr = fmt.Errorf("%w: no grid zone (carbon.zone), so CO2e is not computed", errNotConfigured)
 	default:
 		ccfg := *cfg.Carbon
 		if ccfg.Zone == ZoneFromNode {
@@ -180,6 +180,10 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 	}
 	return w, nil
 }
+
+// errNotConfigured marks a source that is off by configuration: absent,
+// not failed (logged at info level, never counted as an error).
+var errNotConfigured = errors.New("not configured")
 
 // ZoneFromNode as carbon.zone takes the zone from this node's cloud
 // provider and region (providerID and topology.kubernetes.io/region), as the
