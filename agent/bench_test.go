@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
@@ -43,39 +42,8 @@ func intel2Socket(b *testing.B) string {
 	return sysfsfixture.Materialize(b, filepath.Join("..", "rapl", "testdata", "intel-2socket.sysfs"))
 }
 
-// synthetic1000Zones writes 250 sockets × package, core, uncore, dram (1000
-// zones, named like the kernel names them: intel-rapl:<hex>[:n]) into a
-// temporary sysfs root.
-func synthetic1000Zones(b *testing.B) string {
-	b.Helper()
-	root := filepath.Join(b.TempDir(), "sys")
-	const sockets = 250
-	for s := range sockets {
-		zones := []struct{ dir, name string }{
-			{fmt.Sprintf("intel-rapl:%x", s), fmt.Sprintf("package-%d", s)},
-			{fmt.Sprintf("intel-rapl:%x:0", s), "core"},
-			{fmt.Sprintf("intel-rapl:%x:1", s), "uncore"},
-			{fmt.Sprintf("intel-rapl:%x:2", s), "dram"},
-		}
-		for i, z := range zones {
-			dir := filepath.Join(root, "class", "powercap", z.dir)
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				b.Fatal(err)
-			}
-			for file, content := range map[string]string{
-				"name":                z.name,
-				"energy_uj":           strconv.FormatUint(100_000_000_000+uint64(s*4+i)*1_000_003, 10),
-				"max_energy_range_uj": "262143328850",
-				"enabled":             "1",
-			} {
-				if err := os.WriteFile(filepath.Join(dir, file), []byte(content+"\n"), 0o644); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-	}
-	return root
-}
+// synthetic1000Zones is 250 sockets × package, core, uncore, dram.
+func synthetic1000Zones(b *testing.B) string { return sysfsfixture.Synthetic(b, 250) }
 
 // benchTick runs Agent.Tick with a fake clock stepped by the interval each
 // iteration. estimate is the cpu_model.estimate setting.
@@ -132,25 +100,7 @@ func benchBareLoop(b *testing.B, sysfs string, wantZones int) {
 	if len(files) != wantZones {
 		b.Fatalf("%d zones, want %d", len(files), wantZones)
 	}
-	var sum uint64
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		for _, f := range files {
-			raw, err := os.ReadFile(f)
-			if err != nil {
-				b.Fatal(err)
-			}
-			v, err := strconv.ParseUint(string(bytes.TrimSpace(raw)), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sum += v
-		}
-	}
-	if sum == 0 {
-		b.Fatal("read nothing")
-	}
+	sysfsfixture.BenchReadFiles(b, files)
 }
 
 // BenchmarkTick2Sockets is one tick with the default configuration

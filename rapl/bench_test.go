@@ -1,25 +1,12 @@
 package rapl
 
 import (
-	"bytes"
-	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
-)
 
-// syntheticRoot builds n package zones (intel-rapl:0 .. intel-rapl:<n-1 in hex>) under a
-// temporary sysfs root.
-func syntheticRoot(b *testing.B, n int) string {
-	b.Helper()
-	root := b.TempDir()
-	for i := range n {
-		writeZone(b, root, fmt.Sprintf("intel-rapl:%x", i), fmt.Sprintf("package-%d", i), 100_000_000_000+uint64(i), 262143328850)
-	}
-	return root
-}
+	"github.com/inferensys/aiwatt/internal/sysfsfixture"
+)
 
 func benchMeterSample(b *testing.B, root string, wantZones int) {
 	m, err := NewMeter(root, Options{})
@@ -54,25 +41,7 @@ func benchBareRead(b *testing.B, root string, wantZones int) {
 	if len(files) != wantZones {
 		b.Fatalf("%d zones, want %d", len(files), wantZones)
 	}
-	var sum uint64
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		for _, f := range files {
-			raw, err := os.ReadFile(f)
-			if err != nil {
-				b.Fatal(err)
-			}
-			v, err := strconv.ParseUint(string(bytes.TrimSpace(raw)), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sum += v
-		}
-	}
-	if sum == 0 {
-		b.Fatal("read nothing")
-	}
+	sysfsfixture.BenchReadFiles(b, files)
 }
 
 func BenchmarkMeterSample2Sockets(b *testing.B) {
@@ -84,9 +53,9 @@ func BenchmarkBareRead2Sockets(b *testing.B) {
 }
 
 func BenchmarkMeterSample1000Zones(b *testing.B) {
-	benchMeterSample(b, syntheticRoot(b, 1000), 1000)
+	benchMeterSample(b, sysfsfixture.Synthetic(b, 250), 1000)
 }
 
 func BenchmarkBareRead1000Zones(b *testing.B) {
-	benchBareRead(b, syntheticRoot(b, 1000), 1000)
+	benchBareRead(b, sysfsfixture.Synthetic(b, 250), 1000)
 }

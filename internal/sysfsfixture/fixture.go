@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -98,4 +99,60 @@ func Materialize(tb testing.TB, file string) string {
 		tb.Fatalf("fixture %s: %v", file, err)
 	}
 	return root
+}
+
+// Synthetic writes a powercap tree of sockets × package, core, uncore and
+// dram zones (named as the kernel names them, intel-rapl:<hex>[:n]) into a
+// fresh temporary directory and returns its sysfs root. Benchmarks use it for
+// scale: 250 sockets make 1000 zones.
+func Synthetic(tb testing.TB, sockets int) string {
+	tb.Helper()
+	var entries []Entry
+	for s := range sockets {
+		zones := []struct{ dir, name string }{
+			{fmt.Sprintf("intel-rapl:%x", s), fmt.Sprintf("package-%d", s)},
+			{fmt.Sprintf("intel-rapl:%x:0", s), "core"},
+			{fmt.Sprintf("intel-rapl:%x:1", s), "uncore"},
+			{fmt.Sprintf("intel-rapl:%x:2", s), "dram"},
+		}
+		for i, z := range zones {
+			dir := "class/powercap/" + z.dir + "/"
+			entries = append(entries,
+				Entry{Path: dir + "name", Content: z.name},
+				Entry{Path: dir + "energy_uj", Content: strconv.FormatUint(100_000_000_000+uint64(s*4+i)*1_000_003, 10)},
+				Entry{Path: dir + "max_energy_range_uj", Content: "262143328850"},
+				Entry{Path: dir + "enabled", Content: "1"},
+			)
+		}
+	}
+	root := filepath.Join(tb.TempDir(), "sys")
+	if err := Write(root, entries); err != nil {
+		tb.Fatalf("synthetic fixture: %v", err)
+	}
+	return root
+}
+
+// BenchReadFiles is the floor the RAPL benchmarks are measured against:
+// os.ReadFile and strconv.ParseUint over files, nothing else.
+func BenchReadFiles(b *testing.B, files []string) {
+	b.Helper()
+	var sum uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for _, f := range files {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			v, err := strconv.ParseUint(string(bytes.TrimSpace(raw)), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum += v
+		}
+	}
+	if sum == 0 {
+		b.Fatal("read nothing")
+	}
 }
