@@ -248,34 +248,17 @@ var grafanaSubstitutions = strings.NewReplacer(
 // checkDashboardQueries runs every panel query of the generated dashboards.
 func checkDashboardQueries(ctx context.Context, t *testing.T, promURL string) {
 	t.Helper()
-	files, err := dashboards.Render()
+	queries, err := dashboards.Queries()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for name, b := range files {
-		var d struct {
-			Panels []struct {
-				Title   string `json:"title"`
-				Targets []struct {
-					Expr string `json:"expr"`
-				} `json:"targets"`
-			} `json:"panels"`
-		}
-		if err := json.Unmarshal(b, &d); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range d.Panels {
-			for _, tg := range p.Targets {
-				n++
-				q := grafanaSubstitutions.Replace(tg.Expr)
-				if _, err := httpGet(ctx, promURL+"/api/v1/query?query="+url.QueryEscape(q)); err != nil {
-					t.Errorf("%s: panel %q: query %s: %v", name, p.Title, q, err)
-				}
-			}
+	for _, dq := range queries {
+		q := grafanaSubstitutions.Replace(dq.Expr)
+		if _, err := httpGet(ctx, promURL+"/api/v1/query?query="+url.QueryEscape(q)); err != nil {
+			t.Errorf("%s: panel %q: query %s: %v", dq.File, dq.Panel, q, err)
 		}
 	}
-	if n == 0 {
+	if len(queries) == 0 {
 		t.Error("no dashboard queries")
 	}
 }

@@ -418,3 +418,44 @@ func carbonDisclosure() *dashboard.DashboardBuilder {
 		WithPanel(ts("Intensity age", "Time since the validity window of the intensity in use ended; AiwattCarbonIntensityStale fires above 2 hours.", unitSeconds, 12,
 			q{expr: `max by (zone, provider, basis) (aiwatt_grid_carbon_intensity_age_seconds{` + fCluster + `, basis=~"$basis"})`, legend: "{{zone}} {{provider}} ({{basis}})"}))
 }
+
+// Query is one PromQL expression of a dashboard panel, with its Grafana
+// variables ($__rate_interval, $cluster, …) left in.
+type Query struct {
+	// File is the dashboard's JSON file name.
+	File string
+	// Panel is the panel's title.
+	Panel string
+	// Expr is the PromQL.
+	Expr string
+}
+
+// Queries returns every panel query of every dashboard, in a stable order.
+func Queries() ([]Query, error) {
+	files, err := Render()
+	if err != nil {
+		return nil, err
+	}
+	var out []Query
+	for _, s := range Specs() {
+		var d struct {
+			Panels []struct {
+				Title   string `json:"title"`
+				Targets []struct {
+					Expr string `json:"expr"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(files[s.File], &d); err != nil {
+			return nil, fmt.Errorf("dashboard %s: %w", s.File, err)
+		}
+		for _, p := range d.Panels {
+			for _, tg := range p.Targets {
+				if tg.Expr != "" {
+					out = append(out, Query{File: s.File, Panel: p.Title, Expr: tg.Expr})
+				}
+			}
+		}
+	}
+	return out, nil
+}

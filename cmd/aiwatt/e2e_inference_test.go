@@ -287,54 +287,35 @@ var dashboardsWithoutData = map[string]string{
 // dashboards and requires data, except where the test deliberately has none.
 func checkDashboardsReturnData(ctx context.Context, t *testing.T, promURL string) {
 	t.Helper()
-	files, err := dashboards.Render()
+	queries, err := dashboards.Queries()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, empty := 0, 0
-	for name, b := range files {
-		var d struct {
-			Panels []struct {
-				Title   string `json:"title"`
-				Targets []struct {
-					Expr string `json:"expr"`
-				} `json:"targets"`
-			} `json:"panels"`
+	empty := 0
+	for _, dq := range queries {
+		q := dashboardVariables.Replace(dq.Expr)
+		series, err := promSeriesCount(ctx, promURL, q)
+		if err != nil {
+			t.Errorf("%s: panel %q: %v", dq.File, dq.Panel, err)
+			continue
 		}
-		if err := json.Unmarshal(b, &d); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range d.Panels {
-			for _, tg := range p.Targets {
-				if tg.Expr == "" {
-					continue
-				}
-				n++
-				q := dashboardVariables.Replace(tg.Expr)
-				series, err := promSeriesCount(ctx, promURL, q)
-				if err != nil {
-					t.Errorf("%s: panel %q: %v", name, p.Title, err)
-					continue
-				}
-				if series == 0 {
-					why := ""
-					for k, v := range dashboardsWithoutData {
-						if strings.Contains(strings.ToLower(q+" "+p.Title), k) {
-							why = v
-						}
-					}
-					if why == "" {
-						t.Errorf("%s: panel %q returns no data: %s", name, p.Title, q)
-					}
-					empty++
+		if series == 0 {
+			why := ""
+			for k, v := range dashboardsWithoutData {
+				if strings.Contains(strings.ToLower(q+" "+dq.Panel), k) {
+					why = v
 				}
 			}
+			if why == "" {
+				t.Errorf("%s: panel %q returns no data: %s", dq.File, dq.Panel, q)
+			}
+			empty++
 		}
 	}
-	if n == 0 {
+	if len(queries) == 0 {
 		t.Fatal("no dashboard queries")
 	}
-	t.Logf("%d dashboard queries, %d without data by design", n, empty)
+	t.Logf("%d dashboard queries, %d without data by design", len(queries), empty)
 }
 
 func promSeriesCount(ctx context.Context, base, query string) (int, error) {
