@@ -3,7 +3,6 @@ package aws
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/inferensys/aiwatt/cloud/cloudtest"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -182,55 +183,12 @@ func runOnce(t *testing.T, f *fakeAWS, l *ledger.Ledger) (cloud.Summary, []time.
 		HTTPClient:  srv.Client(),
 	}
 	task := New(Options{Config: cfg, CostDays: 3, CostEndpoint: srv.URL, CarbonEndpoint: srv.URL})
-	var mu sync.Mutex
-	var waits []time.Duration
-	now := time.Date(2025, 2, 3, 6, 0, 0, 0, time.UTC)
-	r := &cloud.Runner{Tasks: []cloud.Task{task}, Sink: l, Now: func() time.Time { return now }, Deadline: 10 * time.Second,
-		NewRetrier: func() *cloud.Retrier {
-			return &cloud.Retrier{Attempts: 4, Jitter: func() float64 { return 0 },
-				Sleep: func(_ context.Context, d time.Duration) error {
-					mu.Lock()
-					waits = append(waits, d)
-					mu.Unlock()
-					return nil
-				}}
-		}}
-	return r.RunOnce(context.Background()), waits
-}
-
-func openLedger(t *testing.T) *ledger.Ledger {
-	t.Helper()
-	l, err := ledger.Open(filepath.Join(t.TempDir(), "aiwatt-cloud.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
-}
-
-func dump(t *testing.T, l *ledger.Ledger) string {
-	t.Helper()
-	rows, err := l.Rows(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	revs, err := l.Revisions(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, r := range rows {
-		fmt.Fprintf(&b, "%+v\n", r)
-	}
-	for _, r := range revs {
-		fmt.Fprintf(&b, "rev %+v\n", r)
-	}
-	return b.String()
+	return cloudtest.RunOnce(task, l, time.Date(2025, 2, 3, 6, 0, 0, 0, time.UTC), 4, 10*time.Second)
 }
 
 func TestPullThroughSDK(t *testing.T) {
 	f := newFakeAWS(t)
-	l := openLedger(t)
+	l := cloudtest.OpenLedger(t)
 	sum, waits := runOnce(t, f, l)
 	if len(sum.Tasks) != 1 || sum.Failed() {
 		var sb strings.Builder
@@ -274,7 +232,7 @@ func TestPullThroughSDK(t *testing.T) {
 		"aws/111122223333/AmazonSageMaker/us-west-2/2024-12/v3.0.0/co2e_total_location kgCO2e":  1601,
 	}
 	if len(got) != len(want) {
-		t.Errorf("got %d rows, want %d:\n%s", len(got), len(want), dump(t, l))
+		t.Errorf("got %d rows, want %d:\n%s", len(got), len(want), cloudtest.Dump(t, l))
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || abs(g-v) > 1e-9*max(1, v) {
@@ -283,12 +241,12 @@ func TestPullThroughSDK(t *testing.T) {
 	}
 
 	// The same pull again leaves the ledger row for row as it was.
-	before := dump(t, l)
+	before := cloudtest.Dump(t, l)
 	f.calls = map[string]int{}
 	if sum, _ := runOnce(t, f, l); sum.Failed() || sum.Tasks[0].Inserted+sum.Tasks[0].Revised != 0 {
 		t.Fatalf("rerun: %+v", sum.Tasks[0])
 	}
-	if after := dump(t, l); after != before {
+	if after := cloudtest.Dump(t, l); after != before {
 		t.Errorf("rerun changed the ledger:\n%s\nwas:\n%s", after, before)
 	}
 
@@ -314,12 +272,12 @@ func abs(x float64) float64 {
 
 func TestInterruptedPullThenRerunMatchesCleanRun(t *testing.T) {
 	// Reference: one clean run.
-	ref := openLedger(t)
+	ref := cloudtest.OpenLedger(t)
 	if sum, _ := runOnce(t, newFakeAWS(t), ref); sum.Failed() {
 		t.Fatalf("reference run failed: %+v", sum.Tasks)
 	}
 	// Interrupted half way: carbon page 2 fails for good.
-	l := openLedger(t)
+	l := cloudtest.OpenLedger(t)
 	f := newFakeAWS(t)
 	f.failCarbonHard = true
 	sum, _ := runOnce(t, f, l)
@@ -337,14 +295,14 @@ func TestInterruptedPullThenRerunMatchesCleanRun(t *testing.T) {
 	if sum, _ := runOnce(t, f, l); sum.Failed() {
 		t.Fatalf("rerun failed: %+v", sum.Tasks)
 	}
-	if got, want := dump(t, l), dump(t, ref); got != want {
+	if got, want := cloudtest.Dump(t, l), cloudtest.Dump(t, ref); got != want {
 		t.Errorf("interrupted+rerun ledger differs from a clean run:\n%s\nwant:\n%s", got, want)
 	}
 }
 
 func TestRefusedBatchLeavesLedger(t *testing.T) {
 	// A unit the task does not know is refused by validation with the reason.
-	l := openLedger(t)
+	l := cloudtest.OpenLedger(t)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"Results": []any{map[string]any{
 			"TimePeriod":       map[string]string{"Start": "2025-01-01T00:00:00Z", "End": "2025-02-01T00:00:00Z"},

@@ -3,7 +3,6 @@ package azure
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/inferensys/aiwatt/cloud/cloudtest"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -177,65 +178,19 @@ func runOnce(t *testing.T, f *fakeAzure, l *ledger.Ledger) (cloud.Summary, []tim
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var waits []time.Duration
-	now := time.Date(2024, 6, 10, 8, 0, 0, 0, time.UTC)
-	r := &cloud.Runner{Tasks: []cloud.Task{task}, Sink: l, Now: func() time.Time { return now }, Deadline: 10 * time.Second,
-		NewRetrier: func() *cloud.Retrier {
-			return &cloud.Retrier{Attempts: 3, Jitter: func() float64 { return 0 },
-				Sleep: func(_ context.Context, d time.Duration) error {
-					mu.Lock()
-					waits = append(waits, d)
-					mu.Unlock()
-					return nil
-				}}
-		}}
-	return r.RunOnce(context.Background()), waits
-}
-
-func openLedger(t *testing.T) *ledger.Ledger {
-	t.Helper()
-	l, err := ledger.Open(filepath.Join(t.TempDir(), "aiwatt-cloud.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
-}
-
-func dump(t *testing.T, l *ledger.Ledger) string {
-	t.Helper()
-	rows, err := l.Rows(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	revs, _ := l.Revisions(context.Background())
-	var b strings.Builder
-	for _, r := range rows {
-		fmt.Fprintf(&b, "%+v\n", r)
-	}
-	for _, r := range revs {
-		fmt.Fprintf(&b, "rev %+v\n", r)
-	}
-	return b.String()
-}
-
-func summaryText(s cloud.Summary) string {
-	var b strings.Builder
-	s.Write(&b)
-	return b.String()
+	return cloudtest.RunOnce(task, l, time.Date(2024, 6, 10, 8, 0, 0, 0, time.UTC), 3, 10*time.Second)
 }
 
 func TestPullThroughSDK(t *testing.T) {
 	f := newFake(t)
-	l := openLedger(t)
+	l := cloudtest.OpenLedger(t)
 	sum, waits := runOnce(t, f, l)
 	if sum.Failed() {
-		t.Fatalf("summary:\n%s", summaryText(sum))
+		t.Fatalf("summary:\n%s", cloudtest.SummaryText(sum))
 	}
 	ts := sum.Tasks[0]
 	if ts.Batches != 4 || ts.Retries != 4 {
-		t.Errorf("summary:\n%s", summaryText(sum))
+		t.Errorf("summary:\n%s", cloudtest.SummaryText(sum))
 	}
 	// Partial subscription access: the denied subscriptions are reported as skipped, once per scope.
 	if len(ts.Skipped) != 6 || !strings.Contains(strings.Join(ts.Skipped, "\n"), "000000000008: Denied: Carbon Optimization Reader permisison required") {
@@ -269,22 +224,22 @@ func TestPullThroughSDK(t *testing.T) {
 		}
 	}
 	if len(rows) != 3*4+3 {
-		t.Errorf("%d rows:\n%s", len(rows), dump(t, l))
+		t.Errorf("%d rows:\n%s", len(rows), cloudtest.Dump(t, l))
 	}
 
-	before := dump(t, l)
+	before := cloudtest.Dump(t, l)
 	f.calls = map[string]int{}
 	if sum, _ := runOnce(t, f, l); sum.Failed() || sum.Tasks[0].Inserted+sum.Tasks[0].Revised != 0 {
-		t.Fatalf("rerun:\n%s", summaryText(sum))
+		t.Fatalf("rerun:\n%s", cloudtest.SummaryText(sum))
 	}
-	if after := dump(t, l); after != before {
+	if after := cloudtest.Dump(t, l); after != before {
 		t.Errorf("rerun changed the ledger:\n%s\nwas:\n%s", after, before)
 	}
 
 	f.calls = map[string]int{}
 	f.revised = true
 	if sum, _ := runOnce(t, f, l); sum.Failed() || sum.Tasks[0].Revised != 3 {
-		t.Fatalf("revised run:\n%s", summaryText(sum))
+		t.Fatalf("revised run:\n%s", cloudtest.SummaryText(sum))
 	}
 	if revs, _ := l.Revisions(context.Background()); len(revs) != 3 || revs[0].Period != "2024-04" || revs[0].Value != 0.1 {
 		t.Errorf("revisions = %+v", revs)
@@ -292,16 +247,16 @@ func TestPullThroughSDK(t *testing.T) {
 }
 
 func TestInterruptedPullThenRerunMatchesCleanRun(t *testing.T) {
-	ref := openLedger(t)
+	ref := cloudtest.OpenLedger(t)
 	if sum, _ := runOnce(t, newFake(t), ref); sum.Failed() {
-		t.Fatalf("reference:\n%s", summaryText(sum))
+		t.Fatalf("reference:\n%s", cloudtest.SummaryText(sum))
 	}
-	l := openLedger(t)
+	l := cloudtest.OpenLedger(t)
 	f := newFake(t)
 	f.failScope2 = true
 	sum, _ := runOnce(t, f, l)
 	if !sum.Failed() || !strings.Contains(sum.Tasks[0].Err, "Scope2 2024-05 item details page 2") {
-		t.Fatalf("interrupted:\n%s", summaryText(sum))
+		t.Fatalf("interrupted:\n%s", cloudtest.SummaryText(sum))
 	}
 	rows, _ := l.Rows(context.Background())
 	for _, r := range rows {
@@ -312,9 +267,9 @@ func TestInterruptedPullThenRerunMatchesCleanRun(t *testing.T) {
 	f.failScope2 = false
 	f.calls = map[string]int{}
 	if sum, _ := runOnce(t, f, l); sum.Failed() {
-		t.Fatalf("rerun:\n%s", summaryText(sum))
+		t.Fatalf("rerun:\n%s", cloudtest.SummaryText(sum))
 	}
-	if got, want := dump(t, l), dump(t, ref); got != want {
+	if got, want := cloudtest.Dump(t, l), cloudtest.Dump(t, ref); got != want {
 		t.Errorf("interrupted+rerun differs from a clean run:\n%s\nwant:\n%s", got, want)
 	}
 }
@@ -322,10 +277,10 @@ func TestInterruptedPullThenRerunMatchesCleanRun(t *testing.T) {
 func TestInconsistentTotalsRefused(t *testing.T) {
 	f := newFake(t)
 	f.summary["value"].([]any)[0].(map[string]any)["latestMonthEmissions"] = 5.0 // 2024-05 summary disagrees
-	l := openLedger(t)
+	l := cloudtest.OpenLedger(t)
 	sum, _ := runOnce(t, f, l)
 	if len(sum.Tasks[0].Refused) != 3 || !strings.Contains(sum.Tasks[0].Refused[0], "period 2024-05: line items sum to 0.1 but MonthlySummaryReport") {
-		t.Fatalf("summary:\n%s", summaryText(sum))
+		t.Fatalf("summary:\n%s", cloudtest.SummaryText(sum))
 	}
 	rows, _ := l.Rows(context.Background())
 	for _, r := range rows {

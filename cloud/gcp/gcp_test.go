@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferensys/aiwatt/cloud/cloudtest"
+
 	"google.golang.org/api/option"
 
 	"github.com/inferensys/aiwatt/cloud"
@@ -126,53 +128,7 @@ func runOnce(t *testing.T, f *fakeBigQuery, l *ledger.Ledger) (cloud.Summary, []
 		t.Fatal(err)
 	}
 	defer task.Close()
-	var mu sync.Mutex
-	var waits []time.Duration
-	now := time.Date(2025, 2, 10, 0, 0, 0, 0, time.UTC)
-	r := &cloud.Runner{Tasks: []cloud.Task{task}, Sink: l, Now: func() time.Time { return now }, Deadline: 20 * time.Second,
-		NewRetrier: func() *cloud.Retrier {
-			return &cloud.Retrier{Attempts: 3, Jitter: func() float64 { return 0 },
-				Sleep: func(_ context.Context, d time.Duration) error {
-					mu.Lock()
-					waits = append(waits, d)
-					mu.Unlock()
-					return nil
-				}}
-		}}
-	return r.RunOnce(ctx), waits
-}
-
-func openLedger(t *testing.T) *ledger.Ledger {
-	t.Helper()
-	l, err := ledger.Open(filepath.Join(t.TempDir(), "aiwatt-cloud.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
-}
-
-func dump(t *testing.T, l *ledger.Ledger) string {
-	t.Helper()
-	rows, err := l.Rows(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	revs, _ := l.Revisions(context.Background())
-	var b strings.Builder
-	for _, r := range rows {
-		fmt.Fprintf(&b, "%+v\n", r)
-	}
-	for _, r := range revs {
-		fmt.Fprintf(&b, "rev %+v\n", r)
-	}
-	return b.String()
-}
-
-func summaryText(s cloud.Summary) string {
-	var b strings.Builder
-	s.Write(&b)
-	return b.String()
+	return cloudtest.RunOnce(task, l, time.Date(2025, 2, 10, 0, 0, 0, 0, time.UTC), 3, 20*time.Second)
 }
 
 func TestQueryMatchesExportSchema(t *testing.T) {
@@ -216,13 +172,13 @@ type field struct {
 
 func TestPullThroughSDK(t *testing.T) {
 	f := &fakeBigQuery{t: t, calls: map[string]int{}}
-	l := openLedger(t)
+	l := cloudtest.OpenLedger(t)
 	sum, waits := runOnce(t, f, l)
 	if sum.Failed() {
-		t.Fatalf("summary:\n%s", summaryText(sum))
+		t.Fatalf("summary:\n%s", cloudtest.SummaryText(sum))
 	}
 	if ts := sum.Tasks[0]; ts.Batches != 1 || ts.Records != 18 || ts.Retries != 1 || len(waits) != 1 || waits[0] != 2*time.Second {
-		t.Errorf("summary:\n%s\nwaits %v", summaryText(sum), waits)
+		t.Errorf("summary:\n%s\nwaits %v", cloudtest.SummaryText(sum), waits)
 	}
 	if !strings.Contains(f.queries[0], "FROM `carbon-proj.carbon_ds.carbon_footprint`") {
 		t.Errorf("query = %s", f.queries[0])
@@ -247,19 +203,19 @@ func TestPullThroughSDK(t *testing.T) {
 		}
 	}
 
-	before := dump(t, l)
+	before := cloudtest.Dump(t, l)
 	f.calls = map[string]int{}
 	if sum, _ := runOnce(t, f, l); sum.Failed() || sum.Tasks[0].Unchanged != 18 {
-		t.Fatalf("rerun:\n%s", summaryText(sum))
+		t.Fatalf("rerun:\n%s", cloudtest.SummaryText(sum))
 	}
-	if after := dump(t, l); after != before {
+	if after := cloudtest.Dump(t, l); after != before {
 		t.Errorf("rerun changed the ledger:\n%s\nwas:\n%s", after, before)
 	}
 
 	f.calls = map[string]int{}
 	f.revised = true
 	if sum, _ := runOnce(t, f, l); sum.Failed() || sum.Tasks[0].Revised != 2 {
-		t.Fatalf("revised:\n%s", summaryText(sum))
+		t.Fatalf("revised:\n%s", cloudtest.SummaryText(sum))
 	}
 	revs, _ := l.Revisions(context.Background())
 	if len(revs) != 2 || revs[0].Period != "2024-12" || revs[0].Metric != cloud.CO2eScope2Location || revs[0].Value != 2.5 {
@@ -268,14 +224,14 @@ func TestPullThroughSDK(t *testing.T) {
 }
 
 func TestInterruptedPullThenRerunMatchesCleanRun(t *testing.T) {
-	ref := openLedger(t)
+	ref := cloudtest.OpenLedger(t)
 	if sum, _ := runOnce(t, &fakeBigQuery{t: t, calls: map[string]int{}}, ref); sum.Failed() {
-		t.Fatalf("reference:\n%s", summaryText(sum))
+		t.Fatalf("reference:\n%s", cloudtest.SummaryText(sum))
 	}
-	l := openLedger(t)
+	l := cloudtest.OpenLedger(t)
 	f := &fakeBigQuery{t: t, calls: map[string]int{}, failPage: true}
 	if sum, _ := runOnce(t, f, l); !sum.Failed() {
-		t.Fatalf("interrupted run did not fail:\n%s", summaryText(sum))
+		t.Fatalf("interrupted run did not fail:\n%s", cloudtest.SummaryText(sum))
 	}
 	if rows, _ := l.Rows(context.Background()); len(rows) != 0 {
 		t.Fatalf("half a pull reached the ledger: %d rows", len(rows))
@@ -283,9 +239,9 @@ func TestInterruptedPullThenRerunMatchesCleanRun(t *testing.T) {
 	f.failPage = false
 	f.calls = map[string]int{}
 	if sum, _ := runOnce(t, f, l); sum.Failed() {
-		t.Fatalf("rerun:\n%s", summaryText(sum))
+		t.Fatalf("rerun:\n%s", cloudtest.SummaryText(sum))
 	}
-	if got, want := dump(t, l), dump(t, ref); got != want {
+	if got, want := cloudtest.Dump(t, l), cloudtest.Dump(t, ref); got != want {
 		t.Errorf("interrupted+rerun differs:\n%s\nwant:\n%s", got, want)
 	}
 }
