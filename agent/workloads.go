@@ -106,6 +106,7 @@ type workloadSource struct {
 	podResSocket string
 
 	pidKeys map[int]attribution.Key // this tick's processes, for GPUs and inference targets
+	pidIdx  map[int]int             // this tick's PID → index in the scan, reused across ticks
 	scaled  []attribution.Result
 }
 
@@ -250,7 +251,14 @@ func (w *workloadSource) sample(ctx context.Context, now time.Time, e tickEnergy
 	var keys []attribution.Key
 	if err == nil {
 		procs = scan.Processes
-		keys = inheritKeys(procs, w.resolver.Resolve(procs))
+		if w.pidIdx == nil {
+			w.pidIdx = make(map[int]int, len(procs))
+		}
+		clear(w.pidIdx)
+		for i := range procs {
+			w.pidIdx[procs[i].PID] = i
+		}
+		keys = inheritKeys(procs, w.resolver.Resolve(procs), w.pidIdx)
 		var skipErr error
 		if scan.Err != nil && len(procs) == 0 {
 			skipErr = scan.Err
@@ -546,11 +554,8 @@ func (a *Agent) applyWorkloads(cfg *Config) error {
 // launcher covers the whole process tree it forks (an engine core, data
 // loader workers, a torchrun's ranks). Pods are named by their cgroups and
 // need no inheritance.
-func inheritKeys(procs []workload.Process, keys []attribution.Key) []attribution.Key {
-	idx := make(map[int]int, len(procs))
-	for i := range procs {
-		idx[procs[i].PID] = i
-	}
+// idx maps each PID to its index in procs.
+func inheritKeys(procs []workload.Process, keys []attribution.Key, idx map[int]int) []attribution.Key {
 	for i := range procs {
 		if !keys[i].IsZero() {
 			continue
