@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferensys/aiwatt/internal/promtest"
+
 	"go.yaml.in/yaml/v3"
 
 	"github.com/inferensys/aiwatt/dashboards"
@@ -49,8 +51,6 @@ import (
 // group_interval), the PagerDuty URL and the secret file paths changed. Prometheus resends firing
 // alerts every 2 s, so "exactly one event" also shows that Alertmanager deduplicates them.
 func TestPagingEndToEnd(t *testing.T) {
-	prometheus := lookTool(t, "prometheus", "prometheus")
-	promtool := lookTool(t, "promtool", "prometheus")
 	alertmanager, err := exec.LookPath("prometheus-alertmanager")
 	if err != nil {
 		t.Fatalf("prometheus-alertmanager not found (%v): apt-get install prometheus-alertmanager (make test does) to run the paging test", err)
@@ -74,16 +74,6 @@ func TestPagingEndToEnd(t *testing.T) {
 	defer agent.Close()
 	target := strings.TrimPrefix(agent.URL, "http://")
 
-	// Backfill.
-	data := filepath.Join(dir, "prometheus")
-	om := filepath.Join(dir, "backfill.om")
-	if err := os.WriteFile(om, []byte(backfill(target, start, now)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%s: backfill written", time.Since(now))
-	run(t, 60*time.Second, promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet", om, data)
-
-	t.Logf("%s: backfilled", time.Since(now))
 	// Alertmanager with the example configuration.
 	amPort := freePort(t)
 	routingKey := "e2e-routing-key-0123456789abcdef"
@@ -96,18 +86,17 @@ func TestPagingEndToEnd(t *testing.T) {
 		"--log.level=warn")
 	waitReady(ctx, t, "http://127.0.0.1:"+amPort+"/-/ready", amCmd)
 
-	// Prometheus with the real rule files.
-	promPort := freePort(t)
-	rules, err := filepath.Abs("rules")
-	if err != nil {
-		t.Fatal(err)
+	// Prometheus with the real rule files, over the backfilled history.
+	rules, err := filepath.Glob(filepath.Join("rules", "*.yml"))
+	if err != nil || len(rules) == 0 {
+		t.Fatalf("rule files: %v", err)
 	}
-	promConfig := filepath.Join(dir, "prometheus.yml")
-	writeFile(t, promConfig, fmt.Sprintf(`global:
+	prom := promtest.Start(t, promtest.Options{
+		OpenMetrics: backfill(target, start, now),
+		RuleFiles:   rules,
+		Config: fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
-rule_files:
-  - %s/*.yml
 alerting:
   alertmanagers:
     - static_configs:
@@ -119,18 +108,12 @@ scrape_configs:
         labels:
           cluster: e2e
           node: n1
-`, rules, amPort, target))
-	promCmd := startProcess(ctx, t, filepath.Join(dir, "prometheus.log"), prometheus,
-		"--config.file="+promConfig,
-		"--storage.tsdb.path="+data,
-		"--web.listen-address=127.0.0.1:"+promPort,
+`, amPort, target),
 		// Prometheus drops alerts it fires before it has discovered the Alertmanager and resends
 		// them after this delay (default 1m); Alertmanager deduplicates the resends.
-		"--rules.alert.resend-delay=2s",
-		"--log.level=warn")
-	promURL := "http://127.0.0.1:" + promPort
-	waitReady(ctx, t, promURL+"/-/ready", promCmd)
-
+		Args: []string{"--rules.alert.resend-delay=2s", "--log.level=warn"},
+	})
+	promURL := prom.URL
 	t.Logf("%s: prometheus ready", time.Since(now))
 	debug := func() {
 		for _, p := range []string{"/api/v1/alerts", "/api/v1/rules?type=alert"} {
@@ -138,10 +121,9 @@ scrape_configs:
 				t.Logf("GET %s: %.4000s", p, b)
 			}
 		}
-		for _, f := range []string{"prometheus.log", "alertmanager.log"} {
-			b, _ := os.ReadFile(filepath.Join(dir, f))
-			t.Logf("%s:\n%.4000s", f, b)
-		}
+		t.Logf("prometheus.log:\n%.4000s", prom.Logs())
+		b, _ := os.ReadFile(filepath.Join(dir, "alertmanager.log"))
+		t.Logf("alertmanager.log:\n%.4000s", b)
 	}
 
 	// Exactly one page arrives.
