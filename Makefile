@@ -14,7 +14,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
 LISTEN    ?= :28290
 RUN_ARGS  ?=
 
-.PHONY: all build build-cloud run demo test deps fmt-check vet unit fuzz golden-check helm-test bench update-golden clean
+.PHONY: all build build-cloud run demo test deps mod-check no-outside-paths fmt-check vet unit fuzz golden-check helm-test bench update-golden clean
 
 all: build
 
@@ -31,13 +31,23 @@ run: build
 	$(BIN) agent --web.listen-address=$(LISTEN) --agent.live $(RUN_ARGS)
 
 ## test: install what the tests need, then gofmt, vet, race tests and promtool checks.
-test: deps fmt-check vet unit fuzz golden-check helm-test
+test: deps mod-check fmt-check vet unit fuzz golden-check helm-test
 
 deps:
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || { \
 	  echo "installing Debian's prometheus, prometheus-alertmanager and poppler-utils (promtool, amtool, pdftotext) for the tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus prometheus-alertmanager poppler-utils >/dev/null; }
+
+## mod-check: go.mod and go.sum of both modules are tidy (go mod tidy would change nothing).
+mod-check: no-outside-paths
+	$(GO) mod tidy -diff
+	cd helm/test && $(GO) mod tidy -diff
+
+## no-outside-paths: no test, script or target reads the fixture set beside the repository.
+no-outside-paths:
+	@if git grep -nE '\.\./shared|"shared", "fixtures"' -- ':!README.md' ':!docs' ':!Makefile' ':!*PROVENANCE.md'; then \
+	  echo "the files above read outside the repository; copy what they need into testdata/"; exit 1; fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

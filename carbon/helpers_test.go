@@ -16,13 +16,13 @@ import (
 )
 
 // fixtureDir holds the recorded API responses shared by the project.
-var fixtureDir = filepath.Join("..", "..", "shared", "fixtures", "carbon")
+var fixtureDir = filepath.Join("testdata", "captures")
 
 func readFixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(fixtureDir, name))
 	if err != nil {
-		t.Fatalf("fixture %s: %v (the recorded responses live in shared/fixtures/carbon beside the repository)", name, err)
+		t.Fatalf("fixture %s: %v (the recorded responses live in carbon/testdata/captures)", name, err)
 	}
 	return b
 }

@@ -18,7 +18,7 @@ import (
 )
 
 // fixtureDir holds the real dcgm-exporter captures, beside the clone.
-var fixtureDir = filepath.Join("..", "..", "shared", "fixtures", "gpu")
+var fixtureDir = filepath.Join("testdata", "captures")
 
 func readFixture(t testing.TB, name string) string {
 	t.Helper()

@@ -134,7 +134,7 @@
 //
 // # Captures
 //
-// What the adapters read from every capture in shared/fixtures/inference
+// What the adapters read from every capture in scrape/testdata/captures
 // (the tests serve each over HTTP with its values advancing by a known
 // delta, then dropping as after a restart, and assert every quantity below
 // exactly; "—" means absent, not zero):

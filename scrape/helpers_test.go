@@ -14,7 +14,7 @@ import (
 )
 
 // fixtureDir holds the real inference-server captures.
-var fixtureDir = filepath.Join("..", "..", "shared", "fixtures", "inference")
+var fixtureDir = filepath.Join("testdata", "captures")
 
 func readFixture(tb testing.TB, name string) string {
 	tb.Helper()

@@ -22,7 +22,7 @@ import (
 	"github.com/inferensys/aiwatt/cloud/ledger"
 )
 
-const fixtures = "../../../shared/fixtures/cloud/"
+const fixtures = "../testdata/captures/"
 
 // fakeAWS serves Cost Explorer (JSON 1.1, X-Amz-Target) and Sustainability
 // (REST-JSON) in the shapes of the recorded fixtures, with paging,

@@ -21,7 +21,7 @@ import (
 	"github.com/inferensys/aiwatt/cloud/ledger"
 )
 
-const fixtures = "../../../shared/fixtures/cloud/"
+const fixtures = "../testdata/captures/"
 
 // fakeCredential hands out a token made up in the test.
 type fakeCredential struct{}

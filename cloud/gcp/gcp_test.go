@@ -21,7 +21,7 @@ import (
 	"github.com/inferensys/aiwatt/cloud/ledger"
 )
 
-const fixtures = "../../../shared/fixtures/cloud/"
+const fixtures = "../testdata/captures/"
 
 // fakeBigQuery emulates BigQuery REST jobs.query and jobs.getQueryResults
 // for a query over the Carbon Footprint export.

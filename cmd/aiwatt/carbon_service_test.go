@@ -20,13 +20,13 @@ import (
 )
 
 // carbonFixtures holds the recorded carbon API responses.
-var carbonFixtures = filepath.Join("..", "..", "..", "shared", "fixtures", "carbon")
+var carbonFixtures = filepath.Join("..", "..", "carbon", "testdata", "captures")
 
 func readCarbonFixture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(carbonFixtures, name))
 	if err != nil {
-		t.Fatalf("fixture %s: %v (the recorded responses live in shared/fixtures/carbon beside the repository)", name, err)
+		t.Fatalf("fixture %s: %v (the recorded responses live in carbon/testdata/captures)", name, err)
 	}
 	return b
 }

@@ -252,10 +252,10 @@ type fakeDCGM struct {
 
 var energyLine = regexp.MustCompile(`(?m)^(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION\{[^}]*\}) \d+$`)
 
-// startFakeDCGM serves the L4 GPU Operator capture from the shared fixtures.
+// startFakeDCGM serves the L4 GPU Operator capture from dcgm/testdata/captures.
 func startFakeDCGM(t *testing.T) *fakeDCGM {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "gpu", "dcgm_exporter_l4_gpu_operator.prom"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "dcgm", "testdata", "captures", "dcgm_exporter_l4_gpu_operator.prom"))
 	if err != nil {
 		t.Fatal(err)
 	}

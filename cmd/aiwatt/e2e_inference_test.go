@@ -39,7 +39,7 @@ var vllmCounter = regexp.MustCompile(`(?m)^(vllm:(?:request_success_total|genera
 
 func startFakeVLLM(t *testing.T) *fakeVLLM {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "inference", "vllm_v0engine_full_dump_qwen3_0.6b.prom"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "scrape", "testdata", "captures", "vllm_v0engine_full_dump_qwen3_0.6b.prom"))
 	if err != nil {
 		t.Fatal(err)
 	}
