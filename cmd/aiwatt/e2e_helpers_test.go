@@ -221,8 +221,15 @@ func compareGolden(t *testing.T, name, got string) {
 // writeUJ writes a raw energy_uj value into a fixture zone.
 func writeUJ(t *testing.T, root, zone string, v uint64) {
 	t.Helper()
+	// Written to a temporary file and renamed over energy_uj, so the running
+	// agent reads either the old or the new value, as it would from sysfs,
+	// never a truncated file.
 	path := filepath.Join(root, "class", "powercap", zone, "energy_uj")
-	if err := os.WriteFile(path, []byte(strconv.FormatUint(v, 10)+"\n"), 0o644); err != nil {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(v, 10)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }
