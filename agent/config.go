@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -175,6 +174,7 @@ func (c *Config) applyDefaults() {
 type fieldError struct {
 	path []string
 	msg  string
+	at   string // the YAML path whose line is reported, when deeper than path
 }
 
 func (c *Config) validate() []fieldError {
@@ -240,7 +240,8 @@ func (c *Config) validate() []fieldError {
 	}
 	if c.Carbon != nil {
 		if err := c.Carbon.Validate(); err != nil {
-			add(err.Error(), "carbon")
+			// The message names the key; the line is the key's own.
+			errs = append(errs, fieldError{path: []string{"carbon"}, msg: err.Error(), at: "carbon." + carbon.ErrorField(err)})
 		}
 	}
 	if c.CPUModel.CPUs < 0 {
@@ -260,9 +261,9 @@ func unjoin(err error) []error {
 // LoadConfigFile reads and validates a configuration file. An error names the
 // file, the line and the reason, as "FILE:LINE: reason".
 func LoadConfigFile(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlconf.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	return ParseConfig(path, data)
 }
@@ -280,8 +281,11 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	if errs := cfg.validate(); len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))
 		for _, e := range errs {
-			path := strings.Join(e.path, ".")
-			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, yamlconf.Line(root, path), path, e.msg))
+			path, at := strings.Join(e.path, "."), e.at
+			if at == "" {
+				at = path
+			}
+			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, yamlconf.Line(root, at), path, e.msg))
 		}
 		return nil, errors.New(strings.Join(msgs, "\n"))
 	}
