@@ -22,7 +22,12 @@
 //
 // Gaps are windows of the configured resolution in which an instance
 // exported no aiwatt_samples_total sample; a KPI with no data is reported as
-// "no data" (null in JSON, empty in CSV), never as zero. Training runs are
+// "no data" (null in JSON, empty in CSV), never as zero. A negative figure
+// (a counter that went backwards, a wrong recording rule), an implausibly
+// large one (more energy or CO2e than the world's in a year) and training
+// sample timestamps outside the period are data-quality findings in the
+// report's notes; figures are shown as measured, and no value stops the
+// report from rendering. Training runs are
 // the series with workload_type="training": wall-clock is from their first
 // to last sample (as seen at steps of the resolution), GPU-active time is the number of
 // resolution steps in which their GPU energy rose × the step, and GPU-hours
