@@ -78,7 +78,10 @@ type EmailOptions struct {
 	TLS string
 	// CAFile, when set, is a PEM bundle that replaces the system roots.
 	CAFile string
-	// Insecure allows credentials over a plaintext connection.
+	// Insecure allows sending over a plaintext connection (--email.tls=none,
+	// or a server that offers no STARTTLS): the report and any credentials
+	// then cross the network unencrypted. Without it nothing is sent in
+	// plaintext.
 	Insecure bool
 	// MaxAttachmentBytes: larger files are not attached (the body says so);
 	// default 10 MiB.
@@ -146,7 +149,11 @@ func NewDistributor(opts DistributeOptions) (*Distributor, error) {
 			}
 		}
 		switch e.TLS {
-		case "", "starttls", "tls", "none":
+		case "", "starttls", "tls":
+		case "none":
+			if !e.Insecure {
+				return nil, errors.New("--email.tls=none would send the report in plaintext; add --email.insecure to allow that")
+			}
 		default:
 			return nil, fmt.Errorf("--email.tls: want starttls, tls or none, got %q", e.TLS)
 		}
@@ -603,6 +610,16 @@ func (d *Distributor) email(ctx context.Context, paths []string, w io.Writer) er
 	return err
 }
 
+// heloName is the name sent with EHLO: this host's name, as mail servers
+// expect (RFC 5321 § 4.1.1.1), or "localhost" when it has none usable.
+func heloName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" || strings.ContainsAny(h, " \t\r\n") {
+		return "localhost"
+	}
+	return h
+}
+
 // send delivers msg and returns the connection's security ("tls",
 // "starttls" or "plaintext").
 func (d *Distributor) send(ctx context.Context, msg []byte) (string, error) {
@@ -641,7 +658,7 @@ func (d *Distributor) send(ctx context.Context, msg []byte) (string, error) {
 		return "", err
 	}
 	defer c.Close()
-	if err := c.Hello("localhost"); err != nil {
+	if err := c.Hello(heloName()); err != nil {
 		return "", err
 	}
 	security := "plaintext"
@@ -655,10 +672,10 @@ func (d *Distributor) send(ctx context.Context, msg []byte) (string, error) {
 			security = "starttls"
 		}
 	}
+	if security == "plaintext" && !e.Insecure {
+		return "", fmt.Errorf("refusing to send the report or credentials over a plaintext connection to %s (--email.tls=%s; the server offered no STARTTLS); use TLS, or --email.insecure to allow plaintext", e.SMTP, mode)
+	}
 	if e.Username != "" {
-		if security == "plaintext" && !e.Insecure {
-			return "", fmt.Errorf("refusing to send credentials over a plaintext connection to %s (--email.tls=%s; the server offered no STARTTLS); use TLS or --email.insecure", e.SMTP, mode)
-		}
 		if ok, _ := c.Extension("AUTH"); !ok {
 			return "", errors.New("server does not offer AUTH")
 		}

@@ -71,8 +71,8 @@
 // WebDAV, any HTTP store; AWS S3 with SigV4 credentials is left to
 // `aws s3 cp`), retried with exponential backoff on network errors, 5xx and
 // 429 (Retry-After honoured); and one multipart/mixed email over SMTP
-// (STARTTLS when offered, implicit TLS or none; credentials are refused over
-// plaintext unless allowed) with a one-line summary from report.json and the
+// (STARTTLS or implicit TLS; neither the report nor credentials go over
+// plaintext unless Insecure allows it; EHLO names this host) with a one-line summary from report.json and the
 // files attached up to a size limit. Token, password, header values and URL
 // query strings never appear in the summary lines or errors.
 //
