@@ -78,7 +78,7 @@ func newRunCommand(app *kingpin.Application) *runCommand {
 	c.labels = c.cmd.Flag("label", "Grouping label k=v of the pushed group; repeatable.").Strings()
 	c.mlflowURI = c.cmd.Flag("mlflow.tracking-uri", "MLflow tracking server URL: log the summary to --mlflow.run-id (token from MLFLOW_TRACKING_TOKEN).").Default("").String()
 	c.mlflowRunID = c.cmd.Flag("mlflow.run-id", "MLflow run to log the summary to.").Default("").String()
-	c.wandb = c.cmd.Flag("wandb.summary", "Write (or merge into) a W&B-compatible wandb-summary.json with aiwatt/ keys.").Default("").String()
+	c.wandb = c.cmd.Flag("wandb.summary", "Only write (or merge into) the local file wandb-summary.json with aiwatt/ keys; nothing is sent to W&B (the file reaches it with `wandb sync`).").Default("").String()
 	c.argv = c.cmd.Arg("command", "The command and its arguments (after --).").Required().Strings()
 	return c
 }
