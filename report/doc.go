@@ -5,7 +5,8 @@
 // output token, SCI per functional unit, training runs), maps them onto
 // reporting frameworks (GRI, SASB, ESRS) kept as versioned embedded YAML in
 // frameworks/, and renders JSON, CSV, Markdown, HTML (inline SVG charts) and
-// PDF.
+// PDF (with the Go fonts embedded, so names in any Latin, Greek or Cyrillic
+// script print as written).
 //
 // # Method
 //
