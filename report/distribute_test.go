@@ -561,16 +561,6 @@ func TestEmailOptionErrors(t *testing.T) {
 	}
 }
 
-func TestRetryAfterDate(t *testing.T) {
-	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	if d, ok := retryAfter(now.Add(90*time.Second).Format(http.TimeFormat), now); !ok || d != 90*time.Second {
-		t.Errorf("HTTP-date Retry-After: %v %v", d, ok)
-	}
-	if _, ok := retryAfter("soon", now); ok {
-		t.Error("garbage Retry-After accepted")
-	}
-}
-
 // TestEmailNeverPlaintextUnlessInsecure checks that a report without
 // credentials is not sent in plaintext either, that --email.tls=none needs
 // --email.insecure, and that EHLO carries this host's name.

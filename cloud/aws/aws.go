@@ -38,6 +38,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/inferensys/aiwatt/cloud"
+	"github.com/inferensys/aiwatt/internal/retry"
 )
 
 // Options configure the AWS task.
@@ -439,7 +440,7 @@ func (t *Task) carbonCall(ctx context.Context, in *carbonRequest, out *carbonRes
 		if isThrottle(e.Type) || isThrottle(resp.Header.Get("X-Amzn-ErrorType")) {
 			status = http.StatusTooManyRequests
 		}
-		return &cloud.HTTPError{Status: status, After: cloud.ParseRetryAfter(resp.Header, time.Now()),
+		return &cloud.HTTPError{Status: status, After: retry.HeaderAfter(resp.Header, time.Now()),
 			Err: fmt.Errorf("HTTP %d %s %s", resp.StatusCode, e.Type, e.Message)}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
@@ -474,5 +475,5 @@ func classify(err error) error {
 	if errors.As(err, &api) && isThrottle(api.ErrorCode()) {
 		status = http.StatusTooManyRequests
 	}
-	return &cloud.HTTPError{Status: status, After: cloud.ParseRetryAfter(re.Response.Header, time.Now()), Err: err}
+	return &cloud.HTTPError{Status: status, After: retry.HeaderAfter(re.Response.Header, time.Now()), Err: err}
 }
