@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -232,7 +233,15 @@ func (c *Config) validate() []fieldError {
 	}
 	for i, t := range c.Inference.Targets {
 		if err := t.Validate(); err != nil {
-			add(err.Error(), "inference", fmt.Sprintf("targets[%d]", i))
+			target := fmt.Sprintf("targets[%d]", i)
+			for _, e := range unjoin(err) {
+				// The line is the key's own when the message names one.
+				at := "inference." + target
+				if m := targetFieldRE.FindStringSubmatch(e.Error()); m != nil {
+					at += "." + m[1]
+				}
+				errs = append(errs, fieldError{path: []string{"inference", target}, msg: e.Error(), at: at})
+			}
 		}
 	}
 	if c.Inference.Timeout < 0 {
@@ -249,6 +258,10 @@ func (c *Config) validate() []fieldError {
 	}
 	return errs
 }
+
+// targetFieldRE reads the key a scrape.TargetConfig error is about:
+// `scrape target "URL": timeout 2m is not ...`.
+var targetFieldRE = regexp.MustCompile(`^scrape target "(?:[^"\\]|\\.)*": (url|server|timeout|body_limit|model|workload)\b`)
 
 // unjoin splits an errors.Join result into its errors.
 func unjoin(err error) []error {

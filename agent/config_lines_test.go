@@ -72,3 +72,17 @@ func TestConfigRefusesNaNFractionsAndLargeFiles(t *testing.T) {
 		t.Fatalf("large file: %v", err)
 	}
 }
+
+// TestTargetErrorLines places inference-target errors at the key's line.
+func TestTargetErrorLines(t *testing.T) {
+	src := "inference:\n  targets:\n    - url: http://127.0.0.1:8000/metrics\n      server: vllm\n    - url: http://127.0.0.1:8001/metrics\n      server: vllm\n      timeout: 10m\n      model: ' spaced '\n"
+	_, err := ParseConfig("t.yml", []byte(src))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"t.yml:7: inference.targets[1]: scrape target", "t.yml:8: inference.targets[1]: scrape target"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
