@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/inferensys/aiwatt/agent"
 	"github.com/inferensys/aiwatt/cloud"
 	"github.com/inferensys/aiwatt/report"
@@ -22,10 +24,12 @@ import (
 //     the language: ```yaml aiwatt-agent (an agent configuration, loaded
 //     with the agent's loader), ```yaml aiwatt-carbon (an `aiwatt carbon`
 //     service file), ```yaml aiwatt-cloud (an aiwatt-cloud file), ```yaml
-//     aiwatt-report (an `aiwatt report` file), ```yaml fragment (a few keys
-//     of one of those, not loadable alone) or ```yaml other (not aiwatt's:
-//     Kubernetes, Helm values, Prometheus rules). A YAML block without one of
-//     these words fails the test.
+//     aiwatt-report (an `aiwatt report` file), ```yaml helm-values (values of
+//     the Helm chart: the configurations under agent.config, carbon.config
+//     and reports.config are loaded with their loaders), ```yaml fragment (a
+//     few keys of one of those, not loadable alone) or ```yaml other (not
+//     aiwatt's: Kubernetes objects, Prometheus configuration and rules). A
+//     YAML block without one of these words fails the test.
 //   - Every line of a fenced code block that starts with `aiwatt SUBCOMMAND`
 //     (optionally after "$ " or "sudo "), continued by trailing
 //     backslashes, is parsed by the real command-line parser. Synopsis lines
@@ -104,26 +108,38 @@ func repoDocs(t *testing.T) []docBlock {
 }
 
 // yamlKinds are the words a YAML block names itself with.
-var yamlKinds = map[string]bool{"aiwatt-agent": true, "aiwatt-carbon": true, "aiwatt-cloud": true, "aiwatt-report": true, "fragment": true, "other": true}
+var yamlKinds = map[string]bool{"aiwatt-agent": true, "aiwatt-carbon": true, "aiwatt-cloud": true, "aiwatt-report": true, "helm-values": true, "fragment": true, "other": true}
 
 // checkConfigBlock loads one YAML block with the loader its kind names; the
-// error names the document line. It returns the kind.
-func checkConfigBlock(b docBlock) (string, error) {
+// error names the document line. It returns the kind and how many
+// configurations were loaded.
+func checkConfigBlock(b docBlock) (string, int, error) {
 	fields := strings.Fields(b.info)
 	if len(fields) == 0 || (fields[0] != "yaml" && fields[0] != "yml") {
-		return "", nil
+		return "", 0, nil
 	}
 	kind := ""
 	if len(fields) > 1 {
 		kind = fields[1]
 	}
 	if !yamlKinds[kind] {
-		return "", fmt.Errorf("%s:%d: a yaml block must say what it is (```yaml aiwatt-agent, aiwatt-carbon, aiwatt-cloud, aiwatt-report, fragment or other), got %q", b.file, b.line-1, b.info)
+		return "", 0, fmt.Errorf("%s:%d: a yaml block must say what it is (```yaml aiwatt-agent, aiwatt-carbon, aiwatt-cloud, aiwatt-report, helm-values, fragment or other), got %q", b.file, b.line-1, b.info)
 	}
 	// Errors read "BLOCK:LINE: ..."; BLOCK names the document and the
 	// block's first line, so LINE is counted from there.
 	name := fmt.Sprintf("%s (block at line %d)", b.file, b.line)
-	data := []byte(b.text)
+	switch kind {
+	case "helm-values":
+		n, err := checkHelmValues(name, []byte(b.text))
+		return kind, n, err
+	case "fragment", "other":
+		return kind, 0, nil
+	}
+	return kind, 1, loadConfig(kind, name, []byte(b.text))
+}
+
+// loadConfig loads data with the loader of kind.
+func loadConfig(kind, name string, data []byte) error {
 	var err error
 	switch kind {
 	case "aiwatt-agent":
@@ -139,27 +155,66 @@ func checkConfigBlock(b docBlock) (string, error) {
 			_ = os.Remove(path)
 		}
 	}
-	return kind, err
+	return err
+}
+
+// helmConfigs are the chart values that hold a configuration file, and the
+// kind of each.
+var helmConfigs = []struct{ component, kind string }{{"agent", "aiwatt-agent"}, {"carbon", "aiwatt-carbon"}, {"reports", "aiwatt-report"}}
+
+// checkHelmValues loads the configurations a block of Helm values holds
+// (COMPONENT.config) and returns how many; the error names the value.
+func checkHelmValues(name string, data []byte) (int, error) {
+	var values map[string]struct {
+		Config yaml.Node `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(data, &values); err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	loaded := 0
+	var errs []error
+	for _, h := range helmConfigs {
+		v, ok := values[h.component]
+		if !ok || v.Config.Kind == 0 {
+			continue
+		}
+		loaded++
+		cfg, err := yaml.Marshal(&v.Config)
+		if err != nil {
+			return loaded, fmt.Errorf("%s: %s.config: %w", name, h.component, err)
+		}
+		if err := loadConfig(h.kind, fmt.Sprintf("%s, value %s.config (from line %d)", name, h.component, v.Config.Line), cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return loaded, errors.Join(errs...)
 }
 
 // TestDocumentedConfigurationsLoad loads every configuration example of
 // README.md and docs/ with the real loader of its kind.
 func TestDocumentedConfigurationsLoad(t *testing.T) {
 	count := map[string]int{}
+	helmLoaded := 0
 	for _, b := range repoDocs(t) {
-		kind, err := checkConfigBlock(b)
+		kind, n, err := checkConfigBlock(b)
 		if err != nil {
 			t.Errorf("documented configuration refused:\n%v", err)
 		}
 		count[kind]++
+		if kind == "helm-values" {
+			helmLoaded += n
+		}
 	}
 	// The test must have found the examples it is about.
-	for kind, least := range map[string]int{"aiwatt-agent": 3, "aiwatt-carbon": 1, "aiwatt-cloud": 1} {
+	for kind, least := range map[string]int{"aiwatt-agent": 3, "aiwatt-carbon": 1, "aiwatt-cloud": 1, "helm-values": 3} {
 		if count[kind] < least {
 			t.Errorf("found %d %s examples, want at least %d", count[kind], kind, least)
 		}
 	}
-	t.Logf("configuration examples checked: %v", count)
+	if helmLoaded < 3 {
+		t.Errorf("loaded %d configurations from Helm values, want at least 3 (agent, carbon, reports)", helmLoaded)
+	}
+	t.Logf("configuration examples checked: %v; configurations in Helm values: %d", count, helmLoaded)
 }
 
 // commandLines returns the aiwatt command lines of a code block, split into
@@ -308,10 +363,10 @@ func TestDocCheckersRefuseBadExamples(t *testing.T) {
 	if err != nil || len(blocks) != 3 {
 		t.Fatalf("%d blocks, %v", len(blocks), err)
 	}
-	if _, err := checkConfigBlock(blocks[0]); err == nil || !strings.Contains(err.Error(), "bad.md (block at line 4):3: workloads.rules.0.match.slurm_job") {
+	if _, _, err := checkConfigBlock(blocks[0]); err == nil || !strings.Contains(err.Error(), "bad.md (block at line 4):3: workloads.rules.0.match.slurm_job") {
 		t.Errorf("bad agent example: %v", err)
 	}
-	if _, err := checkConfigBlock(blocks[1]); err == nil || !strings.Contains(err.Error(), "bad.md:9: a yaml block must say what it is") {
+	if _, _, err := checkConfigBlock(blocks[1]); err == nil || !strings.Contains(err.Error(), "bad.md:9: a yaml block must say what it is") {
 		t.Errorf("unlabelled block: %v", err)
 	}
 	cmds, at, err := commandLines(blocks[2])
@@ -320,6 +375,12 @@ func TestDocCheckersRefuseBadExamples(t *testing.T) {
 	}
 	if err := parseCommandLine(cmds[0]); err == nil || !strings.Contains(err.Error(), "no-such-flag") {
 		t.Errorf("bad flag parsed: %v", err)
+	}
+	helm := docBlock{file: "deploy.md", line: 2, info: "yaml helm-values",
+		text: "agent:\n  config:\n    cpu_model: {cpus: 2.5}\nreports:\n  config:\n    pue: 0.5\ncarbon:\n  enabled: true\n"}
+	if _, n, err := checkConfigBlock(helm); n != 2 || err == nil || !strings.Contains(err.Error(), "value agent.config") ||
+		!strings.Contains(err.Error(), "a whole number is required") || !strings.Contains(err.Error(), "pue: must be at least 1") {
+		t.Errorf("bad Helm values: %v", err)
 	}
 	if w, err := shellWords(`aiwatt gate --selector '{project="vision"}' --x "a \"b\"" c\ d # note`); err != nil ||
 		strings.Join(w, "|") != `aiwatt|gate|--selector|{project="vision"}|--x|a "b"|c d` {
