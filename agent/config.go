@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -175,6 +175,7 @@ func (c *Config) applyDefaults() {
 type fieldError struct {
 	path []string
 	msg  string
+	at   string // the YAML path whose line is reported, when deeper than path
 }
 
 func (c *Config) validate() []fieldError {
@@ -232,7 +233,15 @@ func (c *Config) validate() []fieldError {
 	}
 	for i, t := range c.Inference.Targets {
 		if err := t.Validate(); err != nil {
-			add(err.Error(), "inference", fmt.Sprintf("targets[%d]", i))
+			target := fmt.Sprintf("targets[%d]", i)
+			for _, e := range unjoin(err) {
+				// The line is the key's own when the message names one.
+				at := "inference." + target
+				if m := targetFieldRE.FindStringSubmatch(e.Error()); m != nil {
+					at += "." + m[1]
+				}
+				errs = append(errs, fieldError{path: []string{"inference", target}, msg: e.Error(), at: at})
+			}
 		}
 	}
 	if c.Inference.Timeout < 0 {
@@ -240,7 +249,8 @@ func (c *Config) validate() []fieldError {
 	}
 	if c.Carbon != nil {
 		if err := c.Carbon.Validate(); err != nil {
-			add(err.Error(), "carbon")
+			// The message names the key; the line is the key's own.
+			errs = append(errs, fieldError{path: []string{"carbon"}, msg: err.Error(), at: "carbon." + carbon.ErrorField(err)})
 		}
 	}
 	if c.CPUModel.CPUs < 0 {
@@ -248,6 +258,10 @@ func (c *Config) validate() []fieldError {
 	}
 	return errs
 }
+
+// targetFieldRE reads the key a scrape.TargetConfig error is about:
+// `scrape target "URL": timeout 2m is not ...`.
+var targetFieldRE = regexp.MustCompile(`^scrape target "(?:[^"\\]|\\.)*": (url|server|timeout|body_limit|model|workload)\b`)
 
 // unjoin splits an errors.Join result into its errors.
 func unjoin(err error) []error {
@@ -260,9 +274,9 @@ func unjoin(err error) []error {
 // LoadConfigFile reads and validates a configuration file. An error names the
 // file, the line and the reason, as "FILE:LINE: reason".
 func LoadConfigFile(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlconf.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	return ParseConfig(path, data)
 }
@@ -280,8 +294,11 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	if errs := cfg.validate(); len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))
 		for _, e := range errs {
-			path := strings.Join(e.path, ".")
-			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, yamlconf.Line(root, path), path, e.msg))
+			path, at := strings.Join(e.path, "."), e.at
+			if at == "" {
+				at = path
+			}
+			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, yamlconf.Line(root, at), path, e.msg))
 		}
 		return nil, errors.New(strings.Join(msgs, "\n"))
 	}

@@ -18,6 +18,10 @@ const DefaultMetric = "aiwatt_workload_energy_joules_total"
 // ErrNoData means the query matched no series: never a pass.
 var ErrNoData = errors.New("no data: the selector matched no energy series in the window")
 
+// ErrBadData means Prometheus answered, but with a value or warnings that
+// cannot be trusted (a negative energy, a partial response): never a pass.
+var ErrBadData = errors.New("untrustworthy result")
+
 // Querier is the part of the Prometheus API client a gate uses.
 type Querier interface {
 	Query(ctx context.Context, query string, ts time.Time, opts ...v1.Option) (model.Value, v1.Warnings, v1.Infos, error)
@@ -102,6 +106,16 @@ func Check(ctx context.Context, q Querier, r Request) (Result, error) {
 		return res, err
 	}
 	res.Joules = j
+	if j < 0 {
+		// increase() of a counter is never negative; a negative result is a
+		// wrong --query or broken data, and must not pass a budget.
+		return res, fmt.Errorf("%w: the query returned %s, a negative energy (check --query and the counter)", ErrBadData, FormatEnergy(j))
+	}
+	if len(warnings) > 0 {
+		// Thanos, Mimir and Prometheus warn when a result is partial (a store
+		// or a shard did not answer): the energy may be undercounted.
+		return res, fmt.Errorf("%w: Prometheus answered with warnings, so the result may be partial: %s", ErrBadData, strings.Join(warnings, "; "))
+	}
 	res.Used = j / r.Budget
 	res.Over = j > r.Budget
 	return res, nil

@@ -109,6 +109,7 @@ func Build(ctx context.Context, q Querier, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	b.ranges()
 	b.ledger(led)
 	b.targets()
 	fw, err := Frameworks()
@@ -389,9 +390,13 @@ func (b *builder) training(ctx context.Context) error {
 			t.EnergyMWh = Sig(kwh.Float()/1000, 2)
 		}
 		if r.first.Valid() && r.last.Valid() {
-			t.FirstSample = time.Unix(int64(r.first.Float()), 0).UTC()
-			t.LastSample = time.Unix(int64(r.last.Float()), 0).UTC()
-			t.WallClockHours = N(t.LastSample.Sub(t.FirstSample).Hours())
+			if first, last, ok := b.sampleSpan(r.first.Float(), r.last.Float()); ok {
+				t.FirstSample, t.LastSample = first, last
+				t.WallClockHours = N(last.Sub(first).Hours())
+			} else {
+				b.finding("Training run %s/%s: its sample timestamps (%s, %s) lie outside the period, so wall-clock time is not reported.",
+					t.Namespace, t.Pod, r.first.Human(), r.last.Human())
+			}
 		}
 		t.GPUActiveHours = r.activeSt.Scale(res.Hours())
 		t.GPUs = b.c.gpusFor(t.Pod, t.ModelID)

@@ -5,7 +5,8 @@
 // output token, SCI per functional unit, training runs), maps them onto
 // reporting frameworks (GRI, SASB, ESRS) kept as versioned embedded YAML in
 // frameworks/, and renders JSON, CSV, Markdown, HTML (inline SVG charts) and
-// PDF.
+// PDF (with the Go fonts embedded, so names in any Latin, Greek or Cyrillic
+// script print as written).
 //
 // # Method
 //
@@ -22,7 +23,12 @@
 //
 // Gaps are windows of the configured resolution in which an instance
 // exported no aiwatt_samples_total sample; a KPI with no data is reported as
-// "no data" (null in JSON, empty in CSV), never as zero. Training runs are
+// "no data" (null in JSON, empty in CSV), never as zero. A negative figure
+// (a counter that went backwards, a wrong recording rule), an implausibly
+// large one (more energy or CO2e than the world's in a year) and training
+// sample timestamps outside the period are data-quality findings in the
+// report's notes; figures are shown as measured, and no value stops the
+// report from rendering. Training runs are
 // the series with workload_type="training": wall-clock is from their first
 // to last sample (as seen at steps of the resolution), GPU-active time is the number of
 // resolution steps in which their GPU energy rose × the step, and GPU-hours
@@ -66,8 +72,8 @@
 // WebDAV, any HTTP store; AWS S3 with SigV4 credentials is left to
 // `aws s3 cp`), retried with exponential backoff on network errors, 5xx and
 // 429 (Retry-After honoured); and one multipart/mixed email over SMTP
-// (STARTTLS when offered, implicit TLS or none; credentials are refused over
-// plaintext unless allowed) with a one-line summary from report.json and the
+// (STARTTLS or implicit TLS; neither the report nor credentials go over
+// plaintext unless Insecure allows it; EHLO names this host) with a one-line summary from report.json and the
 // files attached up to a size limit. Token, password, header values and URL
 // query strings never appear in the summary lines or errors.
 //
