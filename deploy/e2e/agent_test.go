@@ -250,7 +250,7 @@ type auditEvent struct {
 }
 
 // checkAgentRequests reads the API server's audit log: the agent (user agent
-// aiwatt/…, the ServiceAccount's user) listed and watched pods, every time
+// aiwatt, the ServiceAccount's user) listed and watched pods, every time
 // with its node's field selector, and was never refused.
 func checkAgentRequests(t *testing.T, c *cluster) {
 	t.Helper()
@@ -268,7 +268,7 @@ func checkAgentRequests(t *testing.T, c *cluster) {
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatalf("audit log: %v", err)
 		}
-		if ev.User.Username != user || !strings.HasPrefix(ev.UserAgent, "aiwatt/") || ev.Stage != "ResponseComplete" && ev.Stage != "ResponseStarted" {
+		if ev.User.Username != user || !strings.HasPrefix(ev.UserAgent, "aiwatt") || ev.Stage != "ResponseComplete" && ev.Stage != "ResponseStarted" {
 			continue
 		}
 		if ev.ResponseStatus != nil && ev.ResponseStatus.Code >= 400 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/release"
@@ -140,13 +141,20 @@ func chartValues(t *testing.T, values string) map[string]any {
 	return vals
 }
 
-// helmInstall installs helm/aiwatt as release in ns with Helm's Go SDK.
-func helmInstall(t *testing.T, c *cluster, ns, name, values string) *release.Release {
+// loadChart loads helm/aiwatt.
+func loadChart(t *testing.T) *chart.Chart {
 	t.Helper()
 	chrt, err := loader.Load(filepath.Join(repoRoot, "helm", "aiwatt"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return chrt
+}
+
+// helmInstall installs helm/aiwatt as release in ns with Helm's Go SDK.
+func helmInstall(t *testing.T, c *cluster, ns, name, values string) *release.Release {
+	t.Helper()
+	chrt := loadChart(t)
 	in := action.NewInstall(helmConfig(t, c, ns))
 	in.ReleaseName = name
 	in.Namespace = ns
@@ -161,10 +169,7 @@ func helmInstall(t *testing.T, c *cluster, ns, name, values string) *release.Rel
 // helmUpgrade upgrades release name in ns with values.
 func helmUpgrade(t *testing.T, c *cluster, ns, name, values string) *release.Release {
 	t.Helper()
-	chrt, err := loader.Load(filepath.Join(repoRoot, "helm", "aiwatt"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	chrt := loadChart(t)
 	up := action.NewUpgrade(helmConfig(t, c, ns))
 	up.Namespace = ns
 	up.Timeout = 2 * time.Minute
@@ -414,16 +419,18 @@ type rendered struct {
 // template` does, and decodes its DaemonSet and ConfigMaps strictly.
 func renderChart(t *testing.T, name string, values map[string]any) (*rendered, error) {
 	t.Helper()
-	chrt, err := loader.Load(filepath.Join(repoRoot, "helm", "aiwatt"))
-	if err != nil {
-		return nil, err
-	}
+	chrt := loadChart(t)
 	in := action.NewInstall(&action.Configuration{})
 	in.ReleaseName = name
 	in.Namespace = name
 	in.DryRun = true
 	in.ClientOnly = true
 	in.Replace = true
+	kv, err := chartutil.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		return nil, err
+	}
+	in.KubeVersion = kv // the API server's, which a client-only render does not ask
 	rel, err := in.Run(chrt, values)
 	if err != nil {
 		return nil, fmt.Errorf("render: %w", err)
