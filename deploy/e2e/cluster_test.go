@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,9 +85,17 @@ func serverBinaries() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The server reports its version from these (Helm checks the chart's
+	// kubeVersion against it), as the release build sets them.
+	major, minor, _ := strings.Cut(strings.TrimPrefix(kubeVersion, "v"), ".")
+	minor, _, _ = strings.Cut(minor, ".")
+	const pkg = "k8s.io/component-base/version"
+	ldflags := fmt.Sprintf("-X %s.gitVersion=%s -X %s.gitMajor=%s -X %s.gitMinor=%s -X %s.gitTreeState=clean",
+		pkg, kubeVersion, pkg, major, pkg, minor, pkg)
 	h := sha256.New()
 	h.Write(sum)
 	h.Write([]byte(runtime.Version()))
+	h.Write([]byte(ldflags))
 	dir := filepath.Join(repoRoot, ".cache", "e2e", kubeVersion+"-"+hex.EncodeToString(h.Sum(nil))[:12])
 	if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err == nil {
 		if _, err := os.Stat(filepath.Join(dir, "etcd")); err == nil {
@@ -100,7 +109,7 @@ func serverBinaries() (string, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	if _, err := run(ctx, "servers", nil, "go", "build", "-o", tmp+"/", "./cmd/kube-apiserver", "./cmd/etcd"); err != nil {
+	if _, err := run(ctx, "servers", nil, "go", "build", "-ldflags", ldflags, "-o", tmp+"/", "./cmd/kube-apiserver", "./cmd/etcd"); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
@@ -122,18 +131,21 @@ func newCluster() (_ *cluster, err error) {
 		return nil, err
 	}
 	c := &cluster{dir: dir}
-	var procs []*exec.Cmd
+	type proc struct {
+		name   string
+		cmd    *exec.Cmd
+		exited chan struct{} // closed when it has exited
+	}
+	var procs []proc
 	stop := func() {
 		for i := len(procs) - 1; i >= 0; i-- {
 			p := procs[i]
-			_ = p.Process.Signal(os.Interrupt)
-			done := make(chan struct{})
-			go func() { _ = p.Wait(); close(done) }()
+			_ = p.cmd.Process.Signal(os.Interrupt)
 			select {
-			case <-done:
+			case <-p.exited:
 			case <-time.After(10 * time.Second):
-				_ = p.Process.Kill()
-				<-done
+				_ = p.cmd.Process.Kill()
+				<-p.exited
 			}
 		}
 		_ = os.RemoveAll(dir)
@@ -173,7 +185,9 @@ func newCluster() (_ *cluster, err error) {
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start %s: %w", name, err)
 		}
-		procs = append(procs, cmd)
+		p := proc{name: name, cmd: cmd, exited: make(chan struct{})}
+		go func() { _ = cmd.Wait(); logf.Close(); close(p.exited) }()
+		procs = append(procs, p)
 		return nil
 	}
 	clientPort, peerPort := freePortOrZero(), freePortOrZero()
@@ -199,6 +213,9 @@ func newCluster() (_ *cluster, err error) {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+pki.saKey, "--service-account-signing-key-file="+pki.saKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
+		// The kubernetes Service's endpoint would be 127.0.0.1, which the
+		// endpoint reconciler refuses; no pod needs that Service here.
+		"--endpoint-reconciler-type=none",
 		"--cert-dir="+filepath.Join(dir, "certs"),
 		"--audit-policy-file="+filepath.Join(dir, "audit-policy.yaml"), "--audit-log-path="+c.AuditLog,
 		"--audit-log-mode=blocking", "--audit-log-format=json",
@@ -219,8 +236,10 @@ func newCluster() (_ *cluster, err error) {
 			break
 		}
 		for _, p := range procs {
-			if p.ProcessState != nil {
-				return nil, fmt.Errorf("%s exited: %s", p.Path, c.logTail(filepath.Base(p.Path)))
+			select {
+			case <-p.exited:
+				return nil, fmt.Errorf("%s exited: %s", p.name, c.logTail(p.name))
+			default:
 			}
 		}
 		if ctx.Err() != nil {
@@ -238,7 +257,7 @@ func newCluster() (_ *cluster, err error) {
 // logTail is the end of a server's log.
 func (c *cluster) logTail(name string) string {
 	b, _ := os.ReadFile(filepath.Join(c.dir, name+".log"))
-	return tail(string(b), 3000)
+	return tail(string(b), 1500)
 }
 
 func freePortOrZero() int {

@@ -6,8 +6,8 @@
 #     already uses and imported under the tag the Dockerfile names (no image registry is needed);
 #   - the Dockerfile's "base" stage (apt-get install ca-certificates), cached by podman, so that the
 #     test builds the image with --network none;
-#   - the Go modules of deploy/e2e and the Prometheus Operator module whose CRD manifests the chart
-#     test installs.
+#   - the Go modules of deploy/e2e, of deploy/e2e/servers (kube-apiserver and etcd) and the
+#     Prometheus Operator module whose CRD manifests the chart test installs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -44,4 +44,9 @@ fi
 podman build -q --pull=never --target base -t localhost/aiwatt-base:e2e . >/dev/null
 
 (cd deploy/e2e && go mod download)
-go mod download github.com/prometheus-operator/prometheus-operator@"$(sed -n 's/^const promOperatorVersion = "\(.*\)"$/\1/p' deploy/e2e/crds_test.go)"
+(cd deploy/e2e/servers && go mod download)
+promop=$(sed -n 's/^const promOperatorVersion = "\(.*\)"$/\1/p' deploy/e2e/crds_test.go)
+[ -n "$promop" ] || { echo "e2e setup: no promOperatorVersion in deploy/e2e/crds_test.go" >&2; exit 1; }
+tmp=$(mktemp -d)
+(cd "$tmp" && go mod download github.com/prometheus-operator/prometheus-operator@"$promop")
+rmdir "$tmp"
