@@ -103,7 +103,7 @@ e2e-deps:
 
 ## e2e: build and run the image as the chart runs it, and install the chart on a real kube-apiserver
 ## and etcd built from their Go modules (deploy/e2e, its own module; binaries cached in .cache/e2e).
-E2E_TIMEOUT ?= 30m
+E2E_TIMEOUT ?= 60m
 e2e: build e2e-deps
 	cd deploy/e2e && $(GO) vet ./... && $(GO) test -race -count=1 -timeout $(E2E_TIMEOUT) ./...
 

@@ -50,7 +50,7 @@ func agentImage(t *testing.T) builtImage {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		out, err := run(ctx, repoRoot, podmanEnv, "make", "image", "IMAGE="+img.Ref, "VERSION="+img.Version,
+		out, err := run(ctx, repoRoot, podmanEnv, "make", "image", "CONTAINER_ENGINE=podman", "IMAGE="+img.Ref, "VERSION="+img.Version,
 			"REVISION="+img.Revision, "IMAGE_FLAGS=--pull=never")
 		if err != nil {
 			imageErr = err
