@@ -65,8 +65,13 @@ var (
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	clusterOnce.Do(func() {
+		bin, err := serverBinaries()
+		if err != nil {
+			clusterErr = fmt.Errorf("build the servers: %w", err)
+			return
+		}
 		start := time.Now()
-		shared, clusterErr = newCluster()
+		shared, clusterErr = newCluster(bin)
 		if clusterErr == nil {
 			fmt.Fprintf(os.Stderr, "e2e: etcd and kube-apiserver %s ready in %v\n", kubeVersion, time.Since(start).Round(100*time.Millisecond))
 		}
@@ -115,17 +120,21 @@ func serverBinaries() (string, error) {
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", err
 	}
+	// Builds of an older go.sum or Go version are not used again.
+	if old, err := filepath.Glob(filepath.Join(filepath.Dir(dir), "v*-*")); err == nil {
+		for _, o := range old {
+			if o != dir && !strings.HasSuffix(o, ".tmp") {
+				_ = os.RemoveAll(o)
+			}
+		}
+	}
 	fmt.Fprintf(os.Stderr, "e2e: built kube-apiserver and etcd into %s in %v\n", dir, time.Since(start).Round(time.Second))
 	return dir, nil
 }
 
 // newCluster writes the certificates and keys, starts etcd and the API
-// server, and waits until the server is ready.
-func newCluster() (_ *cluster, err error) {
-	bin, err := serverBinaries()
-	if err != nil {
-		return nil, fmt.Errorf("build the servers: %w", err)
-	}
+// server of the binaries in bin, and waits until the server is ready.
+func newCluster(bin string) (_ *cluster, err error) {
 	dir, err := os.MkdirTemp("", "aiwatt-e2e-cluster-")
 	if err != nil {
 		return nil, err
