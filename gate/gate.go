@@ -10,6 +10,8 @@ import (
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/inferensys/aiwatt/internal/energyql"
 )
 
 // DefaultMetric is the counter a gate sums when no query is given.
@@ -17,6 +19,10 @@ const DefaultMetric = "aiwatt_workload_energy_joules_total"
 
 // ErrNoData means the query matched no series: never a pass.
 var ErrNoData = errors.New("no data: the selector matched no energy series in the window")
+
+// ErrPartial means the query engine answered with warnings, as Thanos does
+// when a store behind it is down: the energy may be incomplete, never a pass.
+var ErrPartial = errors.New("partial response: the query engine warned that the answer may be incomplete")
 
 // Querier is the part of the Prometheus API client a gate uses.
 type Querier interface {
@@ -76,7 +82,7 @@ func BuildQuery(r Request) string {
 	if metric == "" {
 		metric = DefaultMetric
 	}
-	return fmt.Sprintf("sum(increase(%s%s[%s]))", metric, sel, model.Duration(r.Window))
+	return fmt.Sprintf("sum(%s)", energyql.Increase(metric+sel, model.Duration(r.Window).String()))
 }
 
 // Check runs the request against Prometheus.
@@ -96,6 +102,9 @@ func Check(ctx context.Context, q Querier, r Request) (Result, error) {
 	res.Warnings = warnings
 	if err != nil {
 		return res, fmt.Errorf("query %s: %w", res.Query, err)
+	}
+	if len(warnings) > 0 {
+		return res, fmt.Errorf("query %s: %w: %s", res.Query, ErrPartial, strings.Join(warnings, "; "))
 	}
 	j, err := joules(val)
 	if err != nil {
