@@ -41,13 +41,12 @@ deps:
 
 ## fleet-deps: what the fleet end-to-end test (internal/fleet) needs beside Prometheus: Debian's
 ## victoria-metrics, and Thanos built from its Go module into .cache/thanos/ (once per version).
-THANOS_VERSION ?= v0.42.0
 fleet-deps:
 	@command -v victoria-metrics >/dev/null 2>&1 || { \
 	  echo "installing Debian's victoria-metrics for the fleet test"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq victoria-metrics >/dev/null; }
-	@THANOS_VERSION=$(THANOS_VERSION) GO=$(GO) ./scripts/thanos.sh >/dev/null
+	@GO=$(GO) ./scripts/thanos.sh >/dev/null
 
 ## fleet-test: only the fleet end-to-end test (two clusters, Thanos, VictoriaMetrics).
 fleet-test: fleet-deps

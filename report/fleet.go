@@ -19,15 +19,22 @@ var resetCounters = []string{mWorkloadEnergy, mWorkloadCO2e, mIdle, mUnattribute
 // resets notes the series that reset inside the period (an agent restart):
 // their rise is the engine's own increase(), not last minus first.
 func (b *builder) resets(ctx context.Context) error {
-	sel := fmt.Sprintf(`{__name__=~"%s"}`, strings.Join(resetCounters, "|"))
-	vec, err := b.instant(ctx, energyql.Resets(sel, b.d, b.loc+b.fleet))
-	if err != nil {
-		return err
+	// One query per counter: resets() drops the metric name, so two counters
+	// with the same labels would collide in one vector.
+	count := map[gkey]int{}
+	for _, m := range resetCounters {
+		vec, err := b.instant(ctx, energyql.Resets(m, b.d, b.loc+b.fleet))
+		if err != nil {
+			return err
+		}
+		for _, s := range vec {
+			g := b.key(s.Metric)
+			count[gkey{loc: g.loc, region: g.region}] += int(s.Value)
+		}
 	}
 	var where []string
-	for _, s := range vec {
-		g := b.key(s.Metric)
-		where = append(where, fmt.Sprintf("%d in %s", int(s.Value), label(Group{Location: g.loc, Region: g.region}.where())))
+	for g, n := range count {
+		where = append(where, fmt.Sprintf("%d in %s", n, label(Group{Location: g.loc, Region: g.region}.where())))
 	}
 	sort.Strings(where)
 	if len(where) > 0 {

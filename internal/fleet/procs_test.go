@@ -12,8 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -41,21 +41,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// thanosBinary is the Thanos binary scripts/thanos.sh built: $AIWATT_THANOS,
-// else the newest under .cache/thanos/.
+// thanosBinary is the Thanos binary scripts/thanos.sh built:
+// $AIWATT_THANOS, else the one of the script's version under .cache/thanos/.
 func thanosBinary(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("AIWATT_THANOS"); p != "" {
 		return p
 	}
-	found, _ := filepath.Glob(filepath.Join("..", "..", ".cache", "thanos", "v*", "thanos"))
-	if len(found) == 0 {
-		t.Fatal("no Thanos binary: run `make fleet-deps` (scripts/thanos.sh builds it from its Go module) or set AIWATT_THANOS")
-	}
-	sort.Strings(found)
-	p, err := filepath.Abs(found[len(found)-1])
+	out, err := exec.Command(filepath.Join("..", "..", "scripts", "thanos.sh"), "--print-path").Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("scripts/thanos.sh --print-path: %v", err)
+	}
+	p := strings.TrimSpace(string(out))
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("no Thanos binary at %s: run `make fleet-deps` (scripts/thanos.sh builds it from its Go module) or set AIWATT_THANOS", p)
 	}
 	return p
 }
