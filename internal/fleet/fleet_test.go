@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/inferensys/aiwatt/carbon"
+	"github.com/inferensys/aiwatt/dashboards"
 	"github.com/inferensys/aiwatt/internal/kubetest"
 	"github.com/inferensys/aiwatt/internal/promtest"
 	"github.com/inferensys/aiwatt/internal/sysfsfixture"
@@ -542,6 +543,8 @@ func TestFleet(t *testing.T) {
 		return err == nil && len(s) == 1 && s[0].value == 2, fmt.Errorf("%v %v", s, err)
 	})
 
+	checkDashboards(ctx, t, thanosURL, a.proms[0].URL)
+
 	// A store goes down behind Thanos: the report marks the gap, the gate exits 2.
 	b.sidecars[0].stop()
 	r, _ := runReport(t, engines[3], cfg, from, to, resolution)
@@ -561,4 +564,80 @@ func TestFleet(t *testing.T) {
 	if code != 2 || !strings.Contains(msg, "partial response") {
 		t.Errorf("gate with a store down: exit %d (%s), want 2 naming the partial response", code, msg)
 	}
+}
+
+// dashboardVariables stand in for Grafana's when a panel query runs
+// against an engine directly; $cluster is set per check.
+var dashboardVariables = strings.NewReplacer(
+	"$__rate_interval", "1m", "$__interval_ms", "60000", "$__interval", "1m",
+	"$__range_s", "300", "$__range", "5m",
+	"$node", ".*", "$namespace", ".*", "$model_id", ".*", "$basis", "location",
+)
+
+// checkDashboards runs every panel query on the global view once per
+// cluster: the cluster variable lists both clusters there and selects only
+// the chosen one's series; on one Prometheus it lists none, and "All"
+// still finds the cluster's data.
+func checkDashboards(ctx context.Context, t *testing.T, global, single string) {
+	t.Helper()
+	values := func(base string) []string {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/label/cluster/values?match[]=aiwatt_build_info", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r struct{ Data []string }
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		return r.Data
+	}
+	if got := strings.Join(values(global), ","); got != "a,b" {
+		t.Errorf("cluster variable on the global view lists %q, want a,b", got)
+	}
+	if got := values(single); len(got) != 0 {
+		t.Errorf("cluster variable on one Prometheus lists %q, want nothing (All matches the empty label)", got)
+	}
+	queries, err := dashboards.Queries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range []string{"a", "b"} {
+		withData := 0
+		for _, dq := range queries {
+			q := strings.ReplaceAll(dashboardVariables.Replace(dq.Expr), "$cluster", cl)
+			series, _, err := query(ctx, global, q, time.Time{})
+			if err != nil {
+				t.Errorf("%s: panel %q on the global view: %v", dq.File, dq.Panel, err)
+				continue
+			}
+			if len(series) > 0 {
+				withData++
+			}
+			for _, s := range series {
+				if c, ok := s.labels["cluster"]; ok && c != cl {
+					t.Errorf("%s: panel %q with cluster=%s returns a series of cluster %s: %v", dq.File, dq.Panel, cl, c, s.labels)
+				}
+			}
+		}
+		if withData == 0 {
+			t.Errorf("no dashboard panel has data for cluster %s on the global view", cl)
+		}
+		t.Logf("dashboards, cluster=%s on the global view: %d of %d panel queries with data", cl, withData, len(queries))
+	}
+	withData := 0
+	for _, dq := range queries {
+		series, _, err := query(ctx, single, strings.ReplaceAll(dashboardVariables.Replace(dq.Expr), "$cluster", ".*"), time.Time{})
+		if err == nil && len(series) > 0 {
+			withData++
+		}
+	}
+	if withData == 0 {
+		t.Errorf("no dashboard panel has data on one Prometheus with cluster=All")
+	}
+	t.Logf("dashboards, cluster=All on one Prometheus: %d of %d panel queries with data", withData, len(queries))
 }
