@@ -37,7 +37,10 @@ const (
 	steps        = 20
 	stepEvery    = time.Second
 	scrapeEvery  = "500ms"
-	resolution   = "5s"
+	resolution   = "2s"
+	// Cluster b's Prometheus is down from before step stopAt to after step
+	// restartAt: a gap in its samples, not in its energy.
+	stopAt, restartAt = 7, 13
 )
 
 // cluster is one cluster of the fleet: its agent, its fake GPU and the
@@ -406,9 +409,18 @@ func TestFleet(t *testing.T) {
 		base[c], _, _ = c.workloadJ()
 	}
 	// Energy at a known rate: one step per stepEvery.
+	var down struct{ Start, End time.Time }
 	for i := 0; i < steps; i++ {
 		at := from.Add(2*time.Second + time.Duration(i+1)*stepEvery)
 		waitFor(t, fmt.Sprintf("step %d's time", i), 2*stepEvery, func() (bool, error) { return time.Now().After(at), nil })
+		switch i {
+		case stopAt:
+			down.Start = time.Now()
+			b.proms[0].Stop()
+		case restartAt:
+			b.proms[0].Restart(t)
+			down.End = time.Now()
+		}
 		for _, c := range clusters {
 			c.inject(t)
 			waitFor(t, "agent "+c.name+" to attribute the step", 30*time.Second, func() (bool, error) {
@@ -495,8 +507,20 @@ func TestFleet(t *testing.T) {
 				t.Errorf("%s: cluster %s intensity zone %q, want %q (%+v)", e.name, c.name, zones[where], c.zone, r.Methodology.Intensity)
 			}
 		}
-		if len(r.DataQuality.Gaps) != 0 || len(r.DataQuality.PartialResponse) != 0 {
-			t.Errorf("%s: gaps %+v, partial %v; want none", e.name, r.DataQuality.Gaps, r.DataQuality.PartialResponse)
+		if len(r.DataQuality.PartialResponse) != 0 {
+			t.Errorf("%s: partial response %v with every store up", e.name, r.DataQuality.PartialResponse)
+		}
+		// Cluster b's outage is a gap wherever cluster b is; its energy was
+		// still counted above (counters carry it across the gap).
+		holdsB := e.clusters[len(e.clusters)-1] == b
+		if holdsB == (len(r.DataQuality.Gaps) == 0) {
+			t.Errorf("%s: gaps %+v; want them exactly where cluster b is (its Prometheus was down %s – %s)", e.name, r.DataQuality.Gaps,
+				down.Start.Format(time.RFC3339Nano), down.End.Format(time.RFC3339Nano))
+		}
+		for _, g := range r.DataQuality.Gaps {
+			if (len(e.clusters) > 1 && !strings.Contains(g.Series, `cluster="b"`)) || !g.Start.Before(down.End) || !g.End.After(down.Start) {
+				t.Errorf("%s: gap %+v is not cluster b's outage %s – %s", e.name, g, down.Start.Format(time.RFC3339Nano), down.End.Format(time.RFC3339Nano))
+			}
 		}
 	}
 	// The global engines agree with the sum of each cluster's own Prometheus.
