@@ -37,7 +37,7 @@ const (
 	steps        = 20
 	stepEvery    = time.Second
 	scrapeEvery  = "500ms"
-	resolution   = "2s"
+	resolution   = "3s"
 	// Cluster b's Prometheus is down from before step stopAt to after step
 	// restartAt: a gap in its samples, not in its energy.
 	stopAt, restartAt = 7, 13
