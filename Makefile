@@ -14,7 +14,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
 LISTEN    ?= :28290
 RUN_ARGS  ?=
 
-.PHONY: all build build-cloud run demo test deps mod-check no-outside-paths fmt-check vet unit fuzz golden-check helm-test bench update-golden clean image e2e e2e-deps
+.PHONY: all build build-cloud run demo test deps mod-check no-outside-paths fmt-check vet unit fuzz golden-check helm-test bench update-golden clean image e2e e2e-deps fleet-deps fleet-test
 
 all: build
 
@@ -31,13 +31,26 @@ run: build
 	$(BIN) agent --web.listen-address=$(LISTEN) --agent.live $(RUN_ARGS)
 
 ## test: install what the tests need, then gofmt, vet, race tests and promtool checks.
-test: deps mod-check fmt-check vet unit fuzz golden-check helm-test e2e
+test: deps fleet-deps mod-check fmt-check vet unit fuzz golden-check helm-test e2e
 
 deps:
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || { \
 	  echo "installing Debian's prometheus, prometheus-alertmanager and poppler-utils (promtool, amtool, pdftotext) for the tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus prometheus-alertmanager poppler-utils >/dev/null; }
+
+## fleet-deps: what the fleet end-to-end test (internal/fleet) needs beside Prometheus: Debian's
+## victoria-metrics, and Thanos built from its Go module into .cache/thanos/ (once per version).
+fleet-deps:
+	@command -v victoria-metrics >/dev/null 2>&1 || { \
+	  echo "installing Debian's victoria-metrics for the fleet test"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq victoria-metrics >/dev/null; }
+	@GO=$(GO) ./scripts/thanos.sh >/dev/null
+
+## fleet-test: only the fleet end-to-end test (two clusters, Thanos, VictoriaMetrics).
+fleet-test: fleet-deps
+	$(GO) test -race -count=1 -v ./internal/fleet/
 
 ## mod-check: go.mod and go.sum of both modules are tidy (go mod tidy would change nothing).
 mod-check: no-outside-paths

@@ -11,8 +11,15 @@
 // # Method
 //
 // Every figure comes from PromQL run by Build and recorded in
-// Report.Queries. Totals are increase() over the whole period evaluated at
-// its end. IT energy is the workloads' energy plus node idle and
+// Report.Queries. Totals are each counter's last minus first sample in the
+// period (internal/energyql), evaluated at its end: the same answer on
+// Prometheus, Thanos and VictoriaMetrics, whose increase() functions
+// differ; series that reset in the period use increase() and are named in
+// a data-quality note. Groups keep the location label and, beside it,
+// region (a fleet labels each Prometheus with cluster and region). The
+// query engine's warnings (a partial response from Thanos with a store
+// down) are listed in DataQuality.PartialResponse and become a gap over the
+// whole period: such a report is never complete. IT energy is the workloads' energy plus node idle and
 // unattributed energy (the attribution policy keeps them apart); facility
 // energy is IT energy × PUE from the configuration. A workload's CO2e is its
 // own aiwatt_workload_co2e_grams_total (time-matched by the agent) × PUE; the
