@@ -17,6 +17,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/source"
 )
 
 // exporterMinWindow is the shortest window the plausibility ceiling is
@@ -47,15 +50,21 @@ type exGPU struct {
 	limitW   float64
 	util     float64
 	pods     []PodRef
-	present  bool // in the latest successful scrape
+	present  bool   // in the latest successful scrape
+	reported uint64 // total millijoules already handed out as deltas
+	invalid  uint64 // invalid values in the latest scrape
 }
 
 func (g *exGPU) sample(ok bool) GPUSample {
+	total := g.counter.totalMJ + g.power.totalMJ
+	delta := total - g.reported
+	g.reported = total
 	s := GPUSample{
 		GPU:             g.info,
 		Source:          SourceDCGMExporter,
 		Method:          MethodEnergyCounter,
-		Joules:          joules(g.counter.totalMJ + g.power.totalMJ),
+		Delta:           source.Millijoules(delta),
+		Joules:          joules(total),
 		PowerWatts:      g.powerW,
 		PowerLimitWatts: g.limitW,
 		SMUtil:          g.util,
@@ -100,7 +109,7 @@ var _ Backend = (*exporterBackend)(nil)
 // missing exporter shows as Sample errors, so the source can come up later.
 // A nil logger discards logs.
 func NewExporterBackend(cfg Config, client *http.Client, logger *slog.Logger) (Backend, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -127,6 +136,26 @@ func NewExporterBackend(cfg Config, client *http.Client, logger *slog.Logger) (B
 		parser: expfmt.NewTextParser(model.UTF8Validation),
 		gpus:   make(map[string]*exGPU),
 	}, nil
+}
+
+// Reconfigure takes a new timeout, body limit, refresh window or URL in
+// place and keeps every GPU's baseline (GPUs are known by UUID, whatever
+// URL reaches them). It returns false for another backend kind or a URL
+// that is not http(s).
+func (b *exporterBackend) Reconfigure(cfg Config) bool {
+	cfg = cfg.WithDefaults()
+	if cfg.Backend == BackendNVML || cfg.Backend == BackendNone || cfg.ExporterURL == "" {
+		return false
+	}
+	u, err := url.Parse(cfg.ExporterURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return false
+	}
+	b.mu <- struct{}{}
+	defer b.mu.release()
+	b.cfg, b.url = cfg, u.String()
+	b.scraped = false
+	return true
 }
 
 // Name returns "dcgm_exporter".
@@ -160,6 +189,9 @@ func (b *exporterBackend) Sample(ctx context.Context, now time.Time) (Result, er
 		if age := now.Sub(b.lastScrape); age >= 0 && age < b.cfg.MinRefresh {
 			r := newResult(len(b.cached))
 			r.GPUs = append(r.GPUs, b.cached...)
+			for i := range r.GPUs {
+				r.GPUs[i].Delta = 0 // Handed out with the scrape that read it.
+			}
 			return r, nil
 		}
 	}
@@ -302,6 +334,11 @@ func (b *exporterBackend) applyGPU(g *exGPU, row *gpuRows, now time.Time, errs m
 	}
 	if len(g.info.MIG) > 0 {
 		g.info.MIGMode = MIGModeEnabled
+		g.info.MIGSlices = gpu.SlicesOf(g.info.Model)
+	}
+	if row.invalid > 0 {
+		errs[ReasonInvalidValue] += row.invalid
+		b.logger.Warn("invalid GPU value dropped (NaN, negative, infinite or beyond any counter)", "uuid", row.uuid, "values", row.invalid)
 	}
 	g.hostname = firstNonEmpty(row.hostname, g.hostname)
 	g.pods = row.podList()

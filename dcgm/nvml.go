@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/source"
 )
 
 // nvmlMinWindow is the shortest window the plausibility ceiling is applied
@@ -90,12 +93,23 @@ type nvmlGPU struct {
 	powerW  float64
 	limitW  float64
 	lost    bool
-	logged  [nvmlFuncCount]bool // "not supported" already logged
+	// reported is the total millijoules already handed out as deltas.
+	reported uint64
+	logged   [nvmlFuncCount]bool // "not supported" already logged
 	// warnedNoEnergy: "neither counter nor power" already logged.
 	warnedNoEnergy bool
 }
 
 func (g *nvmlGPU) totalMJ() uint64 { return g.counter.totalMJ + g.power.totalMJ }
+
+// take returns the energy accepted since the previous take, as the delta
+// of this sample.
+func (g *nvmlGPU) take() source.Millijoules {
+	t := g.totalMJ()
+	d := t - g.reported
+	g.reported = t
+	return source.Millijoules(d)
+}
 
 func (g *nvmlGPU) source() (source, method string) {
 	if g.mode == modePower {
@@ -320,6 +334,7 @@ func (b *nvmlBackend) lose(g *nvmlGPU, s GPUSample, errs map[string]uint64, ret 
 	g.power.unprime()
 	errs[ReasonGPULost]++
 	s.OK = false
+	s.Delta = g.take()
 	return s
 }
 
@@ -430,6 +445,7 @@ func (b *nvmlBackend) readGPU(g *nvmlGPU, now time.Time, errs map[string]uint64)
 
 	s.GPU = g.info
 	s.Joules = joules(g.totalMJ())
+	s.Delta = g.take()
 	s.PowerWatts = g.powerW
 	s.PowerLimitWatts = g.limitW
 	s.OK = energyOK
@@ -460,6 +476,9 @@ func (b *nvmlBackend) readMIG(g *nvmlGPU, dev nvml.Device, errs map[string]uint6
 		return
 	}
 	g.info.MIGMode = MIGModeEnabled
+	if g.info.MIGSlices == 0 {
+		g.info.MIGSlices = migSlices(dev, g.info.Model)
+	}
 	if !b.has[fnMIGList] {
 		g.info.MIG = nil
 		return
@@ -608,4 +627,23 @@ func (b *nvmlBackend) Close() error {
 		return fmt.Errorf("nvml shutdown: %s", ret.Error())
 	}
 	return nil
+}
+
+// migProfiles are the GPU instance profiles that span a whole GPU, largest
+// first: the first one the GPU supports gives its slice count.
+var migProfiles = []int{
+	nvml.GPU_INSTANCE_PROFILE_8_SLICE, nvml.GPU_INSTANCE_PROFILE_7_SLICE, nvml.GPU_INSTANCE_PROFILE_6_SLICE,
+	nvml.GPU_INSTANCE_PROFILE_4_SLICE, nvml.GPU_INSTANCE_PROFILE_3_SLICE, nvml.GPU_INSTANCE_PROFILE_2_SLICE,
+}
+
+// migSlices asks the driver how many compute slices dev has: the slice
+// count of its largest GPU instance profile. Where the driver cannot say,
+// the model decides (gpu.SlicesOf).
+func migSlices(dev nvml.Device, model string) int {
+	for _, p := range migProfiles {
+		if info, ret := dev.GetGpuInstanceProfileInfo(p); ret == nvml.SUCCESS && info.SliceCount > 0 {
+			return int(info.SliceCount)
+		}
+	}
+	return gpu.SlicesOf(model)
 }
