@@ -26,7 +26,7 @@ func noGPUs(dcgm.Config, *slog.Logger) (dcgm.Backend, error) {
 	return nil, fmt.Errorf("%w: no libnvidia-ml.so.1", dcgm.ErrNoData)
 }
 
-func gpu(t *testing.T, s *Snapshot, uuid string) GPUCounter {
+func gpuOf(t *testing.T, s *Snapshot, uuid string) GPUCounter {
 	t.Helper()
 	for _, g := range s.GPU {
 		if g.UUID == uuid {
@@ -68,7 +68,7 @@ func TestAgentGPUTotals(t *testing.T) {
 			t.Errorf("GPU %d: index %d, %v J", i, g.Index, g.Joules)
 		}
 	}
-	if g := gpu(t, s, "GPU-fake-0003"); g.PowerWatts != 650 || g.Source != dcgm.SourceNVML {
+	if g := gpuOf(t, s, "GPU-fake-0003"); g.PowerWatts != 650 || g.Source != dcgm.SourceNVML {
 		t.Fatalf("GPU 3: %+v", g)
 	}
 	if st, ok := status(s, dcgm.NameNVML); !ok || !st.Up {
@@ -138,10 +138,10 @@ func TestAgentGPUFailureAndLostGPU(t *testing.T) {
 	_ = f.AddEnergy(0, 25)
 	clk.step(time.Second)
 	s = a.Tick()
-	if g := gpu(t, s, "GPU-fake-0000"); g.Joules != 75 || !g.OK {
+	if g := gpuOf(t, s, "GPU-fake-0000"); g.Joules != 75 || !g.OK {
 		t.Fatalf("GPU 0: %+v", g)
 	}
-	if g := gpu(t, s, "GPU-fake-0001"); g.Joules != 70 || g.OK {
+	if g := gpuOf(t, s, "GPU-fake-0001"); g.Joules != 70 || g.OK {
 		t.Fatalf("GPU 1: %+v", g)
 	}
 	if st, _ := status(s, dcgm.NameNVML); !st.Up || st.Errors[dcgm.ReasonGPULost] != 1 {
@@ -172,7 +172,7 @@ func TestAgentGPUReloadKeepsTotals(t *testing.T) {
 	a.Tick() // Baseline of the new backend.
 	_ = f2.AddEnergy(0, 2)
 	clk.step(time.Second)
-	if g := gpu(t, a.Tick(), "GPU-fake-0000"); g.Joules != 42 {
+	if g := gpuOf(t, a.Tick(), "GPU-fake-0000"); g.Joules != 42 {
 		t.Fatalf("after reload: %v J, want 42", g.Joules)
 	}
 	if err := a.Close(); err != nil {
