@@ -75,8 +75,8 @@ type Chain struct {
 	basis    Basis
 	retry    time.Duration
 	maxRetry time.Duration
-	clock Clock
-	log   *slog.Logger
+	clock    Clock
+	log      *slog.Logger
 
 	mu    sync.Mutex
 	state map[linkKey]*linkState
