@@ -92,8 +92,19 @@ func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource) *infer
 // Name implements source.Source.
 func (s *inferenceSource) Name() string { return SourceScrape }
 
-// targetsOnly marks a source whose health is per target only.
-func (s *inferenceSource) targetsOnly() {}
+// targetNames names this tick's targets (see targetLister).
+func (s *inferenceSource) targetNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.targets)+len(s.bad))
+	for _, t := range s.targets {
+		out = append(out, t.ID)
+	}
+	for _, t := range s.bad {
+		out = append(out, t.Name)
+	}
+	return out
+}
 
 // Sample implements source.Source: it scrapes every prepared target once,
 // within the scrape timeout and the tick's deadline. The results are the
@@ -106,7 +117,9 @@ func (s *inferenceSource) Sample(ctx context.Context, _ time.Time) (source.Readi
 	if len(targets) == 0 {
 		return r, nil
 	}
-	sctx, cancel := context.WithTimeout(ctx, min(s.cfg.Timeout, s.budget))
+	// Nine tenths of the budget: a hung server times out inside the scrape,
+	// which then reports it per target, just before the tick's deadline.
+	sctx, cancel := context.WithTimeout(ctx, min(s.cfg.Timeout, s.budget*9/10))
 	results := s.scraper.Scrape(sctx, targets)
 	cancel()
 	s.mu.Lock()

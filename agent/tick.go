@@ -116,7 +116,12 @@ type statusKey struct{ source, target string }
 // aiwatt_source_up, aiwatt_source_errors_total and
 // aiwatt_sample_duration_seconds are decided.
 func (a *Agent) recordOutcome(o outcome, budget time.Duration) {
+	perTarget, targetsOnly := o.src.(targetLister)
 	switch {
+	case o.timeout && targetsOnly:
+		for _, t := range perTarget.targetNames() {
+			a.recordTarget(o.name, t, o.err, map[string]uint64{source.ReasonTimeout: 1}, budget)
+		}
 	case o.timeout:
 		a.recordTarget(o.name, "", o.err, map[string]uint64{source.ReasonTimeout: 1}, budget)
 	case o.late:
@@ -130,7 +135,7 @@ func (a *Agent) recordOutcome(o outcome, budget time.Duration) {
 			a.addErrors(o.name, t.Name, te)
 		}
 	default:
-		if _, targetsOnly := o.src.(interface{ targetsOnly() }); !targetsOnly {
+		if !targetsOnly {
 			a.recordTarget(o.name, "", o.err, o.reading.Errors, o.took)
 		}
 		for _, t := range o.reading.Targets {
@@ -138,6 +143,10 @@ func (a *Agent) recordOutcome(o outcome, budget time.Duration) {
 		}
 	}
 }
+
+// targetLister is a source whose health is per target only (inference
+// servers): it names the targets a missed deadline is recorded against.
+type targetLister interface{ targetNames() []string }
 
 // addErrors counts errors of a source without changing its health.
 func (a *Agent) addErrors(src, target string, errs map[string]uint64) {
