@@ -265,7 +265,7 @@ func (a *Agent) Tick() *Snapshot {
 	var in tickInputs
 	var scraped []scrape.Result
 	energy.busy = -1
-	var modelOut *outcome
+	var modelOuts []*outcome
 	raplOK := false
 	gpuSeen := false
 	for i := range outcomes {
@@ -274,12 +274,10 @@ func (a *Agent) Tick() *Snapshot {
 		case *raplSource:
 			raplOK = a.foldRAPL(o, &energy) || raplOK
 		case *modelSource:
-			if !o.late {
-				modelOut = o
-			}
 			if d, ok := o.reading.Detail.(modelDetail); ok && !o.late {
 				energy.busy = d.busy
 			}
+			modelOuts = append(modelOuts, o)
 			continue // Health and energy once RAPL's state is known.
 		case *gpuSource:
 			if !gpuSeen {
@@ -308,7 +306,9 @@ func (a *Agent) Tick() *Snapshot {
 		}
 		a.recordOutcome(*o, b)
 	}
-	a.foldModel(modelOut, raplOK, &energy, b)
+	for _, o := range modelOuts {
+		a.foldModel(o, raplOK, &energy, b)
+	}
 
 	snap.CPU = a.cpuTotals.counters()
 	if a.gpu != nil || len(a.gpuTotals.last) > 0 {
@@ -352,7 +352,7 @@ func (a *Agent) foldRAPL(o *outcome, e *tickEnergy) bool {
 func (a *Agent) foldModel(o *outcome, raplOK bool, e *tickEnergy, b time.Duration) {
 	mode := a.cfg.CPUModel.Estimate
 	active := mode == EstimateAlways || (mode == EstimateAuto && !raplOK)
-	if !active || o == nil {
+	if !active {
 		return
 	}
 	a.recordOutcome(*o, b)

@@ -102,6 +102,13 @@ func (s *gpuSource) Name() string {
 	return s.name
 }
 
+// quick reports a source without a backend: its Sample only reports why.
+func (s *gpuSource) quick() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.backend == nil
+}
+
 // Sample implements source.Source: one delta per GPU; the GPUs themselves
 // are the detail.
 func (s *gpuSource) Sample(ctx context.Context, now time.Time) (source.Reading, error) {

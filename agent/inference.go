@@ -92,6 +92,13 @@ func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource) *infer
 // Name implements source.Source.
 func (s *inferenceSource) Name() string { return SourceScrape }
 
+// quick reports a tick without targets to scrape.
+func (s *inferenceSource) quick() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.targets) == 0
+}
+
 // targetNames names this tick's targets (see targetLister).
 func (s *inferenceSource) targetNames() []string {
 	s.mu.Lock()

@@ -42,6 +42,9 @@ type kubeSource struct{ pods *workload.PodWatcher }
 // Name implements source.Source.
 func (s kubeSource) Name() string { return SourceKubernetes }
 
+// quick: the watcher runs on its own; a Sample only reads a flag.
+func (s kubeSource) quick() bool { return true }
+
 // Sample implements source.Source.
 func (s kubeSource) Sample(context.Context, time.Time) (source.Reading, error) {
 	if !s.pods.Synced() {
@@ -108,6 +111,9 @@ func newCarbonSource(opts Options, cfg *Config, logger *slog.Logger) (*carbonSou
 
 // Name implements source.Source.
 func (s *carbonSource) Name() string { return SourceCarbon }
+
+// quick reports a carbon source that is not configured.
+func (s *carbonSource) quick() bool { return s.calc == nil }
 
 // Sample implements source.Source: the emissions of 1 kWh since the
 // previous sample are the detail (none on the first sample).
