@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/internal/gpukit"
 	"github.com/inferensys/aiwatt/source"
 )
 
@@ -44,8 +45,8 @@ type exGPU struct {
 	info     GPU
 	hostname string
 	method   exMethod
-	counter  counterAcc
-	power    powerAcc
+	counter  gpukit.CounterAcc
+	power    gpukit.PowerAcc
 	powerW   float64
 	limitW   float64
 	util     float64
@@ -56,7 +57,7 @@ type exGPU struct {
 }
 
 func (g *exGPU) sample(ok bool) GPUSample {
-	total := g.counter.totalMJ + g.power.totalMJ
+	total := g.counter.TotalMJ + g.power.TotalMJ
 	delta := total - g.reported
 	g.reported = total
 	s := GPUSample{
@@ -64,7 +65,7 @@ func (g *exGPU) sample(ok bool) GPUSample {
 		Source:          SourceDCGMExporter,
 		Method:          MethodEnergyCounter,
 		Delta:           source.Millijoules(delta),
-		Joules:          joules(total),
+		Joules:          gpukit.Joules(total),
 		PowerWatts:      g.powerW,
 		PowerLimitWatts: g.limitW,
 		SMUtil:          g.util,
@@ -91,7 +92,7 @@ type exporterBackend struct {
 	client *http.Client
 	logger *slog.Logger
 
-	mu         lock
+	mu         gpukit.Lock
 	closed     bool
 	parser     expfmt.TextParser
 	buf        bytes.Buffer
@@ -132,7 +133,7 @@ func NewExporterBackend(cfg Config, client *http.Client, logger *slog.Logger) (B
 		url:    u.String(),
 		client: client,
 		logger: logger,
-		mu:     newLock(),
+		mu:     gpukit.NewLock(),
 		parser: expfmt.NewTextParser(model.UTF8Validation),
 		gpus:   make(map[string]*exGPU),
 	}, nil
@@ -151,8 +152,8 @@ func (b *exporterBackend) Reconfigure(cfg Config) bool {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return false
 	}
-	b.mu <- struct{}{}
-	defer b.mu.release()
+	_ = b.mu.Acquire(context.Background())
+	defer b.mu.Release()
 	b.cfg, b.url = cfg, u.String()
 	b.scraped = false
 	return true
@@ -165,10 +166,10 @@ func (b *exporterBackend) Name() string { return NameDCGMExporter }
 func (b *exporterBackend) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ExporterTimeout)
 	defer cancel()
-	if err := b.mu.acquire(ctx); err != nil {
+	if err := b.mu.Acquire(ctx); err != nil {
 		return fmt.Errorf("dcgm-exporter close: %w", err)
 	}
-	defer b.mu.release()
+	defer b.mu.Release()
 	b.closed = true
 	b.client.CloseIdleConnections()
 	return nil
@@ -178,10 +179,10 @@ func (b *exporterBackend) Close() error {
 // younger than Config.MinRefresh, in which case the previous values are
 // returned without a request.
 func (b *exporterBackend) Sample(ctx context.Context, now time.Time) (Result, error) {
-	if err := b.mu.acquire(ctx); err != nil {
-		return ctxResult(err), fmt.Errorf("dcgm-exporter sample: %w", err)
+	if err := b.mu.Acquire(ctx); err != nil {
+		return gpukit.CtxResult(err), fmt.Errorf("dcgm-exporter sample: %w", err)
 	}
-	defer b.mu.release()
+	defer b.mu.Release()
 	if b.closed {
 		return newResult(0), ErrClosed
 	}
@@ -263,7 +264,7 @@ func requestReason(err error) string {
 }
 
 // markAllAbsent fills r with every known GPU, not read (totals kept). A
-// power integration resumes across the gap if it is short (maxPowerGap).
+// power integration resumes across the gap if it is short (gpukit.MaxPowerGap).
 func (b *exporterBackend) markAllAbsent(r *Result) {
 	for _, g := range b.gpus {
 		r.GPUs = append(r.GPUs, g.sample(false))
@@ -305,7 +306,7 @@ func (b *exporterBackend) apply(fams map[string]*dto.MetricFamily, now time.Time
 			b.logger.Warn("GPU missing from dcgm-exporter output, keeping its energy total", "uuid", g.info.UUID)
 		}
 		g.present = false
-		g.power.unprime()
+		g.power.Unprime()
 		r.Errors[ReasonGPULost]++
 		r.GPUs = append(r.GPUs, g.sample(false))
 	}
@@ -350,9 +351,9 @@ func (b *exporterBackend) applyGPU(g *exGPU, row *gpuRows, now time.Time, errs m
 	}
 	g.util = -1
 	if row.hasUtil {
-		g.util = clampUtil(row.util)
+		g.util = gpukit.ClampUtil(row.util)
 	}
-	ceiling := ceilingWatts(g.limitW)
+	ceiling := gpukit.CeilingWatts(g.limitW)
 	if row.hasPower && row.power <= ceiling {
 		g.powerW = row.power
 	}
@@ -360,10 +361,10 @@ func (b *exporterBackend) applyGPU(g *exGPU, row *gpuRows, now time.Time, errs m
 	switch {
 	case row.hasEnergy:
 		if g.method != exMethodCounter {
-			g.counter.unprime()
+			g.counter.Unprime()
 			g.method = exMethodCounter
 		}
-		reset, implausible := g.counter.update(row.energy, now, ceiling, minWindow)
+		reset, implausible := g.counter.Update(row.energy, now, ceiling, minWindow)
 		if reset {
 			errs[ReasonCounterReset]++
 			b.logger.Warn("GPU energy counter went backwards (driver reload or GPU reset)", "uuid", row.uuid)
@@ -375,11 +376,11 @@ func (b *exporterBackend) applyGPU(g *exGPU, row *gpuRows, now time.Time, errs m
 		row.readOK = true
 	case row.hasPower:
 		if g.method != exMethodPower {
-			g.power.unprime()
-			g.counter.unprime()
+			g.power.Unprime()
+			g.counter.Unprime()
 			g.method = exMethodPower
 		}
-		if g.power.update(uint64(math.Round(row.power*1000)), now, ceiling, maxPowerGap) {
+		if g.power.Update(uint64(math.Round(row.power*1000)), now, ceiling, gpukit.MaxPowerGap) {
 			errs[ReasonImplausibleDelta]++
 			b.logger.Warn("implausible GPU power reading rejected", "uuid", row.uuid, "watts", row.power)
 		} else {

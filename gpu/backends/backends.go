@@ -7,6 +7,7 @@ package backends
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/gpu/nvml"
 )
 
 // DefaultDCGMExporterURL is where a dcgm-exporter on this node answers when
@@ -30,17 +32,23 @@ type Options struct {
 	ProbeURL string
 	// Client makes the probe; nil: http.DefaultClient.
 	Client *http.Client
+	// NoProbe never probes (aiwatt run, which measures one command, does not).
+	NoProbe bool
 }
 
-// Open builds the backend cfg selects (gpu.BackendAuto: NVML, else the
-// configured dcgm-exporter, else a dcgm-exporter found on this node). It
-// returns an error wrapping gpu.ErrNoData when there is no GPU to read.
+// Open builds the backend cfg selects: "nvml", "dcgm-exporter" (which needs
+// cfg.ExporterURL), "none", or "auto" (empty): NVML, else the configured
+// dcgm-exporter, else a dcgm-exporter found on this node by the probe. It
+// returns an error wrapping gpu.ErrNoData, with the reason, when there is no
+// GPU to read; any other error is a configuration error. A nil logger
+// discards logs.
 func Open(cfg gpu.Config, logger *slog.Logger, o Options) (gpu.Backend, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	b, err := dcgm.Open(cfg, logger)
-	if err == nil || cfg.WithDefaults().Backend != gpu.BackendAuto || cfg.ExporterURL != "" || !errors.Is(err, gpu.ErrNoData) {
+	cfg = cfg.WithDefaults()
+	b, err := open(cfg, logger)
+	if err == nil || o.NoProbe || cfg.Backend != gpu.BackendAuto || cfg.ExporterURL != "" || !errors.Is(err, gpu.ErrNoData) {
 		return b, err
 	}
 	url := o.ProbeURL
@@ -52,7 +60,35 @@ func Open(cfg gpu.Config, logger *slog.Logger, o Options) (gpu.Backend, error) {
 	}
 	logger.Info("NVML unavailable; found a dcgm-exporter on this node", "url", url, "nvml", err)
 	cfg.ExporterURL = url
-	return dcgm.Open(cfg, logger)
+	return open(cfg, logger)
+}
+
+// open builds the backend cfg selects, without the probe.
+func open(cfg gpu.Config, logger *slog.Logger) (gpu.Backend, error) {
+	switch cfg.Backend {
+	case gpu.BackendNone:
+		return nil, fmt.Errorf("%w: GPU backend is %q", gpu.ErrNoData, gpu.BackendNone)
+	case gpu.BackendNVML:
+		return nvml.Open(logger)
+	case gpu.BackendDCGMExporter:
+		if cfg.ExporterURL == "" {
+			return nil, fmt.Errorf("gpu: backend %q needs an exporter URL", gpu.BackendDCGMExporter)
+		}
+		return dcgm.NewExporterBackend(cfg, nil, logger)
+	case gpu.BackendAuto:
+		b, err := nvml.Open(logger)
+		if err == nil {
+			return b, nil
+		}
+		if cfg.ExporterURL == "" {
+			return nil, err
+		}
+		logger.Info("NVML unavailable, using dcgm-exporter", "reason", err, "url", cfg.ExporterURL)
+		return dcgm.NewExporterBackend(cfg, nil, logger)
+	default:
+		return nil, fmt.Errorf("gpu: unknown backend %q (want %s, %s, %s or %s)",
+			cfg.Backend, gpu.BackendAuto, gpu.BackendNVML, gpu.BackendDCGMExporter, gpu.BackendNone)
+	}
 }
 
 // probe reports whether url answers with DCGM metrics within probeTimeout.
