@@ -3,76 +3,19 @@ package agent
 import (
 	"fmt"
 	"math"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/inferensys/aiwatt/internal/sourcetest"
 	"github.com/inferensys/aiwatt/rapl"
 )
 
-// hangable is an HTTP endpoint whose body a test sets and which, while
-// hung, accepts requests and never answers (until the request ends).
-type hangable struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	body string
-	hung chan struct{} // non-nil while hung; closed to release
-	hits atomic.Int64
-}
-
-func newHangable(t *testing.T, body string) *hangable {
-	h := &hangable{body: body}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.hits.Add(1)
-		h.mu.Lock()
-		hung, body := h.hung, h.body
-		h.mu.Unlock()
-		if hung != nil {
-			select {
-			case <-hung:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		_, _ = w.Write([]byte(body))
-	}))
-	t.Cleanup(func() { h.hang(false); h.srv.Close() })
-	return h
-}
-
-func (h *hangable) set(body string) {
-	h.mu.Lock()
-	h.body = body
-	h.mu.Unlock()
-}
-
-func (h *hangable) hang(on bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch {
-	case on && h.hung == nil:
-		h.hung = make(chan struct{})
-	case !on && h.hung != nil:
-		close(h.hung)
-		h.hung = nil
-	}
-}
-
 const testGPU = "GPU-5e3f7a1c-0000-4000-8000-000000000001"
 
-// dcgmBody is a dcgm-exporter exposition of one H100 whose energy counter
-// reads mJ.
-func dcgmBody(mJ uint64) string {
-	l := `{gpu="0",UUID="` + testGPU + `",device="nvidia0",modelName="NVIDIA H100 80GB HBM3",Hostname="node-1"}`
-	return "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\nDCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" + l + " " +
-		strconv.FormatUint(mJ, 10) + "\n# TYPE DCGM_FI_DEV_POWER_USAGE gauge\nDCGM_FI_DEV_POWER_USAGE" + l + " 300.5\n"
-}
+func dcgmBody(mJ uint64) string { return sourcetest.DCGMBody(testGPU, "NVIDIA H100 80GB HBM3", mJ) }
 
 func writeConfig(t *testing.T, path, s string) {
 	t.Helper()
@@ -101,11 +44,11 @@ func TestAgentReloadOnEveryTickIsExact(t *testing.T) {
 	dir := t.TempDir()
 	procStat(t, dir, 100, 100, 4)
 	var gpuMJ uint64 = 912_345_678_901
-	dcgm := newHangable(t, dcgmBody(gpuMJ))
+	dcgm := sourcetest.NewHangable(t, dcgmBody(gpuMJ))
 	cfgPath := filepath.Join(dir, "aiwatt.yml")
 	config := func(i int) string {
 		return fmt.Sprintf("rapl:\n  max_power_watts: %d\ngpu:\n  backend: dcgm-exporter\n  exporter_url: %s/metrics\n  exporter_timeout: %dms\n",
-			1000+i%2, dcgm.srv.URL, 4000+i%3)
+			1000+i%2, dcgm.URL, 4000+i%3)
 	}
 	writeConfig(t, cfgPath, config(0))
 	cfg, err := LoadConfigFile(cfgPath)
@@ -135,7 +78,7 @@ func TestAgentReloadOnEveryTickIsExact(t *testing.T) {
 		d := uint64(250_000 + 13*i) // 250 J and an odd tail
 		gpuMJ += d
 		wantGPUmJ += d
-		dcgm.set(dcgmBody(gpuMJ))
+		dcgm.Set(dcgmBody(gpuMJ))
 
 		writeConfig(t, cfgPath, config(i))
 		if err := a.Reload(); err != nil {
@@ -255,12 +198,12 @@ func TestAgentPicksUpHotPluggedZones(t *testing.T) {
 // tick's deadline, the failure is counted under the provider's name, and
 // the provider backs off instead of being waited on every tick.
 func TestAgentCarbonProviderThatNeverAnswers(t *testing.T) {
-	hung := newHangable(t, "{}")
-	hung.hang(true)
+	hung := sourcetest.NewHangable(t, "{}")
+	hung.Hang(true)
 	dir := t.TempDir()
 	procStat(t, dir, 100, 100, 4)
 	cfgPath := filepath.Join(dir, "aiwatt.yml")
-	writeConfig(t, cfgPath, "gpu:\n  backend: none\ncarbon:\n  zone: GB\n  providers:\n    - type: ukci\n      base_url: "+hung.srv.URL+"\n")
+	writeConfig(t, cfgPath, "gpu:\n  backend: none\ncarbon:\n  zone: GB\n  providers:\n    - type: ukci\n      base_url: "+hung.URL+"\n")
 	cfg, err := LoadConfigFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -298,7 +241,7 @@ func TestAgentCarbonProviderThatNeverAnswers(t *testing.T) {
 			t.Fatalf("tick %d: provider status %+v, want down with one timeout (then backing off)", i, prov)
 		}
 	}
-	if n := hung.hits.Load(); n != 1 {
+	if n := hung.Hits.Load(); n != 1 {
 		t.Fatalf("the hung provider was called %d times in 3 ticks, want 1 (backoff)", n)
 	}
 }

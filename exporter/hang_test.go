@@ -5,74 +5,22 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/inferensys/aiwatt/agent"
 	"github.com/inferensys/aiwatt/exporter"
+	"github.com/inferensys/aiwatt/internal/sourcetest"
 	"github.com/inferensys/aiwatt/internal/sysfsfixture"
 )
 
-// hangable is an HTTP endpoint whose body a test sets and which, while
-// hung, accepts requests and never answers (until the request ends).
-type hangable struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	body string
-	hung chan struct{}
-}
-
-func newHangable(t *testing.T, body string) *hangable {
-	h := &hangable{body: body}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		hung, body := h.hung, h.body
-		h.mu.Unlock()
-		if hung != nil {
-			select {
-			case <-hung:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		if strings.HasPrefix(body, "{") {
-			w.Header().Set("Content-Type", "application/json")
-		}
-		_, _ = io.WriteString(w, body)
-	}))
-	t.Cleanup(func() { h.hang(false); h.srv.Close() })
-	return h
-}
-
-func (h *hangable) set(body string) { h.mu.Lock(); h.body = body; h.mu.Unlock() }
-
-func (h *hangable) hang(on bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch {
-	case on && h.hung == nil:
-		h.hung = make(chan struct{})
-	case !on && h.hung != nil:
-		close(h.hung)
-		h.hung = nil
-	}
-}
-
 const hangGPU = "GPU-5e3f7a1c-0000-4000-8000-000000000002"
 
-func dcgmBody(mJ uint64) string {
-	l := `{gpu="0",UUID="` + hangGPU + `",device="nvidia0",modelName="NVIDIA H100 80GB HBM3",Hostname="node-1"}`
-	return "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\nDCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION" + l + " " +
-		strconv.FormatUint(mJ, 10) + "\n# TYPE DCGM_FI_DEV_POWER_USAGE gauge\nDCGM_FI_DEV_POWER_USAGE" + l + " 300\n"
-}
+func dcgmBody(mJ uint64) string { return sourcetest.DCGMBody(hangGPU, "NVIDIA H100 80GB HBM3", mJ) }
 
 const vllmBody = "# TYPE vllm:request_success_total counter\nvllm:request_success_total{finished_reason=\"stop\",model_name=\"m\"} 5\n"
 
@@ -97,10 +45,10 @@ func TestEverythingHangingAtOnce(t *testing.T) {
 	procfs := filepath.Join("..", "rapl", "testdata", "proc-4cpu")
 	var mJ atomic.Uint64
 	mJ.Store(500_000_000)
-	dcgm := newHangable(t, dcgmBody(mJ.Load()))
-	vllm := newHangable(t, vllmBody)
-	ukci := newHangable(t, "{}")
-	ukci.hang(true) // The carbon provider never answers, from the first tick.
+	dcgm := sourcetest.NewHangable(t, dcgmBody(mJ.Load()))
+	vllm := sourcetest.NewHangable(t, vllmBody)
+	ukci := sourcetest.NewHangable(t, "{}")
+	ukci.Hang(true) // The carbon provider never answers, from the first tick.
 
 	cfgPath := filepath.Join(t.TempDir(), "aiwatt.yml")
 	cfgText := fmt.Sprintf(`gpu:
@@ -115,7 +63,7 @@ carbon:
   providers:
     - type: ukci
       base_url: %s
-`, dcgm.srv.URL, vllm.srv.URL, ukci.srv.URL)
+`, dcgm.URL, vllm.URL, ukci.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +111,7 @@ carbon:
 	}
 	// Healthy: the GPU counts, CO2e comes from the static table from the first ticks.
 	var injected uint64
-	step := func(d uint64) { injected += d; mJ.Add(d); dcgm.set(dcgmBody(mJ.Load())) }
+	step := func(d uint64) { injected += d; mJ.Add(d); dcgm.Set(dcgmBody(mJ.Load())) }
 	waitFor("a first GPU baseline", 5*time.Second, func(s *agent.Snapshot) bool { return gpuJ(s) >= 0 })
 	step(100_000)
 	s := waitFor("the first GPU delta", 5*time.Second, func(s *agent.Snapshot) bool { return gpuJ(s) == 100 })
@@ -172,8 +120,8 @@ carbon:
 	}
 
 	// Everything hangs.
-	dcgm.hang(true)
-	vllm.hang(true)
+	dcgm.Hang(true)
+	vllm.Hang(true)
 	start, startTicks := time.Now(), ticks.Load()
 	pace := time.NewTicker(interval / 5)
 	defer pace.Stop()
@@ -202,7 +150,7 @@ carbon:
 	}
 	s = a.Snapshot()
 	for _, want := range []struct{ source, target string }{
-		{"dcgm_exporter", ""}, {"scrape", vllm.srv.URL + "/metrics"}, {"carbon", "ukci"},
+		{"dcgm_exporter", ""}, {"scrape", vllm.URL + "/metrics"}, {"carbon", "ukci"},
 	} {
 		st := findStatus(s, want.source, want.target)
 		if st == nil || st.Errors["timeout"] == 0 {
@@ -217,8 +165,8 @@ carbon:
 	}
 
 	// Recovery: the outage's energy arrives once, exactly.
-	dcgm.hang(false)
-	vllm.hang(false)
+	dcgm.Hang(false)
+	vllm.Hang(false)
 	want := float64(injected*1000) / 1e6
 	waitFor("the outage's GPU energy", 5*time.Second, func(s *agent.Snapshot) bool { return gpuJ(s) == want })
 	after := ticks.Load()

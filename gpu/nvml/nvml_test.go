@@ -18,6 +18,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 
 	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/internal/sourcetest"
 )
 
 // simGPU drives one mock H200: the test sets the fields, the mock's
@@ -633,18 +634,7 @@ func TestNVMLClose(t *testing.T) {
 // t0 is the fake clock's start.
 var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
-func mustSample(t testing.TB, b Backend, now time.Time) Result {
-	t.Helper()
-	r, err := b.Sample(context.Background(), now)
-	if err != nil {
-		t.Fatalf("Sample: %v", err)
-	}
-	return r
-}
-
-func wantNoErrors(t *testing.T, r Result) {
-	t.Helper()
-	if len(r.Errors) != 0 {
-		t.Fatalf("errors %v, want none", r.Errors)
-	}
-}
+var (
+	mustSample   = sourcetest.MustSample
+	wantNoErrors = sourcetest.WantNoErrors
+)
