@@ -89,7 +89,7 @@ func (s *raplSource) Sample(_ context.Context, now time.Time) (source.Reading, e
 	r := source.Reading{Errors: source.Errors(smp.Errors), Energy: make([]source.Delta, 0, len(smp.Zones))}
 	zones := make([]zoneDetail, 0, len(smp.Zones))
 	for _, z := range smp.Zones {
-		dev := z.Socket + "/" + z.Name
+		dev := z.ID
 		r.Energy = append(r.Energy, source.Delta{Device: dev, Energy: z.Delta})
 		w := z.Watts
 		if !z.OK {

@@ -47,6 +47,9 @@ type Zone struct {
 	Name string
 	// Path is the zone directory.
 	Path string
+	// ID is the zone's stable identity across re-discoveries and reloads,
+	// "<socket>/<kind>" (e.g. "0/package", "/psys").
+	ID string
 	// MaxEnergyRangeUJ is the largest value energy_uj reaches before it wraps to 0.
 	MaxEnergyRangeUJ uint64
 	// MMIO is true for a zone of the intel-rapl-mmio control type.
@@ -158,6 +161,7 @@ func discoverNames(powercap string, names []string) ([]Zone, error) {
 	zones := make([]Zone, len(kept))
 	for i, c := range kept {
 		zones[i] = c.Zone
+		zones[i].ID = c.Socket + "/" + c.Name
 	}
 	return zones, nil
 }
