@@ -249,3 +249,37 @@ func TestAgentCarbonProviderThatNeverAnswers(t *testing.T) {
 // microjoules rounds a difference of two exported totals (each exact to
 // the microjoule) back to microjoules.
 func microjoules(j float64) uint64 { return uint64(math.Round(j * 1e6)) }
+
+// TestAgentReloadLeavesNoCO2eGap reloads on every tick, alternately with
+// the same and with changed carbon settings: every tick still has its
+// intensity (the interval continues from the tick before the reload).
+func TestAgentReloadLeavesNoCO2eGap(t *testing.T) {
+	dir := t.TempDir()
+	procStat(t, dir, 100, 100, 4)
+	cfgPath := filepath.Join(dir, "aiwatt.yml")
+	config := func(i int) string {
+		return fmt.Sprintf("gpu:\n  backend: none\nrapl:\n  max_power_watts: %d\ncarbon:\n  zone: DE\n  retry_interval: %dm\n", 1000+i%2, 1+i/2%2)
+	}
+	writeConfig(t, cfgPath, config(0))
+	cfg, err := LoadConfigFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := newClock()
+	a, err := New(Options{Interval: time.Second, SysfsRoot: t.TempDir(), ProcfsRoot: dir, ConfigFile: cfgPath, Clock: clk.now}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.Tick()
+	for i := 1; i <= 8; i++ {
+		writeConfig(t, cfgPath, config(i))
+		if err := a.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		clk.step(time.Second)
+		if s := a.Tick(); len(s.Attribution.Intensity) == 0 {
+			t.Fatalf("tick %d after a reload: no intensity, a CO2e gap", i)
+		}
+	}
+}

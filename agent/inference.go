@@ -74,19 +74,20 @@ type portPIDs struct {
 }
 
 func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource) *inferenceSource {
-	s := &inferenceSource{
+	if prev != nil {
+		// One source for the agent's life: its baselines and totals stay,
+		// and a scrape still in flight finishes against the same state.
+		prev.mu.Lock()
+		prev.cfg, prev.retention, prev.static = cfg.Inference, cfg.Attribution.Retention, map[string]scrape.TargetConfig{}
+		prev.mu.Unlock()
+		return prev
+	}
+	return &inferenceSource{
 		cfg: cfg.Inference, budget: budget(opts.Interval), retention: cfg.Attribution.Retention, procRoot: opts.ProcfsRoot,
 		prev: map[prevKey]float64{}, prevErrs: map[string]map[string]uint64{}, totals: map[inferSeries]*inferValue{},
 		ports: map[int]portPIDs{}, static: map[string]scrape.TargetConfig{},
+		scraper: scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt"}),
 	}
-	if prev != nil {
-		prev.mu.Lock()
-		s.scraper, s.prev, s.prevErrs, s.totals = prev.scraper, prev.prev, prev.prevErrs, prev.totals
-		prev.mu.Unlock()
-	} else {
-		s.scraper = scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt"})
-	}
-	return s
 }
 
 // Name implements source.Source.
@@ -118,7 +119,7 @@ func (s *inferenceSource) targetNames() []string {
 // detail; each target's health is a target.
 func (s *inferenceSource) Sample(ctx context.Context, _ time.Time) (source.Reading, error) {
 	s.mu.Lock()
-	targets, bad := s.targets, s.bad
+	targets, bad, timeout := s.targets, s.bad, s.cfg.Timeout
 	s.mu.Unlock()
 	r := source.Reading{Targets: append([]source.Target(nil), bad...)}
 	if len(targets) == 0 {
@@ -126,7 +127,7 @@ func (s *inferenceSource) Sample(ctx context.Context, _ time.Time) (source.Readi
 	}
 	// Nine tenths of the budget: a hung server times out inside the scrape,
 	// which then reports it per target, just before the tick's deadline.
-	sctx, cancel := context.WithTimeout(ctx, min(s.cfg.Timeout, s.budget*9/10))
+	sctx, cancel := context.WithTimeout(ctx, min(timeout, s.budget*9/10))
 	results := s.scraper.Scrape(sctx, targets)
 	cancel()
 	s.mu.Lock()

@@ -72,6 +72,7 @@ func (s podResSource) Sample(ctx context.Context, _ time.Time) (source.Reading, 
 // 1 kWh over the time since its previous sample, which the attribution step
 // scales by each workload's energy. Its providers' failures are targets.
 type carbonSource struct {
+	cfg   *carbon.Config // as configured, to tell whether a reload changes it
 	calc  *carbon.Calculator
 	chain *carbon.Chain
 	zone  string // the grid zone asked
@@ -83,7 +84,7 @@ type carbonSource struct {
 }
 
 func newCarbonSource(opts Options, cfg *Config, logger *slog.Logger) (*carbonSource, error) {
-	s := &carbonSource{prevErrs: map[string]map[string]uint64{}}
+	s := &carbonSource{cfg: cfg.Carbon, prevErrs: map[string]map[string]uint64{}}
 	if cfg.Carbon == nil || cfg.Carbon.Zone == "" {
 		s.err = fmt.Errorf("%w: no grid zone (carbon.zone), so CO2e is not computed", errNotConfigured)
 		return s, nil
@@ -111,6 +112,17 @@ func newCarbonSource(opts Options, cfg *Config, logger *slog.Logger) (*carbonSou
 
 // Name implements source.Source.
 func (s *carbonSource) Name() string { return SourceCarbon }
+
+// continueFrom starts the next interval where prev's last one ended, so a
+// reload that changes the carbon settings leaves no CO2e gap.
+func (s *carbonSource) continueFrom(prev *carbonSource) {
+	prev.mu.Lock()
+	last := prev.last
+	prev.mu.Unlock()
+	s.mu.Lock()
+	s.last = last
+	s.mu.Unlock()
+}
 
 // quick reports a carbon source that is not configured.
 func (s *carbonSource) quick() bool { return s.calc == nil }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"time"
 
 	"github.com/inferensys/aiwatt/agent/attribution"
@@ -114,9 +115,18 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 		}
 	}
 	w.resolver = workload.NewResolver(matcher, w.podLookup())
+	if prev != nil && reflect.DeepEqual(prev.carbon.cfg, cfg.Carbon) {
+		// Same carbon settings: keep the chain (its cache and backoff) and
+		// the interval's start, so a reload leaves no CO2e gap.
+		w.carbon = prev.carbon
+		return w, nil
+	}
 	w.carbon, err = newCarbonSource(opts, cfg, logger)
 	if err != nil {
 		return nil, err
+	}
+	if prev != nil {
+		w.carbon.continueFrom(prev.carbon)
 	}
 	return w, nil
 }
