@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -9,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferensys/aiwatt/dcgm/dcgmtest"
+	"github.com/inferensys/aiwatt/gpu"
 	"github.com/inferensys/aiwatt/internal/sourcetest"
 	"github.com/inferensys/aiwatt/rapl"
 )
@@ -283,3 +287,78 @@ func TestAgentReloadLeavesNoCO2eGap(t *testing.T) {
 		}
 	}
 }
+
+// stubborn is a GPU backend that ignores its context: a Sample blocks until
+// the test releases it, then returns what the fake has.
+type stubborn struct {
+	*dcgmtest.Fake
+	release chan struct{}
+}
+
+func (s *stubborn) Sample(_ context.Context, now time.Time) (gpu.Result, error) {
+	<-s.release
+	return s.Fake.Sample(context.Background(), now)
+}
+
+// TestAgentLateSampleCountsOnce: a source whose Sample outlives the tick's
+// deadline (it ignores its context) is reported as timeout, is not started
+// again while it runs, and its reading, when it returns, is added at the
+// next tick: the energy is counted exactly once, and the tick never waits
+// past its deadline.
+func TestAgentLateSampleCountsOnce(t *testing.T) {
+	f := dcgmtest.NewWithGPUs(1)
+	b := &stubborn{Fake: f, release: make(chan struct{}, 8)}
+	clk := newClock()
+	const interval = 100 * time.Millisecond
+	a, err := New(Options{Interval: interval, SysfsRoot: t.TempDir(), ProcfsRoot: t.TempDir(), Clock: clk.now,
+		GPUBackend: func(gpu.Config, *slog.Logger) (gpu.Backend, error) { return b, nil }}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	tick := func() *Snapshot {
+		clk.step(interval)
+		start := time.Now()
+		s := a.Tick()
+		if took := time.Since(start); took >= interval {
+			t.Fatalf("tick took %s, past its %s interval", took, interval)
+		}
+		return s
+	}
+	b.release <- struct{}{}
+	tick() // baseline
+	if err := f.AddEnergy(0, 10); err != nil {
+		t.Fatal(err)
+	}
+	s := tick() // blocks: misses the deadline
+	if st, _ := status(s, "nvml"); st.Up || st.Errors["timeout"] != 1 {
+		t.Fatalf("late GPU: %+v", st)
+	}
+	s = tick() // still blocked: not started again, timeout again
+	if st, _ := status(s, "nvml"); st.Errors["timeout"] != 2 || f.Samples() != 1 {
+		t.Fatalf("still late: %+v, %d samples started", st, f.Samples())
+	}
+	if err := f.AddEnergy(0, 5); err != nil {
+		t.Fatal(err)
+	}
+	b.release <- struct{}{} // the late sample returns, with 15 J
+	b.release <- struct{}{} // and the next one answers at once
+	deadline := time.Now().Add(5 * time.Second)
+	for f.Samples() < 2 && time.Now().Before(deadline) {
+		pollPause()
+	}
+	s = tick()
+	if g := gpuOf(t, s, "GPU-fake-0000"); g.Joules != 15 {
+		t.Fatalf("after the late sample: %v J, want 15", g.Joules)
+	}
+	if st, _ := status(s, "nvml"); !st.Up || st.Errors["timeout"] != 2 {
+		t.Fatalf("recovered GPU: %+v", st)
+	}
+	b.release <- struct{}{}
+	if g := gpuOf(t, tick(), "GPU-fake-0000"); g.Joules != 15 {
+		t.Fatalf("counted twice: %v J", g.Joules)
+	}
+}
+
+// pollPause is the pause between two polls of a condition with a deadline.
+func pollPause() { time.Sleep(time.Millisecond) }
