@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -119,16 +120,7 @@ carbon:
 		t.Fatalf("CO2e not on the static table: %+v", s.Attribution.Intensity)
 	}
 
-	// Everything hangs.
-	dcgm.Hang(true)
-	vllm.Hang(true)
-	start, startTicks := time.Now(), ticks.Load()
-	pace := time.NewTicker(interval / 5)
-	defer pace.Stop()
-	var worst time.Duration
-	for time.Since(start) < window {
-		<-pace.C
-		step(40_000) // 40 J per 100 ms: 400 W while nobody can read it
+	scrapeOnce := func() time.Duration {
 		t0 := time.Now()
 		resp, err := web.Client().Get(web.URL + "/metrics")
 		if err != nil {
@@ -136,17 +128,36 @@ carbon:
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		worst = max(worst, time.Since(t0))
+		return time.Since(t0)
+	}
+	pace := time.NewTicker(interval / 5)
+	defer pace.Stop()
+	var healthy []time.Duration
+	for range 10 {
+		<-pace.C
+		healthy = append(healthy, scrapeOnce())
+	}
+
+	// Everything hangs.
+	dcgm.Hang(true)
+	vllm.Hang(true)
+	start, startTicks := time.Now(), ticks.Load()
+	var hung []time.Duration
+	for time.Since(start) < window {
+		<-pace.C
+		step(40_000) // 40 J per 100 ms: 400 W while nobody can read it
+		hung = append(hung, scrapeOnce())
 	}
 	n := ticks.Load() - startTicks
 	if n < minTicks {
 		t.Errorf("%d ticks in %s at a %s interval, want at least %d", n, window, interval, minTicks)
 	}
-	// A scrape that waited on a tick would take at least the sources'
-	// deadline (4/5 of the interval); one served from memory takes
-	// milliseconds, even on a loaded machine under the race detector.
-	if worst > interval/2 {
-		t.Errorf("/metrics took up to %s while the sources hung", worst)
+	// A scrape that waited on a tick would take about the sources' deadline
+	// (4/5 of the interval); one served from memory takes what it takes
+	// while the sources answer. Medians, so that a loaded test machine's
+	// outliers do not decide.
+	if h, u := median(healthy), median(hung); u > 2*h+interval/10 {
+		t.Errorf("/metrics median %s while the sources hung, %s while they answered", u, h)
 	}
 	s = a.Snapshot()
 	for _, want := range []struct{ source, target string }{
@@ -186,6 +197,12 @@ func findStatus(s *agent.Snapshot, src, target string) *agent.SourceStatus {
 		}
 	}
 	return nil
+}
+
+// median returns the median of d (sorted in place).
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
 }
 
 // pollPause is the pause between two polls of waitFor (which has a deadline).
