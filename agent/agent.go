@@ -270,7 +270,7 @@ func (a *Agent) Tick() *Snapshot {
 	gpuSeen := false
 	for i := range outcomes {
 		o := &outcomes[i]
-		switch src := o.src.(type) {
+		switch o.src.(type) {
 		case *raplSource:
 			raplOK = a.foldRAPL(o, &energy) || raplOK
 		case *modelSource:
@@ -301,8 +301,6 @@ func (a *Agent) Tick() *Snapshot {
 			if em, ok := o.reading.Detail.(*carbon.Emissions); ok && !o.late {
 				in.em = em
 			}
-		default:
-			_ = src
 		}
 		a.recordOutcome(*o, b)
 	}
