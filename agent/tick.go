@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/inferensys/aiwatt/gpu"
@@ -55,10 +56,11 @@ var errMissedDeadline = errors.New("sample missed the tick's deadline; its energ
 
 // runSources samples every slot concurrently and waits until they all
 // returned or ctx's deadline passed. Outcomes come back in slot order, a
-// late outcome before its source's fresh one.
+// late outcome before its source's fresh one. The tick goroutine is woken
+// once, by the last source to return (or the deadline), not once a source.
 func runSources(ctx context.Context, now time.Time, slots []*slot) []outcome {
 	out := make([]outcome, 0, len(slots)+2)
-	started := make([]*slot, 0, len(slots))
+	start := make([]*slot, 0, len(slots))
 	for _, sl := range slots {
 		if sl.busy {
 			select {
@@ -71,36 +73,44 @@ func runSources(ctx context.Context, now time.Time, slots []*slot) []outcome {
 				continue
 			}
 		}
-		name := sl.src.Name()
 		if q, ok := sl.src.(quick); ok && q.quick() {
 			// Nothing to wait for (absent, unconfigured, no targets, a flag):
 			// not worth a goroutine.
-			start := time.Now()
+			t := time.Now()
 			r, err := sl.src.Sample(ctx, now)
-			out = append(out, outcome{src: sl.src, name: name, reading: r, err: err, took: time.Since(start)})
+			out = append(out, outcome{src: sl.src, name: sl.src.Name(), reading: r, err: err, took: time.Since(t)})
 			continue
 		}
-		sl.busy = true
-		go func(sl *slot) {
-			start := time.Now()
-			r, err := sl.src.Sample(ctx, now)
-			sl.done <- outcome{src: sl.src, name: name, reading: r, err: err, took: time.Since(start)}
-		}(sl)
-		started = append(started, sl)
+		start = append(start, sl)
 	}
-	for _, sl := range started {
+	if len(start) == 0 {
+		return out
+	}
+	remaining := new(atomic.Int32)
+	remaining.Store(int32(len(start)))
+	all := make(chan struct{})
+	for _, sl := range start {
+		sl.busy = true
+		name := sl.src.Name()
+		go func(sl *slot) {
+			t := time.Now()
+			r, err := sl.src.Sample(ctx, now)
+			sl.done <- outcome{src: sl.src, name: name, reading: r, err: err, took: time.Since(t)}
+			if remaining.Add(-1) == 0 {
+				close(all)
+			}
+		}(sl)
+	}
+	select {
+	case <-all:
+	case <-ctx.Done():
+	}
+	for _, sl := range start {
 		select {
 		case o := <-sl.done:
 			sl.busy = false
 			out = append(out, o)
-			continue
 		default:
-		}
-		select {
-		case o := <-sl.done:
-			sl.busy = false
-			out = append(out, o)
-		case <-ctx.Done():
 			out = append(out, outcome{src: sl.src, name: sl.src.Name(), timeout: true, err: errMissedDeadline})
 		}
 	}
