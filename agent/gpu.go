@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -33,7 +34,13 @@ type gpuSource struct {
 	backend gpu.Backend
 	openErr error
 	name    string // source label while the backend is absent
+	retryIn int    // ticks until an absent backend is opened again
 }
+
+// gpuReopen is how many ticks apart an absent GPU backend is opened again,
+// so a driver loaded (or a dcgm-exporter started) after the agent is picked
+// up without a restart.
+const gpuReopen = 12
 
 var _ source.Source = (*gpuSource)(nil)
 
@@ -86,7 +93,13 @@ func (s *gpuSource) apply(gc gpu.Config) {
 	if gc.Backend == gpu.BackendDCGMExporter {
 		s.name = gpu.NameDCGMExporter
 	}
-	b, err := s.open(gc, s.logger)
+	s.tryOpen()
+}
+
+// tryOpen opens the backend of s.cfg; called with s.mu held.
+func (s *gpuSource) tryOpen() {
+	s.retryIn = gpuReopen - 1
+	b, err := s.open(s.cfg, s.logger)
 	if err != nil {
 		s.openErr = err
 		return
@@ -102,19 +115,32 @@ func (s *gpuSource) Name() string {
 	return s.name
 }
 
-// quick reports a source without a backend: its Sample only reports why.
+// quick reports a source without a backend that will not try to open one
+// this tick: its Sample only reports why.
 func (s *gpuSource) quick() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.backend == nil
+	return s.backend == nil && s.retryIn > 0
 }
 
 // Sample implements source.Source: one delta per GPU; the GPUs themselves
 // are the detail.
 func (s *gpuSource) Sample(ctx context.Context, now time.Time) (source.Reading, error) {
 	s.mu.Lock()
-	b, openErr := s.backend, s.openErr
+	reopen := false
+	if s.backend == nil {
+		if s.retryIn > 0 {
+			s.retryIn--
+		} else if errors.Is(s.openErr, gpu.ErrNoData) {
+			// Absent so far: a driver or an exporter may have come since.
+			reopen, s.retryIn = true, gpuReopen-1
+		}
+	}
+	cfg, b, openErr := s.cfg, s.backend, s.openErr
 	s.mu.Unlock()
+	if reopen {
+		b, openErr = s.reopen(cfg)
+	}
 	if b == nil {
 		return source.Reading{}, openErr
 	}
@@ -124,6 +150,28 @@ func (s *gpuSource) Sample(ctx context.Context, now time.Time) (source.Reading, 
 		r.Energy = append(r.Energy, source.Delta{Device: gpuKey(g), Energy: g.Delta.Microjoules()})
 	}
 	return r, err
+}
+
+// reopen opens the backend of cfg outside the lock (opening may probe the
+// network) and installs it unless a reload changed the configuration
+// meanwhile.
+func (s *gpuSource) reopen(cfg gpu.Config) (gpu.Backend, error) {
+	nb, err := s.open(cfg, s.logger)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.backend != nil || s.cfg != cfg {
+		if err == nil {
+			_ = nb.Close()
+		}
+		return s.backend, s.openErr
+	}
+	if err != nil {
+		s.openErr = err
+		return nil, err
+	}
+	s.backend, s.openErr, s.name = nb, nil, nb.Name()
+	s.logger.Info("GPU backend ready", "backend", nb.Name())
+	return nb, nil
 }
 
 func (s *gpuSource) close() error {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,5 +181,45 @@ func TestAgentGPUReloadKeepsTotals(t *testing.T) {
 	}
 	if closed, _ := f2.Closed(); !closed {
 		t.Fatal("Close must close the GPU backend")
+	}
+}
+
+// TestAgentGPUBackendThatAppearsLater: a GPU backend absent at start (no
+// driver yet) is opened again every gpuReopen ticks and serves from then on.
+func TestAgentGPUBackendThatAppearsLater(t *testing.T) {
+	f := dcgmtest.NewWithGPUs(2)
+	var present atomic.Bool
+	open := func(dcgm.Config, *slog.Logger) (dcgm.Backend, error) {
+		if !present.Load() {
+			return nil, fmt.Errorf("%w: no libnvidia-ml.so.1 yet", dcgm.ErrNoData)
+		}
+		return f, nil
+	}
+	clk := newClock()
+	a, err := New(Options{Interval: time.Second, SysfsRoot: t.TempDir(), ProcfsRoot: t.TempDir(), Clock: clk.now, GPUBackend: open}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if st, ok := status(a.Tick(), dcgm.NameNVML); !ok || st.Up || len(st.Errors) != 0 {
+		t.Fatalf("absent GPU: %+v", st)
+	}
+	present.Store(true)
+	var s *Snapshot
+	for n := 1; n <= gpuReopen; n++ {
+		clk.step(time.Second)
+		if s = a.Tick(); len(s.GPU) == 2 {
+			break
+		}
+	}
+	if len(s.GPU) != 2 {
+		t.Fatalf("the GPU backend was not opened within %d ticks", gpuReopen)
+	}
+	if err := f.AddEnergy(1, 42); err != nil {
+		t.Fatal(err)
+	}
+	clk.step(time.Second)
+	if g := gpuOf(t, a.Tick(), "GPU-fake-0001"); g.Joules != 42 {
+		t.Fatalf("%v J, want 42", g.Joules)
 	}
 }

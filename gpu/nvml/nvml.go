@@ -128,6 +128,8 @@ type nvmlBackend struct {
 	driver string
 	has    [nvmlFuncCount]bool
 	gpus   []*nvmlGPU
+	// sinceCount counts samples since the last device count.
+	sinceCount int
 }
 
 var _ Backend = (*nvmlBackend)(nil)
@@ -169,19 +171,41 @@ func NewNVMLBackend(lib gonvml.Interface, logger *slog.Logger) (Backend, error) 
 	} else {
 		logger.Warn("NVML driver version unavailable", "err", ret.Error())
 	}
-	b.gpus = make([]*nvmlGPU, n)
-	for i := range b.gpus {
+	b.addGPUs(n)
+	logger.Info("NVML backend ready", "gpus", n, "driver", b.driver)
+	return b, nil
+}
+
+// addGPUs adds the GPUs with indices len(b.gpus)..n-1.
+func (b *nvmlBackend) addGPUs(n int) {
+	for i := len(b.gpus); i < n; i++ {
 		g := &nvmlGPU{index: i, info: GPU{Index: i, Driver: b.driver, MIGMode: gpu.MIGModeUnsupported}}
 		if !b.has[fnEnergy] {
 			g.mode = modePower
 		}
 		if ret := b.attach(g); ret != gonvml.SUCCESS {
-			logger.Warn("NVML GPU handle unavailable", "gpu", i, "err", ret.Error())
+			b.logger.Warn("NVML GPU handle unavailable", "gpu", i, "err", ret.Error())
 		}
-		b.gpus[i] = g
+		b.gpus = append(b.gpus, g)
 	}
-	logger.Info("NVML backend ready", "gpus", n, "driver", b.driver)
-	return b, nil
+}
+
+// Rediscover is how many samples apart the backend asks NVML for its device
+// count, to pick up GPUs that appeared after start (one cheap call). GPUs
+// that vanish are handled as lost, with their totals kept.
+const Rediscover = 12
+
+// rediscover adds the GPUs NVML reports beyond those known, every
+// Rediscover samples.
+func (b *nvmlBackend) rediscover() {
+	if b.sinceCount++; b.sinceCount < Rediscover {
+		return
+	}
+	b.sinceCount = 0
+	if n, ret := b.lib.DeviceGetCount(); ret == gonvml.SUCCESS && n > len(b.gpus) {
+		b.logger.Info("NVML reports more GPUs than at start", "was", len(b.gpus), "now", n)
+		b.addGPUs(n)
+	}
 }
 
 // initHint explains a failed nvmlInit.
@@ -291,6 +315,7 @@ func (b *nvmlBackend) Sample(ctx context.Context, now time.Time) (Result, error)
 }
 
 func (b *nvmlBackend) sample(ctx context.Context, now time.Time) (Result, error) {
+	b.rediscover()
 	r := newResult(len(b.gpus))
 	ok := 0
 	for _, g := range b.gpus {

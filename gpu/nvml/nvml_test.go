@@ -638,3 +638,30 @@ var (
 	mustSample   = sourcetest.MustSample
 	wantNoErrors = sourcetest.WantNoErrors
 )
+
+// TestNVMLPicksUpAGPUThatAppears: a GPU that NVML reports after start is
+// read within Rediscover samples, counting from its first read.
+func TestNVMLPicksUpAGPUThatAppears(t *testing.T) {
+	srv, sims := newSim(t)
+	late := srv.Devices[7]
+	srv.Devices = srv.Devices[:7]
+	b := openSim(t, srv)
+	if r := mustSample(t, b, t0); len(r.GPUs) != 7 {
+		t.Fatalf("%d GPUs at start, want 7", len(r.GPUs))
+	}
+	srv.Devices = append(srv.Devices, late)
+	var r Result
+	for n := 1; n <= Rediscover; n++ {
+		if r = mustSample(t, b, t0.Add(time.Duration(n)*time.Second)); len(r.GPUs) == 8 {
+			break
+		}
+	}
+	if len(r.GPUs) != 8 || r.GPUs[7].Index != 7 || !r.GPUs[7].OK {
+		t.Fatalf("the new GPU is not read within %d samples: %+v", Rediscover, r.GPUs)
+	}
+	sims[7].set(func(g *simGPU) { g.energyMJ += 123_456 })
+	r = mustSample(t, b, t0.Add(time.Duration(Rediscover+1)*time.Second))
+	if r.GPUs[7].Delta != 123_456 {
+		t.Fatalf("new GPU delta %d mJ, want 123456", r.GPUs[7].Delta)
+	}
+}
