@@ -137,7 +137,7 @@ func (s *inferenceSource) Sample(ctx context.Context, _ time.Time) (source.Readi
 		var reasons source.Errors
 		for reason, n := range res.Errors {
 			if n > prevErrs[reason] {
-				reasons = reasons.Add(reason, n-prevErrs[reason])
+				reasons = reasons.Add(scrapeReason(reason), n-prevErrs[reason])
 			}
 		}
 		s.prevErrs[id] = res.Errors
@@ -307,4 +307,23 @@ func (s *inferenceSource) staticKey(now time.Time, tc scrape.TargetConfig, t scr
 		}
 	}
 	return attribution.Key{}
+}
+
+// scrapeReason maps the scraper's error reasons onto the shared reason
+// vocabulary; reasons only a scrape has (duplicate_series, unrecognized)
+// keep their names.
+func scrapeReason(r string) source.Reason {
+	switch r {
+	case scrape.ErrReasonCanceled: // the tick's deadline cut the scrape
+		return source.ReasonTimeout
+	case scrape.ErrReasonConnection:
+		return source.ReasonRequestError
+	case scrape.ErrReasonRead:
+		return source.ReasonReadError
+	case scrape.ErrReasonParse, scrape.ErrReasonBadLine:
+		return source.ReasonParseError
+	case scrape.ErrReasonNaN, scrape.ErrReasonInf, scrape.ErrReasonNegative, scrape.ErrReasonTooLarge:
+		return source.ReasonInvalidValue
+	}
+	return r // timeout, http_status, body_too_large, bad_target are shared already
 }
