@@ -180,6 +180,11 @@ func (a *Agent) slotsFor(srcs []source.Source) []*slot {
 		keep[src] = sl
 		out[i] = sl
 	}
+	for src, sl := range a.slots {
+		if _, ok := keep[src]; !ok {
+			sl.stop()
+		}
+	}
 	a.slots = keep
 	return out
 }
@@ -386,6 +391,10 @@ func (a *Agent) Close() error {
 	a.cancel()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, sl := range a.slots {
+		sl.stop()
+	}
+	a.slots = map[source.Source]*slot{}
 	a.work.close()
 	if a.gpu == nil {
 		return nil

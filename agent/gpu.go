@@ -37,10 +37,12 @@ type gpuSource struct {
 	retryIn int    // ticks until an absent backend is opened again
 }
 
-// gpuReopen is how many ticks apart an absent GPU backend is opened again,
+// gpuReopen is how many ticks apart an absent GPU backend is opened again
+// (5 minutes at the default interval; opening tries NVML and probes a local
+// dcgm-exporter, which is not free),
 // so a driver loaded (or a dcgm-exporter started) after the agent is picked
 // up without a restart.
-const gpuReopen = 12
+const gpuReopen = 60
 
 var _ source.Source = (*gpuSource)(nil)
 

@@ -24,16 +24,46 @@ const budgetNum, budgetDen = 4, 5
 // budget is the deadline of one tick's sources, counted from its start.
 func budget(interval time.Duration) time.Duration { return interval * budgetNum / budgetDen }
 
-// slot runs one source: at most one Sample in flight, whose outcome, when it
-// misses its tick's deadline, is picked up by a later tick so that the
-// energy it carries is counted then.
+// slot runs one source on its own long-lived goroutine (which keeps the
+// stack its Sample grew, tick after tick): at most one Sample in flight,
+// whose outcome, when it misses its tick's deadline, is picked up by a later
+// tick so that the energy it carries is counted then.
 type slot struct {
 	src  source.Source
 	busy bool
+	req  chan request
 	done chan outcome // buffered: a late Sample never blocks
 }
 
-func newSlot(src source.Source) *slot { return &slot{src: src, done: make(chan outcome, 1)} }
+// request asks a slot's goroutine for one Sample.
+type request struct {
+	ctx       context.Context
+	now       time.Time
+	name      string
+	remaining *atomic.Int32 // Samples of this tick still running
+	all       chan struct{} // closed by the last of them
+}
+
+func newSlot(src source.Source) *slot {
+	sl := &slot{src: src, req: make(chan request, 1), done: make(chan outcome, 1)}
+	go sl.work()
+	return sl
+}
+
+// work samples the source on request until stop.
+func (sl *slot) work() {
+	for r := range sl.req {
+		t := time.Now()
+		rd, err := sl.src.Sample(r.ctx, r.now)
+		sl.done <- outcome{src: sl.src, name: r.name, reading: rd, err: err, took: time.Since(t)}
+		if r.remaining.Add(-1) == 0 {
+			close(r.all)
+		}
+	}
+}
+
+// stop ends the slot's goroutine once its Sample in flight, if any, returns.
+func (sl *slot) stop() { close(sl.req) }
 
 // outcome is what one Sample of one source returned, or that it missed the
 // deadline.
@@ -91,15 +121,7 @@ func runSources(ctx context.Context, now time.Time, slots []*slot) []outcome {
 	all := make(chan struct{})
 	for _, sl := range start {
 		sl.busy = true
-		name := sl.src.Name()
-		go func(sl *slot) {
-			t := time.Now()
-			r, err := sl.src.Sample(ctx, now)
-			sl.done <- outcome{src: sl.src, name: name, reading: r, err: err, took: time.Since(t)}
-			if remaining.Add(-1) == 0 {
-				close(all)
-			}
-		}(sl)
+		sl.req <- request{ctx: ctx, now: now, name: sl.src.Name(), remaining: remaining, all: all}
 	}
 	select {
 	case <-all:
