@@ -134,7 +134,7 @@ carbon:
 	}
 	got := map[attribution.Key]WorkloadEnergy{}
 	for _, w := range s.Attribution.Workloads {
-		got[w.Key] = w
+		got[attribution.Key(w.Key)] = w
 	}
 	if len(got) != 2 {
 		t.Fatalf("workloads: %+v", s.Attribution.Workloads)

@@ -82,7 +82,7 @@ type InferenceConfig struct {
 	Targets []scrape.TargetConfig `yaml:"targets"`
 	// PodAnnotations scrapes pods on this node annotated aiwatt.io/scrape: "true" (default true).
 	PodAnnotations *bool `yaml:"pod_annotations"`
-	// Timeout bounds one scrape (default 5s, and never more than half the sampling interval).
+	// Timeout bounds one scrape (default 5s, and never more than 9/10 of the tick's deadline, which is 4/5 of the sampling interval).
 	Timeout time.Duration `yaml:"timeout"`
 }
 

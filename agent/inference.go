@@ -7,11 +7,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/inferensys/aiwatt/agent/attribution"
 	"github.com/inferensys/aiwatt/agent/workload"
 	"github.com/inferensys/aiwatt/scrape"
+	"github.com/inferensys/aiwatt/source"
 )
 
 // Inference counter kinds.
@@ -29,21 +31,6 @@ const SourceScrape = "scrape"
 // regular container, else its first.
 const AnnotationContainer = "aiwatt.io/container"
 
-// InferenceCounter is one inference counter of a workload, with exactly the
-// workload labels of its energy so that energy per request is one division.
-type InferenceCounter struct {
-	// Key is the workload of the inference server.
-	Key attribution.Key
-	// Server is the server type (vllm, tgi, …).
-	Server string
-	// Kind is requests, input_tokens or output_tokens.
-	Kind string
-	// FinishedReason is the reason of finished requests (requests only).
-	FinishedReason string
-	// Value is the monotonic total kept by the agent.
-	Value float64
-}
-
 type inferSeries struct {
 	key                  attribution.Key
 	server, kind, reason string
@@ -58,18 +45,28 @@ type prevKey struct{ target, model, kind, reason string }
 
 // inferenceSource scrapes inference servers and keeps the agent's own
 // monotonic totals per workload, so a server restart or a target that moves
-// never makes a counter go backwards.
+// never makes a counter go backwards. Its targets are prepared by the tick
+// before the sources run; their workloads are resolved after the process
+// scan of the same tick.
 type inferenceSource struct {
 	cfg       InferenceConfig
-	interval  time.Duration
+	budget    time.Duration
 	retention time.Duration
 	procRoot  string
 	scraper   *scrape.Scraper
-	prev      map[prevKey]float64
-	prevErrs  map[string]map[string]uint64
-	totals    map[inferSeries]*inferValue
-	ports     map[int]portPIDs
+
+	mu       sync.Mutex      // guards the prepared targets against a late Sample
+	targets  []scrape.Target // this tick's targets
+	bad      []source.Target // targets that cannot be scraped as given
+	prevErrs map[string]map[string]uint64
+
+	static map[string]scrape.TargetConfig // static targets by ID, to resolve their workload
+	prev   map[prevKey]float64
+	totals map[inferSeries]*inferValue
+	ports  map[int]portPIDs
 }
+
+var _ source.Source = (*inferenceSource)(nil)
 
 type portPIDs struct {
 	pids []int
@@ -77,30 +74,124 @@ type portPIDs struct {
 }
 
 func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource) *inferenceSource {
-	s := &inferenceSource{
-		cfg: cfg.Inference, interval: opts.Interval, retention: cfg.Attribution.Retention, procRoot: opts.ProcfsRoot,
-		prev: map[prevKey]float64{}, prevErrs: map[string]map[string]uint64{}, totals: map[inferSeries]*inferValue{},
-		ports: map[int]portPIDs{},
-	}
 	if prev != nil {
-		s.scraper, s.prev, s.prevErrs, s.totals = prev.scraper, prev.prev, prev.prevErrs, prev.totals
-	} else {
-		s.scraper = scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt"})
+		// One source for the agent's life: its baselines and totals stay,
+		// and a scrape still in flight finishes against the same state.
+		prev.mu.Lock()
+		prev.cfg, prev.retention, prev.static = cfg.Inference, cfg.Attribution.Retention, map[string]scrape.TargetConfig{}
+		prev.mu.Unlock()
+		return prev
 	}
-	return s
+	return &inferenceSource{
+		cfg: cfg.Inference, budget: budget(opts.Interval), retention: cfg.Attribution.Retention, procRoot: opts.ProcfsRoot,
+		prev: map[prevKey]float64{}, prevErrs: map[string]map[string]uint64{}, totals: map[inferSeries]*inferValue{},
+		ports: map[int]portPIDs{}, static: map[string]scrape.TargetConfig{},
+		scraper: scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt"}),
+	}
 }
 
-// sample scrapes every target once, within half the sampling interval.
-func (s *inferenceSource) sample(ctx context.Context, now time.Time, w *workloadSource, record func(source, target string, err error, reasons map[string]uint64, took time.Duration)) []InferenceCounter {
-	targets := s.targets(now, w, record)
-	if len(targets) > 0 {
-		timeout := min(s.cfg.Timeout, s.interval/2)
-		sctx, cancel := context.WithTimeout(ctx, timeout)
-		results := s.scraper.Scrape(sctx, targets)
-		cancel()
-		for _, r := range results {
-			s.add(now, r, record)
+// Name implements source.Source.
+func (s *inferenceSource) Name() string { return SourceScrape }
+
+// quick reports a tick without targets to scrape.
+func (s *inferenceSource) quick() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.targets) == 0
+}
+
+// targetNames names this tick's targets (see targetLister).
+func (s *inferenceSource) targetNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.targets)+len(s.bad))
+	for _, t := range s.targets {
+		out = append(out, t.ID)
+	}
+	for _, t := range s.bad {
+		out = append(out, t.Name)
+	}
+	return out
+}
+
+// Sample implements source.Source: it scrapes every prepared target once,
+// within the scrape timeout and the tick's deadline. The results are the
+// detail; each target's health is a target.
+func (s *inferenceSource) Sample(ctx context.Context, _ time.Time) (source.Reading, error) {
+	s.mu.Lock()
+	targets, bad, timeout := s.targets, s.bad, s.cfg.Timeout
+	s.mu.Unlock()
+	r := source.Reading{Targets: append([]source.Target(nil), bad...)}
+	if len(targets) == 0 {
+		return r, nil
+	}
+	// Nine tenths of the budget: a hung server times out inside the scrape,
+	// which then reports it per target, just before the tick's deadline.
+	sctx, cancel := context.WithTimeout(ctx, min(timeout, s.budget*9/10))
+	results := s.scraper.Scrape(sctx, targets)
+	cancel()
+	s.mu.Lock()
+	for _, res := range results {
+		id := res.Target.ID
+		prevErrs := s.prevErrs[id]
+		var reasons source.Errors
+		for reason, n := range res.Errors {
+			if n > prevErrs[reason] {
+				reasons = reasons.Add(scrapeReason(reason), n-prevErrs[reason])
+			}
 		}
+		s.prevErrs[id] = res.Errors
+		r.Targets = append(r.Targets, source.Target{Name: id, Err: res.Err, Errors: reasons, Duration: res.Duration})
+	}
+	s.mu.Unlock()
+	r.Detail = results
+	return r, nil
+}
+
+// prepare lists this tick's targets: the static ones and the pods on this
+// node that opt in by annotation (whose workload is known from the pod).
+func (s *inferenceSource) prepare(w *workloadSource) {
+	var out []scrape.Target
+	var bad []source.Target
+	for _, tc := range s.cfg.Targets {
+		t, err := tc.Target()
+		if err != nil {
+			bad = append(bad, source.Target{Name: tc.URL, Err: err, Errors: source.Errors{source.ReasonBadTarget: 1}})
+			continue
+		}
+		if t.ID == "" {
+			t.ID = t.URL
+		}
+		s.static[t.ID] = tc
+		out = append(out, t)
+	}
+	if w.pods != nil && (s.cfg.PodAnnotations == nil || *s.cfg.PodAnnotations) {
+		for _, p := range w.pods.Pods() {
+			if !p.Deleted.IsZero() || p.Phase != "Running" {
+				continue
+			}
+			t, ok, err := scrape.PodTarget(p.Namespace, p.Name, p.IP, p.Annotations)
+			if !ok {
+				continue
+			}
+			if err != nil {
+				bad = append(bad, source.Target{Name: "pod/" + p.Namespace + "/" + p.Name, Err: err, Errors: source.Errors{source.ReasonBadTarget: 1}})
+				continue
+			}
+			t.Workload = w.matcher.PodKey(p, podContainer(p))
+			out = append(out, t)
+		}
+	}
+	s.mu.Lock()
+	s.targets, s.bad = out, bad
+	s.mu.Unlock()
+}
+
+// fold adds the scraped counters to the workloads' totals (results is nil
+// when the scrape was late) and returns every series, sorted.
+func (s *inferenceSource) fold(now time.Time, results []scrape.Result, w *workloadSource) []InferenceCounter {
+	for _, r := range results {
+		s.add(now, r, w)
 	}
 	for k, v := range s.totals {
 		if now.Sub(v.seen) > s.retention {
@@ -109,10 +200,10 @@ func (s *inferenceSource) sample(ctx context.Context, now time.Time, w *workload
 	}
 	out := make([]InferenceCounter, 0, len(s.totals))
 	for k, v := range s.totals {
-		out = append(out, InferenceCounter{Key: k.key, Server: k.server, Kind: k.kind, FinishedReason: k.reason, Value: v.v})
+		out = append(out, InferenceCounter{Key: Workload(k.key), Server: k.server, Kind: k.kind, FinishedReason: k.reason, Value: v.v})
 	}
 	slices.SortFunc(out, func(a, b InferenceCounter) int {
-		if c := a.Key.Compare(b.Key); c != 0 {
+		if c := attribution.Key(a.Key).Compare(attribution.Key(b.Key)); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Server+"\x00"+a.Kind+"\x00"+a.FinishedReason, b.Server+"\x00"+b.Kind+"\x00"+b.FinishedReason)
@@ -121,18 +212,14 @@ func (s *inferenceSource) sample(ctx context.Context, now time.Time, w *workload
 }
 
 // add folds one target's totals into the workload's series.
-func (s *inferenceSource) add(now time.Time, r scrape.Result, record func(string, string, error, map[string]uint64, time.Duration)) {
+func (s *inferenceSource) add(now time.Time, r scrape.Result, w *workloadSource) {
 	id := r.Target.ID
-	prevErrs := s.prevErrs[id]
-	reasons := map[string]uint64{}
-	for reason, n := range r.Errors {
-		if n > prevErrs[reason] {
-			reasons[reason] = n - prevErrs[reason]
+	key, ok := r.Target.Workload.(attribution.Key)
+	if !ok {
+		if tc, static := s.static[id]; static {
+			key = s.staticKey(now, tc, r.Target, w)
 		}
 	}
-	s.prevErrs[id] = r.Errors
-	record(SourceScrape, id, r.Err, reasons, r.Duration)
-	key, _ := r.Target.Workload.(attribution.Key)
 	server := string(r.Server)
 	bump := func(model, kind, reason string, v float64) {
 		pk := prevKey{id, model, kind, reason}
@@ -162,42 +249,6 @@ func (s *inferenceSource) add(now time.Time, r scrape.Result, record func(string
 			bump(m.Model, InferenceOutputTokens, "", m.OutputTokens)
 		}
 	}
-}
-
-// targets lists this tick's targets: the static ones and the pods on this
-// node that opt in by annotation, each tied to its workload.
-func (s *inferenceSource) targets(now time.Time, w *workloadSource, record func(string, string, error, map[string]uint64, time.Duration)) []scrape.Target {
-	var out []scrape.Target
-	for _, tc := range s.cfg.Targets {
-		t, err := tc.Target()
-		if err != nil {
-			record(SourceScrape, tc.URL, err, map[string]uint64{"bad_target": 1}, 0)
-			continue
-		}
-		if t.ID == "" {
-			t.ID = t.URL
-		}
-		t.Workload = s.staticKey(now, tc, t, w)
-		out = append(out, t)
-	}
-	if w.pods != nil && (s.cfg.PodAnnotations == nil || *s.cfg.PodAnnotations) {
-		for _, p := range w.pods.Pods() {
-			if !p.Deleted.IsZero() || p.Phase != "Running" {
-				continue
-			}
-			t, ok, err := scrape.PodTarget(p.Namespace, p.Name, p.IP, p.Annotations)
-			if !ok {
-				continue
-			}
-			if err != nil {
-				record(SourceScrape, "pod/"+p.Namespace+"/"+p.Name, err, map[string]uint64{"bad_target": 1}, 0)
-				continue
-			}
-			t.Workload = w.matcher.PodKey(p, podContainer(p))
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 // podContainer is the container whose server a pod's annotations describe.
@@ -256,4 +307,23 @@ func (s *inferenceSource) staticKey(now time.Time, tc scrape.TargetConfig, t scr
 		}
 	}
 	return attribution.Key{}
+}
+
+// scrapeReason maps the scraper's error reasons onto the shared reason
+// vocabulary; reasons only a scrape has (duplicate_series, unrecognized)
+// keep their names.
+func scrapeReason(r string) source.Reason {
+	switch r {
+	case scrape.ErrReasonCanceled: // the tick's deadline cut the scrape
+		return source.ReasonTimeout
+	case scrape.ErrReasonConnection:
+		return source.ReasonRequestError
+	case scrape.ErrReasonRead:
+		return source.ReasonReadError
+	case scrape.ErrReasonParse, scrape.ErrReasonBadLine:
+		return source.ReasonParseError
+	case scrape.ErrReasonNaN, scrape.ErrReasonInf, scrape.ErrReasonNegative, scrape.ErrReasonTooLarge:
+		return source.ReasonInvalidValue
+	}
+	return r // timeout, http_status, body_too_large, bad_target are shared already
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inferensys/aiwatt/agent"
-	"github.com/inferensys/aiwatt/agent/attribution"
 )
 
 // Source is what the collector reads: the agent, or a fake in tests.
@@ -194,9 +193,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // inference counters.
 var workloadLabels = []string{"namespace", "pod", "container", "project", "model_id", "workload_type"}
 
-func keyLabels(k attribution.Key, extra ...string) []string {
-	return append([]string{k.Namespace, k.Pod, k.Container, k.Project, k.ModelID, k.WorkloadType}, extra...)
-}
+func keyLabels(k agent.Workload, extra ...string) []string { return k.Labels(extra...) }
 
 // collectAttribution exports workload energy, CO2e, node idle, inference
 // counters and grid intensity.
@@ -206,8 +203,7 @@ func (c *Collector) collectAttribution(ch chan<- prometheus.Metric, s *agent.Sna
 		return // No tick yet.
 	}
 	ch <- prometheus.MustNewConstMetric(c.attribution, prometheus.GaugeValue, 1, at.Policy)
-	for comp := attribution.Component(0); comp < attribution.NumComponents; comp++ {
-		name := comp.String()
+	for comp, name := range agent.Components {
 		ch <- prometheus.MustNewConstMetric(c.nodeIdle, prometheus.CounterValue, at.Idle[comp], name)
 		ch <- prometheus.MustNewConstMetric(c.unattributed, prometheus.CounterValue, at.Unattributed[comp], name)
 		ch <- prometheus.MustNewConstMetric(c.foldedEnergy, prometheus.CounterValue, at.FoldedJoules[comp], name)
@@ -215,8 +211,8 @@ func (c *Collector) collectAttribution(ch chan<- prometheus.Metric, s *agent.Sna
 	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.CounterValue, float64(at.FoldedKeys))
 	hasCO2e := len(at.Intensity) > 0
 	for _, w := range at.Workloads {
-		for comp := attribution.Component(0); comp < attribution.NumComponents; comp++ {
-			ch <- prometheus.MustNewConstMetric(c.workloadEnergy, prometheus.CounterValue, w.Joules[comp], append([]string{comp.String()}, keyLabels(w.Key)...)...)
+		for comp, name := range agent.Components {
+			ch <- prometheus.MustNewConstMetric(c.workloadEnergy, prometheus.CounterValue, w.Joules[comp], append([]string{name}, keyLabels(w.Key)...)...)
 		}
 		if hasCO2e {
 			ch <- prometheus.MustNewConstMetric(c.workloadCO2e, prometheus.CounterValue, w.CO2eLocation, keyLabels(w.Key, "location")...)

@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/inferensys/aiwatt/agent"
-	"github.com/inferensys/aiwatt/agent/attribution"
 )
 
 // staticSource serves a fixed snapshot.
@@ -25,7 +24,7 @@ type staticSource struct {
 func (s *staticSource) Snapshot() *agent.Snapshot        { return s.snap }
 func (s *staticSource) ReloadStatus() agent.ReloadStatus { return s.reload }
 
-var vllm = attribution.Key{Namespace: "llm", Pod: "vllm-0", Container: "vllm", Project: "chat", ModelID: "llama-3-8b", WorkloadType: "inference"}
+var vllm = agent.Workload{Namespace: "llm", Pod: "vllm-0", Container: "vllm", Project: "chat", ModelID: "llama-3-8b", WorkloadType: "inference"}
 
 func testSnapshot() *agent.Snapshot {
 	return &agent.Snapshot{
@@ -45,13 +44,13 @@ func testSnapshot() *agent.Snapshot {
 			Policy: "node",
 			Workloads: []agent.WorkloadEnergy{{
 				Key:          vllm,
-				Joules:       attribution.Totals{100, 10, 900},
+				Joules:       agent.Joules{100, 10, 900},
 				CO2eLocation: 0.25, CO2eMarket: 0.1, HasMarket: true,
 			}},
-			Idle:         attribution.Totals{50, 5, 20},
-			Unattributed: attribution.Totals{7, 1, 0},
+			Idle:         agent.Joules{50, 5, 20},
+			Unattributed: agent.Joules{7, 1, 0},
 			FoldedKeys:   2,
-			FoldedJoules: attribution.Totals{3, 0, 0},
+			FoldedJoules: agent.Joules{3, 0, 0},
 			Intensity: []agent.Intensity{
 				{Zone: "DE", Provider: "static", Basis: "location", GramsPerKWh: 362.92, ValidFrom: time.Unix(1764331200-3600, 0)},
 			},

@@ -14,14 +14,14 @@
 # to BENCH_FLOORS. A benchmark's floor is FLOORPREFIX followed by the size
 # suffix of its name (from its first digit on: 2Sockets, 1000Zones,
 # 8GPUs64Procs), in the same package. For example, for the GPU sampler:
-#   BENCH_PKGS+=" ./dcgm"; BENCH_PATTERN+="|NVMLSample"
-#   BENCH_FLOORS+=" dcgm:NVMLSample=BareNVML"
+#   BENCH_PKGS+=" ./gpu/nvml"; BENCH_PATTERN+="|NVMLSample"
+#   BENCH_FLOORS+=" nvml:NVMLSample=BareNVML"
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
-BENCH_PKGS=${BENCH_PKGS:-"./agent ./exporter ./rapl ./dcgm ./agent/workload ./agent/attribution ./scrape"}
+BENCH_PKGS=${BENCH_PKGS:-"./agent ./exporter ./rapl ./dcgm ./gpu/nvml ./agent/workload ./agent/attribution ./scrape"}
 BENCH_PATTERN=${BENCH_PATTERN:-"Tick|BareLoop|BareProcStat|Scrape|MeterSample|BareRead|NVMLSample|ExporterParse|Scan2000$|BareStat2000|AttributeTick|LedgerAdd|ParseVLLM"}
 BENCH_FLOORS=${BENCH_FLOORS:-"agent:Tick=BareLoop agent:TickWorkloads=BareProcStat rapl:MeterSample=BareRead workload:Scan=BareStat"}
 BENCH_COUNT=${BENCH_COUNT:-3}

@@ -88,7 +88,10 @@ func TestEndToEndTLSBasicAuth(t *testing.T) {
 	dcgmSrv := startFakeDCGM(t)
 	wrap := intelSteps[7]
 	writeUJ(t, root, wrap.dir, readUJ(t, root, wrap.dir, "max_energy_range_uj")-uint64(wrap.joules*1e6)/3)
-	p := startAgent(t, nil, "--path.sysfs="+root, "--path.procfs="+fixtureProc, "--agent.interval=40ms", "--config.file="+cfg, "--web.config.file="+webCfg, "--dcgm.exporter-url="+dcgmSrv.url())
+	// The sources of a tick share one deadline, 4/5 of the interval: at 300 ms
+	// a loaded test machine still reads the fake dcgm-exporter in time, so the
+	// golden exposition shows no timeout.
+	p := startAgent(t, nil, "--path.sysfs="+root, "--path.procfs="+fixtureProc, "--agent.interval=300ms", "--config.file="+cfg, "--web.config.file="+webCfg, "--dcgm.exporter-url="+dcgmSrv.url())
 	url := "https://" + p.addr + "/metrics"
 	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 

@@ -22,6 +22,7 @@ import (
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/gate"
+	"github.com/inferensys/aiwatt/gpu/backends"
 	"github.com/inferensys/aiwatt/runner"
 )
 
@@ -212,7 +213,7 @@ func (c *runCommand) openGPU(logger *slog.Logger) (dcgm.Backend, error) {
 	if *c.gpuBackend == dcgm.BackendNone {
 		return nil, nil
 	}
-	b, err := dcgm.Open(dcgm.Config{Backend: *c.gpuBackend, ExporterURL: *c.dcgmURL}, logger)
+	b, err := backends.Open(dcgm.Config{Backend: *c.gpuBackend, ExporterURL: *c.dcgmURL}, logger, backends.Options{NoProbe: true})
 	if err != nil {
 		if *c.gpuBackend == dcgm.BackendAuto && errors.Is(err, dcgm.ErrNoData) {
 			logger.Debug("no GPU backend", "reason", err)

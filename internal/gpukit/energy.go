@@ -1,4 +1,4 @@
-package dcgm
+package gpukit
 
 import (
 	"math"
@@ -14,9 +14,9 @@ const (
 	defaultCeilingWatts = 2000
 )
 
-// ceilingWatts is the plausibility ceiling for a GPU with the given enforced
+// CeilingWatts is the plausibility ceiling for a GPU with the given enforced
 // power limit (0 unknown).
-func ceilingWatts(limitWatts float64) float64 {
+func CeilingWatts(limitWatts float64) float64 {
 	if limitWatts > 0 && !math.IsInf(limitWatts, 0) && !math.IsNaN(limitWatts) {
 		return ceilingFactor * limitWatts
 	}
@@ -32,20 +32,20 @@ func allowanceMJ(ceiling float64, window, minWindow time.Duration) float64 {
 	return ceiling * window.Seconds() * 1000
 }
 
-// counterAcc turns a hardware energy counter (millijoules since driver
+// CounterAcc turns a hardware energy counter (millijoules since driver
 // load) into a monotonic total in integer millijoules.
-type counterAcc struct {
+type CounterAcc struct {
 	primed  bool
 	last    uint64    // last raw counter value, mJ
 	lastAt  time.Time // when last was first seen
-	totalMJ uint64
+	TotalMJ uint64
 }
 
-// update feeds one raw reading taken at now. It returns the reasons to
+// Update feeds one raw reading taken at now. It returns the reasons to
 // count (at most counter_reset and implausible_delta). An unchanged value
 // adds nothing and keeps its original timestamp, so the next change is
 // checked over the whole time since the previous change.
-func (a *counterAcc) update(raw uint64, now time.Time, ceiling float64, minWindow time.Duration) (reset, implausible bool) {
+func (a *CounterAcc) Update(raw uint64, now time.Time, ceiling float64, minWindow time.Duration) (reset, implausible bool) {
 	if !a.primed {
 		a.primed, a.last, a.lastAt = true, raw, now
 		return false, false
@@ -65,42 +65,42 @@ func (a *counterAcc) update(raw uint64, now time.Time, ceiling float64, minWindo
 	if float64(delta) > allowanceMJ(ceiling, now.Sub(a.lastAt), minWindow) {
 		implausible = true
 	} else {
-		a.totalMJ += delta
+		a.TotalMJ += delta
 	}
 	a.last, a.lastAt = raw, now
 	return reset, implausible
 }
 
-// unprime forgets the baseline: the next reading only sets it. Used when the
+// Unprime forgets the baseline: the next reading only sets it. Used when the
 // reading method changes, so one interval is never counted twice.
-func (a *counterAcc) unprime() { a.primed = false }
+func (a *CounterAcc) Unprime() { a.primed = false }
 
-// halfPicoPerMJ is 1 mJ in the integration unit of powerAcc: (p1+p2)·Δt,
+// halfPicoPerMJ is 1 mJ in the integration unit of PowerAcc: (p1+p2)·Δt,
 // with p in mW and Δt in ns, is twice the energy in pJ.
 const halfPicoPerMJ = 2_000_000_000
 
-// powerAcc integrates power readings (milliwatts) over the caller's clock
+// PowerAcc integrates power readings (milliwatts) over the caller's clock
 // with the trapezoid rule, exactly, in integer arithmetic: (p1+p2)·Δt with p
 // in mW and Δt in ns is energy in units of 0.5 pJ; 2e9 of them are 1 mJ.
 // The sub-millijoule remainder is carried to the next step.
-type powerAcc struct {
+type PowerAcc struct {
 	primed  bool
 	lastMW  uint64
 	lastAt  time.Time
-	totalMJ uint64
+	TotalMJ uint64
 	rem     uint64 // < halfPicoPerMJ
 }
 
-// maxPowerGap is the longest interval integrated with the trapezoid rule:
+// MaxPowerGap is the longest interval integrated with the trapezoid rule:
 // after a longer gap (failed reads, a stopped agent) the reading only
 // starts a new trapezoid, since two distant readings say nothing of the
 // power in between.
-const maxPowerGap = 5 * time.Minute
+const MaxPowerGap = 5 * time.Minute
 
-// update feeds one power reading taken at now. It reports whether the
+// Update feeds one power reading taken at now. It reports whether the
 // reading was rejected as implausible (above ceiling), in which case it is
 // ignored entirely. Intervals longer than maxGap are not integrated.
-func (a *powerAcc) update(mW uint64, now time.Time, ceiling float64, maxGap time.Duration) (implausible bool) {
+func (a *PowerAcc) Update(mW uint64, now time.Time, ceiling float64, maxGap time.Duration) (implausible bool) {
 	if float64(mW) > ceiling*1000 {
 		return true
 	}
@@ -121,7 +121,7 @@ func (a *powerAcc) update(mW uint64, now time.Time, ceiling float64, maxGap time
 			return true
 		}
 		q, r := bits.Div64(hi, lo, halfPicoPerMJ)
-		a.totalMJ += q
+		a.TotalMJ += q
 		a.rem = r
 	}
 	// A clock that went backwards only moves the baseline.
@@ -129,9 +129,9 @@ func (a *powerAcc) update(mW uint64, now time.Time, ceiling float64, maxGap time
 	return false
 }
 
-// unprime forgets the previous reading; the next reading starts a new
+// Unprime forgets the previous reading; the next reading starts a new
 // trapezoid (used after a gap such as a lost GPU or a method change).
-func (a *powerAcc) unprime() { a.primed = false }
+func (a *PowerAcc) Unprime() { a.primed = false }
 
-// joules converts integer millijoules to joules.
-func joules(mJ uint64) float64 { return float64(mJ) / 1000 }
+// Joules converts integer millijoules to joules.
+func Joules(mJ uint64) float64 { return float64(mJ) / 1000 }

@@ -1,6 +1,6 @@
 //go:build linux && cgo
 
-package dcgm
+package nvml
 
 import (
 	"context"
@@ -10,7 +10,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/internal/gpukit"
+	"github.com/inferensys/aiwatt/source"
 )
 
 // nvmlMinWindow is the shortest window the plausibility ceiling is applied
@@ -81,101 +85,139 @@ const (
 // nvmlGPU is the state kept for one physical GPU.
 type nvmlGPU struct {
 	index   int
-	dev     nvml.Device // nil until a handle is obtained (again)
+	dev     gonvml.Device // nil until a handle is obtained (again)
 	info    GPU
 	mode    energyMode
-	counter counterAcc
-	power   powerAcc
+	counter gpukit.CounterAcc
+	power   gpukit.PowerAcc
 	procTS  uint64 // last GetProcessUtilization timestamp seen
 	powerW  float64
 	limitW  float64
 	lost    bool
-	logged  [nvmlFuncCount]bool // "not supported" already logged
+	// reported is the total millijoules already handed out as deltas.
+	reported uint64
+	logged   [nvmlFuncCount]bool // "not supported" already logged
 	// warnedNoEnergy: "neither counter nor power" already logged.
 	warnedNoEnergy bool
 }
 
-func (g *nvmlGPU) totalMJ() uint64 { return g.counter.totalMJ + g.power.totalMJ }
+func (g *nvmlGPU) energyMJ() uint64 { return g.counter.TotalMJ + g.power.TotalMJ }
+
+// take returns the energy accepted since the previous take, as the delta
+// of this sample.
+func (g *nvmlGPU) take() source.Millijoules {
+	t := g.energyMJ()
+	d := t - g.reported
+	g.reported = t
+	return source.Millijoules(d)
+}
 
 func (g *nvmlGPU) source() (source, method string) {
 	if g.mode == modePower {
-		return SourceNVMLPower, MethodPowerIntegration
+		return gpu.SourceNVMLPower, gpu.MethodPowerIntegration
 	}
-	return SourceNVML, MethodEnergyCounter
+	return gpu.SourceNVML, gpu.MethodEnergyCounter
 }
 
 // nvmlBackend reads GPUs through NVML in process.
 type nvmlBackend struct {
-	lib    nvml.Interface
+	lib    gonvml.Interface
 	logger *slog.Logger
-	mu     lock
+	mu     gpukit.Lock
 	closed bool
 	driver string
 	has    [nvmlFuncCount]bool
 	gpus   []*nvmlGPU
+	// sinceCount counts samples since the last device count.
+	sinceCount int
 }
 
 var _ Backend = (*nvmlBackend)(nil)
 
-func openNVML(logger *slog.Logger) (Backend, error) {
-	return NewNVMLBackend(nvml.New(), logger)
+// Open initialises the real NVML library (libnvidia-ml.so.1) and returns
+// its backend, or an error wrapping gpu.ErrNoData when there is no GPU to
+// read.
+func Open(logger *slog.Logger) (Backend, error) {
+	return NewNVMLBackend(gonvml.New(), logger)
 }
 
 // NewNVMLBackend initialises NVML through lib (the real library from
-// nvml.New, or a go-nvml mock) and enumerates the GPUs. It calls Init once;
+// gonvml.New, or a go-nvml mock) and enumerates the GPUs. It calls Init once;
 // when Init fails it makes no further NVML call and returns an error
-// wrapping ErrNoData, as it does when there is no GPU. A nil logger
+// wrapping gpu.ErrNoData, as it does when there is no GPU. A nil logger
 // discards logs.
-func NewNVMLBackend(lib nvml.Interface, logger *slog.Logger) (Backend, error) {
+func NewNVMLBackend(lib gonvml.Interface, logger *slog.Logger) (Backend, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if lib == nil {
-		return nil, fmt.Errorf("%w: no NVML library", ErrNoData)
+		return nil, fmt.Errorf("%w: no NVML library", gpu.ErrNoData)
 	}
-	if ret := lib.Init(); ret != nvml.SUCCESS {
-		return nil, fmt.Errorf("%w: NVML init: %s", ErrNoData, initHint(ret))
+	if ret := lib.Init(); ret != gonvml.SUCCESS {
+		return nil, fmt.Errorf("%w: NVML init: %s", gpu.ErrNoData, initHint(ret))
 	}
-	b := &nvmlBackend{lib: lib, logger: logger, mu: newLock()}
+	b := &nvmlBackend{lib: lib, logger: logger, mu: gpukit.NewLock()}
 	n, ret := lib.DeviceGetCount()
-	if ret != nvml.SUCCESS || n <= 0 {
+	if ret != gonvml.SUCCESS || n <= 0 {
 		lib.Shutdown()
-		if ret != nvml.SUCCESS {
-			return nil, fmt.Errorf("%w: NVML device count: %s", ErrNoData, ret.Error())
+		if ret != gonvml.SUCCESS {
+			return nil, fmt.Errorf("%w: NVML device count: %s", gpu.ErrNoData, ret.Error())
 		}
-		return nil, fmt.Errorf("%w: NVML reports no device", ErrNoData)
+		return nil, fmt.Errorf("%w: NVML reports no device", gpu.ErrNoData)
 	}
 	b.lookupSymbols()
-	if v, ret := lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
+	if v, ret := lib.SystemGetDriverVersion(); ret == gonvml.SUCCESS {
 		b.driver = v
 	} else {
 		logger.Warn("NVML driver version unavailable", "err", ret.Error())
 	}
-	b.gpus = make([]*nvmlGPU, n)
-	for i := range b.gpus {
-		g := &nvmlGPU{index: i, info: GPU{Index: i, Driver: b.driver, MIGMode: MIGModeUnsupported}}
-		if !b.has[fnEnergy] {
-			g.mode = modePower
-		}
-		if ret := b.attach(g); ret != nvml.SUCCESS {
-			logger.Warn("NVML GPU handle unavailable", "gpu", i, "err", ret.Error())
-		}
-		b.gpus[i] = g
-	}
+	b.addGPUs(n)
 	logger.Info("NVML backend ready", "gpus", n, "driver", b.driver)
 	return b, nil
 }
 
+// addGPUs adds the GPUs with indices len(b.gpus)..n-1.
+func (b *nvmlBackend) addGPUs(n int) {
+	for i := len(b.gpus); i < n; i++ {
+		g := &nvmlGPU{index: i, info: GPU{Index: i, Driver: b.driver, MIGMode: gpu.MIGModeUnsupported}}
+		if !b.has[fnEnergy] {
+			g.mode = modePower
+		}
+		if ret := b.attach(g); ret != gonvml.SUCCESS {
+			b.logger.Warn("NVML GPU handle unavailable", "gpu", i, "err", ret.Error())
+		}
+		b.gpus = append(b.gpus, g)
+	}
+}
+
+// Rediscover is how many samples apart the backend asks NVML for its device
+// count, to pick up GPUs that appeared after start (one cheap call). GPUs
+// that vanish are handled as lost, with their totals kept.
+const Rediscover = 12
+
+// rediscover adds the GPUs NVML reports beyond those known, every
+// Rediscover samples.
+func (b *nvmlBackend) rediscover() {
+	if b.sinceCount++; b.sinceCount < Rediscover {
+		return
+	}
+	b.sinceCount = 0
+	if n, ret := b.lib.DeviceGetCount(); ret == gonvml.SUCCESS && n > len(b.gpus) {
+		b.logger.Info("NVML reports more GPUs than at start", "was", len(b.gpus), "now", n)
+		b.addGPUs(n)
+	}
+}
+
 // initHint explains a failed nvmlInit.
-func initHint(ret nvml.Return) string {
+func initHint(ret gonvml.Return) string {
 	switch ret {
-	case nvml.ERROR_LIBRARY_NOT_FOUND:
+	case gonvml.ERROR_LIBRARY_NOT_FOUND:
 		return "libnvidia-ml.so.1 not found (no NVIDIA driver on this node, or not mounted into the container)"
-	case nvml.ERROR_DRIVER_NOT_LOADED:
+	case gonvml.ERROR_DRIVER_NOT_LOADED:
 		return "NVIDIA kernel driver not loaded"
-	case nvml.ERROR_NO_PERMISSION:
+	case gonvml.ERROR_NO_PERMISSION:
 		return "no permission to the NVIDIA device files"
-	case nvml.ERROR_LIB_RM_VERSION_MISMATCH:
+	case gonvml.ERROR_LIB_RM_VERSION_MISMATCH:
 		return "NVML library and kernel driver versions differ (driver upgraded without reboot?)"
 	default:
 		return ret.Error()
@@ -208,51 +250,51 @@ func (b *nvmlBackend) lookupSymbols() {
 
 // attach gets the device handle (by UUID once known, so a re-enumeration
 // never swaps GPUs) and the static identity.
-func (b *nvmlBackend) attach(g *nvmlGPU) nvml.Return {
+func (b *nvmlBackend) attach(g *nvmlGPU) gonvml.Return {
 	var (
-		dev nvml.Device
-		ret nvml.Return
+		dev gonvml.Device
+		ret gonvml.Return
 	)
 	if g.info.UUID != "" {
 		dev, ret = b.lib.DeviceGetHandleByUUID(g.info.UUID)
 	} else {
 		dev, ret = b.lib.DeviceGetHandleByIndex(g.index)
 	}
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		return ret
 	}
 	if dev == nil {
-		return nvml.ERROR_UNKNOWN
+		return gonvml.ERROR_UNKNOWN
 	}
 	if g.info.UUID == "" {
 		uuid, ret := dev.GetUUID()
-		if ret != nvml.SUCCESS {
+		if ret != gonvml.SUCCESS {
 			return ret
 		}
 		g.info.UUID = uuid
 	}
 	if g.info.Model == "" {
-		if name, ret := dev.GetName(); ret == nvml.SUCCESS {
+		if name, ret := dev.GetName(); ret == gonvml.SUCCESS {
 			g.info.Model = name
 		}
 	}
 	g.dev = dev
-	return nvml.SUCCESS
+	return gonvml.SUCCESS
 }
 
 // Name returns "nvml".
-func (b *nvmlBackend) Name() string { return NameNVML }
+func (b *nvmlBackend) Name() string { return gpu.NameNVML }
 
 // Sample reads every GPU. NVML calls run in a goroutine so that Sample
 // returns when ctx ends even if the driver hangs; state read by an
 // abandoned call is kept and shows in the next sample.
 func (b *nvmlBackend) Sample(ctx context.Context, now time.Time) (Result, error) {
-	if err := b.mu.acquire(ctx); err != nil {
-		return ctxResult(err), fmt.Errorf("nvml sample: %w", err)
+	if err := b.mu.Acquire(ctx); err != nil {
+		return gpukit.CtxResult(err), fmt.Errorf("nvml sample: %w", err)
 	}
 	if b.closed {
-		b.mu.release()
-		return newResult(0), ErrClosed
+		b.mu.Release()
+		return newResult(0), gpu.ErrClosed
 	}
 	type out struct {
 		r   Result
@@ -260,7 +302,7 @@ func (b *nvmlBackend) Sample(ctx context.Context, now time.Time) (Result, error)
 	}
 	ch := make(chan out, 1)
 	go func() {
-		defer b.mu.release()
+		defer b.mu.Release()
 		r, err := b.sample(ctx, now)
 		ch <- out{r, err}
 	}()
@@ -268,11 +310,12 @@ func (b *nvmlBackend) Sample(ctx context.Context, now time.Time) (Result, error)
 	case o := <-ch:
 		return o.r, o.err
 	case <-ctx.Done():
-		return ctxResult(ctx.Err()), fmt.Errorf("nvml sample: %w", ctx.Err())
+		return gpukit.CtxResult(ctx.Err()), fmt.Errorf("nvml sample: %w", ctx.Err())
 	}
 }
 
 func (b *nvmlBackend) sample(ctx context.Context, now time.Time) (Result, error) {
+	b.rediscover()
 	r := newResult(len(b.gpus))
 	ok := 0
 	for _, g := range b.gpus {
@@ -293,14 +336,14 @@ func (b *nvmlBackend) sample(ctx context.Context, now time.Time) (Result, error)
 
 // unsupported reports a return code meaning "this GPU or driver cannot do
 // that", which is not an error.
-func unsupported(ret nvml.Return) bool {
-	return ret == nvml.ERROR_NOT_SUPPORTED || ret == nvml.ERROR_NO_PERMISSION || ret == nvml.ERROR_FUNCTION_NOT_FOUND
+func unsupported(ret gonvml.Return) bool {
+	return ret == gonvml.ERROR_NOT_SUPPORTED || ret == gonvml.ERROR_NO_PERMISSION || ret == gonvml.ERROR_FUNCTION_NOT_FOUND
 }
 
 // degrade handles an unsupported return: a missing function is switched off
 // for all GPUs, and each case is logged once per GPU.
-func (b *nvmlBackend) degrade(g *nvmlGPU, fn nvmlFunc, ret nvml.Return) {
-	if ret == nvml.ERROR_FUNCTION_NOT_FOUND {
+func (b *nvmlBackend) degrade(g *nvmlGPU, fn nvmlFunc, ret gonvml.Return) {
+	if ret == gonvml.ERROR_FUNCTION_NOT_FOUND {
 		b.has[fn] = false
 	}
 	if !g.logged[fn] {
@@ -311,23 +354,24 @@ func (b *nvmlBackend) degrade(g *nvmlGPU, fn nvmlFunc, ret nvml.Return) {
 
 // lose marks g lost: its total is kept, the next power reading starts a new
 // trapezoid, and the handle is obtained again by UUID next time.
-func (b *nvmlBackend) lose(g *nvmlGPU, s GPUSample, errs map[string]uint64, ret nvml.Return) GPUSample {
+func (b *nvmlBackend) lose(g *nvmlGPU, s GPUSample, errs map[string]uint64, ret gonvml.Return) GPUSample {
 	if !g.lost {
 		b.logger.Warn("GPU lost, keeping its energy total", "gpu", g.index, "uuid", g.info.UUID, "err", ret.Error())
 	}
 	g.lost = true
 	g.dev = nil
-	g.power.unprime()
-	errs[ReasonGPULost]++
+	g.power.Unprime()
+	errs[gpu.ReasonGPULost]++
 	s.OK = false
+	s.Delta = g.take()
 	return s
 }
 
 func (b *nvmlBackend) readGPU(g *nvmlGPU, now time.Time, errs map[string]uint64) GPUSample {
-	s := GPUSample{GPU: g.info, SMUtil: -1, Joules: joules(g.totalMJ()), PowerWatts: g.powerW, PowerLimitWatts: g.limitW}
+	s := GPUSample{GPU: g.info, SMUtil: -1, Joules: gpukit.Joules(g.energyMJ()), PowerWatts: g.powerW, PowerLimitWatts: g.limitW}
 	s.Source, s.Method = g.source()
 	if g.dev == nil {
-		if ret := b.attach(g); ret != nvml.SUCCESS {
+		if ret := b.attach(g); ret != gonvml.SUCCESS {
 			return b.lose(g, s, errs, ret)
 		}
 		s.GPU = g.info
@@ -338,40 +382,40 @@ func (b *nvmlBackend) readGPU(g *nvmlGPU, now time.Time, errs map[string]uint64)
 	if b.has[fnLimit] {
 		mw, ret := dev.GetEnforcedPowerLimit()
 		switch {
-		case ret == nvml.SUCCESS:
+		case ret == gonvml.SUCCESS:
 			g.limitW = float64(mw) / 1000
-		case ret == nvml.ERROR_GPU_IS_LOST:
+		case ret == gonvml.ERROR_GPU_IS_LOST:
 			return b.lose(g, s, errs, ret)
 		case unsupported(ret):
 			b.degrade(g, fnLimit, ret)
 		default:
-			errs[ReasonReadError]++
+			errs[gpu.ReasonReadError]++
 		}
 	}
-	ceiling := ceilingWatts(g.limitW)
+	ceiling := gpukit.CeilingWatts(g.limitW)
 
 	energyOK := false
 	if g.mode == modeCounter && b.has[fnEnergy] {
 		mj, ret := dev.GetTotalEnergyConsumption()
 		switch {
-		case ret == nvml.SUCCESS:
-			reset, implausible := g.counter.update(mj, now, ceiling, nvmlMinWindow)
+		case ret == gonvml.SUCCESS:
+			reset, implausible := g.counter.Update(mj, now, ceiling, nvmlMinWindow)
 			if reset {
-				errs[ReasonCounterReset]++
+				errs[gpu.ReasonCounterReset]++
 				b.logger.Warn("GPU energy counter went backwards (driver reload or GPU reset)", "gpu", g.index, "uuid", g.info.UUID)
 			}
 			if implausible {
-				errs[ReasonImplausibleDelta]++
+				errs[gpu.ReasonImplausibleDelta]++
 				b.logger.Warn("implausible GPU energy step rejected", "gpu", g.index, "uuid", g.info.UUID, "ceiling_watts", ceiling)
 			}
 			energyOK = true
-		case ret == nvml.ERROR_GPU_IS_LOST:
+		case ret == gonvml.ERROR_GPU_IS_LOST:
 			return b.lose(g, s, errs, ret)
 		case unsupported(ret):
 			b.degrade(g, fnEnergy, ret)
 			g.mode = modePower
 		default:
-			errs[ReasonReadError]++
+			errs[gpu.ReasonReadError]++
 		}
 	} else if g.mode == modeCounter {
 		g.mode = modePower
@@ -381,10 +425,10 @@ func (b *nvmlBackend) readGPU(g *nvmlGPU, now time.Time, errs map[string]uint64)
 	if b.has[fnPower] {
 		mw, ret := dev.GetPowerUsage()
 		switch {
-		case ret == nvml.SUCCESS:
+		case ret == gonvml.SUCCESS:
 			if g.mode == modePower {
-				if g.power.update(uint64(mw), now, ceiling, maxPowerGap) {
-					errs[ReasonImplausibleDelta]++
+				if g.power.Update(uint64(mw), now, ceiling, gpukit.MaxPowerGap) {
+					errs[gpu.ReasonImplausibleDelta]++
 					b.logger.Warn("implausible GPU power reading rejected", "gpu", g.index, "uuid", g.info.UUID, "watts", float64(mw)/1000)
 				} else {
 					g.powerW = float64(mw) / 1000
@@ -393,12 +437,12 @@ func (b *nvmlBackend) readGPU(g *nvmlGPU, now time.Time, errs map[string]uint64)
 			} else if float64(mw) <= ceiling*1000 {
 				g.powerW = float64(mw) / 1000
 			}
-		case ret == nvml.ERROR_GPU_IS_LOST:
+		case ret == gonvml.ERROR_GPU_IS_LOST:
 			return b.lose(g, s, errs, ret)
 		case unsupported(ret):
 			b.degrade(g, fnPower, ret)
 		default:
-			errs[ReasonReadError]++
+			errs[gpu.ReasonReadError]++
 		}
 	}
 	if g.mode == modePower && !b.has[fnPower] && !g.warnedNoEnergy {
@@ -411,25 +455,26 @@ func (b *nvmlBackend) readGPU(g *nvmlGPU, now time.Time, errs map[string]uint64)
 	}
 
 	b.readMIG(g, dev, errs)
-	if b.has[fnUtil] && g.info.MIGMode != MIGModeEnabled {
+	if b.has[fnUtil] && g.info.MIGMode != gpu.MIGModeEnabled {
 		u, ret := dev.GetUtilizationRates()
 		switch {
-		case ret == nvml.SUCCESS:
-			s.SMUtil = clampUtil(float64(u.Gpu))
+		case ret == gonvml.SUCCESS:
+			s.SMUtil = gpukit.ClampUtil(float64(u.Gpu))
 		case unsupported(ret):
-			if ret == nvml.ERROR_FUNCTION_NOT_FOUND {
+			if ret == gonvml.ERROR_FUNCTION_NOT_FOUND {
 				b.degrade(g, fnUtil, ret)
 			}
-		case ret == nvml.ERROR_GPU_IS_LOST:
+		case ret == gonvml.ERROR_GPU_IS_LOST:
 			return b.lose(g, s, errs, ret)
 		default:
-			errs[ReasonReadError]++
+			errs[gpu.ReasonReadError]++
 		}
 	}
 	s.Processes = b.readProcesses(g, dev, errs)
 
 	s.GPU = g.info
-	s.Joules = joules(g.totalMJ())
+	s.Joules = gpukit.Joules(g.energyMJ())
+	s.Delta = g.take()
 	s.PowerWatts = g.powerW
 	s.PowerLimitWatts = g.limitW
 	s.OK = energyOK
@@ -437,63 +482,66 @@ func (b *nvmlBackend) readGPU(g *nvmlGPU, now time.Time, errs map[string]uint64)
 }
 
 // readMIG refreshes the MIG mode and the instance list of g.
-func (b *nvmlBackend) readMIG(g *nvmlGPU, dev nvml.Device, errs map[string]uint64) {
+func (b *nvmlBackend) readMIG(g *nvmlGPU, dev gonvml.Device, errs map[string]uint64) {
 	if !b.has[fnMIGMode] {
-		g.info.MIGMode, g.info.MIG = MIGModeUnsupported, nil
+		g.info.MIGMode, g.info.MIG = gpu.MIGModeUnsupported, nil
 		return
 	}
 	cur, _, ret := dev.GetMigMode()
 	switch {
-	case ret == nvml.SUCCESS:
+	case ret == gonvml.SUCCESS:
 	case unsupported(ret):
-		if ret == nvml.ERROR_FUNCTION_NOT_FOUND {
+		if ret == gonvml.ERROR_FUNCTION_NOT_FOUND {
 			b.degrade(g, fnMIGMode, ret)
 		}
-		g.info.MIGMode, g.info.MIG = MIGModeUnsupported, nil
+		g.info.MIGMode, g.info.MIG = gpu.MIGModeUnsupported, nil
 		return
 	default:
-		errs[ReasonReadError]++
+		errs[gpu.ReasonReadError]++
 		return // keep the previous view
 	}
-	if cur != nvml.DEVICE_MIG_ENABLE {
-		g.info.MIGMode, g.info.MIG = MIGModeDisabled, nil
+	if cur != gonvml.DEVICE_MIG_ENABLE {
+		g.info.MIGMode, g.info.MIG = gpu.MIGModeDisabled, nil
 		return
 	}
-	g.info.MIGMode = MIGModeEnabled
+	g.info.MIGMode = gpu.MIGModeEnabled
+	if g.info.MIGSlices == 0 {
+		g.info.MIGSlices = migSlices(dev, g.info.Model)
+	}
 	if !b.has[fnMIGList] {
 		g.info.MIG = nil
 		return
 	}
 	slots, ret := dev.GetMaxMigDeviceCount()
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		if unsupported(ret) {
 			b.degrade(g, fnMIGList, ret)
 		} else {
-			errs[ReasonReadError]++
+			errs[gpu.ReasonReadError]++
 		}
 		return
 	}
 	var list []MIGInstance
 	for i := 0; i < slots; i++ {
 		m, ret := dev.GetMigDeviceHandleByIndex(i)
-		if ret == nvml.ERROR_NOT_FOUND || ret == nvml.ERROR_INVALID_ARGUMENT {
+		if ret == gonvml.ERROR_NOT_FOUND || ret == gonvml.ERROR_INVALID_ARGUMENT {
 			continue // empty slot
 		}
-		if ret != nvml.SUCCESS || m == nil {
-			errs[ReasonReadError]++
+		if ret != gonvml.SUCCESS || m == nil {
+			errs[gpu.ReasonReadError]++
 			continue
 		}
 		inst := MIGInstance{GPUInstanceID: -1, ComputeInstanceID: -1}
-		if id, ret := m.GetGpuInstanceId(); ret == nvml.SUCCESS {
+		if id, ret := m.GetGpuInstanceId(); ret == gonvml.SUCCESS {
 			inst.GPUInstanceID = id
 		}
-		if id, ret := m.GetComputeInstanceId(); ret == nvml.SUCCESS {
+		if id, ret := m.GetComputeInstanceId(); ret == gonvml.SUCCESS {
 			inst.ComputeInstanceID = id
 		}
-		if uuid, ret := m.GetUUID(); ret == nvml.SUCCESS {
+		if uuid, ret := m.GetUUID(); ret == gonvml.SUCCESS {
 			inst.UUID = uuid
 		}
-		if name, ret := m.GetName(); ret == nvml.SUCCESS {
+		if name, ret := m.GetName(); ret == gonvml.SUCCESS {
 			inst.Profile = migProfile(name)
 		}
 		list = append(list, inst)
@@ -518,18 +566,18 @@ func migProfile(name string) string {
 
 // readProcesses lists the compute processes of g with their SM
 // utilisation since the previous sample.
-func (b *nvmlBackend) readProcesses(g *nvmlGPU, dev nvml.Device, errs map[string]uint64) []Process {
+func (b *nvmlBackend) readProcesses(g *nvmlGPU, dev gonvml.Device, errs map[string]uint64) []Process {
 	if !b.has[fnProcs] {
 		return nil
 	}
 	infos, ret := dev.GetComputeRunningProcesses()
 	switch {
-	case ret == nvml.SUCCESS:
+	case ret == gonvml.SUCCESS:
 	case unsupported(ret):
 		b.degrade(g, fnProcs, ret)
 		return nil
 	default:
-		errs[ReasonReadError]++
+		errs[gpu.ReasonReadError]++
 		return nil
 	}
 	if len(infos) == 0 {
@@ -541,7 +589,7 @@ func (b *nvmlBackend) readProcesses(g *nvmlGPU, dev nvml.Device, errs map[string
 		if p.UsedGpuMemory == notAvailable64 {
 			procs[i].UsedMemoryBytes = 0
 		}
-		if g.info.MIGMode == MIGModeEnabled && p.GpuInstanceId != notAvailable32 {
+		if g.info.MIGMode == gpu.MIGModeEnabled && p.GpuInstanceId != notAvailable32 {
 			procs[i].MIGGPUInstanceID = int(p.GpuInstanceId)
 		}
 	}
@@ -550,17 +598,17 @@ func (b *nvmlBackend) readProcesses(g *nvmlGPU, dev nvml.Device, errs map[string
 	}
 	samples, ret := dev.GetProcessUtilization(g.procTS)
 	switch {
-	case ret == nvml.SUCCESS:
-	case ret == nvml.ERROR_NOT_FOUND || ret == nvml.ERROR_INSUFFICIENT_SIZE:
+	case ret == gonvml.SUCCESS:
+	case ret == gonvml.ERROR_NOT_FOUND || ret == gonvml.ERROR_INSUFFICIENT_SIZE:
 		// No sample since the last timestamp.
 		return procs
 	case unsupported(ret):
-		if ret == nvml.ERROR_FUNCTION_NOT_FOUND {
+		if ret == gonvml.ERROR_FUNCTION_NOT_FOUND {
 			b.degrade(g, fnProcUtil, ret)
 		}
 		return procs
 	default:
-		errs[ReasonReadError]++
+		errs[gpu.ReasonReadError]++
 		return procs
 	}
 	// Several samples per process can arrive; their mean is the process's
@@ -585,7 +633,7 @@ func (b *nvmlBackend) readProcesses(g *nvmlGPU, dev nvml.Device, errs map[string
 	}
 	for i := range procs {
 		if a, ok := byPID[procs[i].PID]; ok {
-			procs[i].SMUtil = clampUtil(a.sum / float64(a.n))
+			procs[i].SMUtil = gpukit.ClampUtil(a.sum / float64(a.n))
 		}
 	}
 	return procs
@@ -596,16 +644,35 @@ func (b *nvmlBackend) readProcesses(g *nvmlGPU, dev nvml.Device, errs map[string
 func (b *nvmlBackend) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), closeWait)
 	defer cancel()
-	if err := b.mu.acquire(ctx); err != nil {
+	if err := b.mu.Acquire(ctx); err != nil {
 		return fmt.Errorf("nvml close: sample still running: %w", err)
 	}
-	defer b.mu.release()
+	defer b.mu.Release()
 	if b.closed {
 		return nil
 	}
 	b.closed = true
-	if ret := b.lib.Shutdown(); ret != nvml.SUCCESS {
+	if ret := b.lib.Shutdown(); ret != gonvml.SUCCESS {
 		return fmt.Errorf("nvml shutdown: %s", ret.Error())
 	}
 	return nil
+}
+
+// migProfiles are the GPU instance profiles that span a whole GPU, largest
+// first: the first one the GPU supports gives its slice count.
+var migProfiles = []int{
+	gonvml.GPU_INSTANCE_PROFILE_8_SLICE, gonvml.GPU_INSTANCE_PROFILE_7_SLICE, gonvml.GPU_INSTANCE_PROFILE_6_SLICE,
+	gonvml.GPU_INSTANCE_PROFILE_4_SLICE, gonvml.GPU_INSTANCE_PROFILE_3_SLICE, gonvml.GPU_INSTANCE_PROFILE_2_SLICE,
+}
+
+// migSlices asks the driver how many compute slices dev has: the slice
+// count of its largest GPU instance profile. Where the driver cannot say,
+// the model decides (gpu.SlicesOf).
+func migSlices(dev gonvml.Device, model string) int {
+	for _, p := range migProfiles {
+		if info, ret := dev.GetGpuInstanceProfileInfo(p); ret == gonvml.SUCCESS && info.SliceCount > 0 {
+			return int(info.SliceCount)
+		}
+	}
+	return gpu.SlicesOf(model)
 }

@@ -1,4 +1,4 @@
-package dcgm
+package gpukit
 
 import (
 	"testing"
@@ -53,14 +53,14 @@ func TestCounterAcc(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var a counterAcc
+			var a CounterAcc
 			for i, s := range tc.steps {
-				reset, impl := a.update(s.raw, t0.Add(s.at), tc.ceiling, time.Second)
+				reset, impl := a.Update(s.raw, t0.Add(s.at), tc.ceiling, time.Second)
 				if reset != s.reset || impl != s.impl {
 					t.Fatalf("step %d: reset=%v implausible=%v, want %v %v", i, reset, impl, s.reset, s.impl)
 				}
-				if a.totalMJ != s.wantMJ {
-					t.Fatalf("step %d: total %d mJ, want %d", i, a.totalMJ, s.wantMJ)
+				if a.TotalMJ != s.wantMJ {
+					t.Fatalf("step %d: total %d mJ, want %d", i, a.TotalMJ, s.wantMJ)
 				}
 			}
 		})
@@ -68,7 +68,7 @@ func TestCounterAcc(t *testing.T) {
 }
 
 func TestPowerAccTrapezoid(t *testing.T) {
-	var a powerAcc
+	var a PowerAcc
 	steps := []struct {
 		at     time.Duration
 		mW     uint64
@@ -82,11 +82,11 @@ func TestPowerAccTrapezoid(t *testing.T) {
 		{6*time.Second + 500*time.Millisecond + 1e6, 250_500, 2_863_125}, // + 250.5 W × 1 ms = 250.5 mJ carried exactly
 	}
 	for i, s := range steps {
-		if a.update(s.mW, t0.Add(s.at), 2000, maxPowerGap) {
+		if a.Update(s.mW, t0.Add(s.at), 2000, MaxPowerGap) {
 			t.Fatalf("step %d rejected", i)
 		}
-		if a.totalMJ != s.wantMJ {
-			t.Fatalf("step %d: total %d mJ, want %d (rem %d)", i, a.totalMJ, s.wantMJ, a.rem)
+		if a.TotalMJ != s.wantMJ {
+			t.Fatalf("step %d: total %d mJ, want %d (rem %d)", i, a.TotalMJ, s.wantMJ, a.rem)
 		}
 	}
 	// 250.5 W over 1 ms is 250.5 mJ: 0.5 mJ is in the remainder, exactly.
@@ -96,38 +96,38 @@ func TestPowerAccTrapezoid(t *testing.T) {
 }
 
 func TestPowerAccRejectsAndGaps(t *testing.T) {
-	var a powerAcc
-	if a.update(100_000, t0, 1400, maxPowerGap) {
+	var a PowerAcc
+	if a.Update(100_000, t0, 1400, MaxPowerGap) {
 		t.Fatal("first reading rejected")
 	}
-	if !a.update(5_000_000, t0.Add(time.Second), 1400, maxPowerGap) {
+	if !a.Update(5_000_000, t0.Add(time.Second), 1400, MaxPowerGap) {
 		t.Fatal("5 kW reading accepted under a 1400 W ceiling")
 	}
-	if a.totalMJ != 0 {
-		t.Fatalf("rejected reading integrated: %d mJ", a.totalMJ)
+	if a.TotalMJ != 0 {
+		t.Fatalf("rejected reading integrated: %d mJ", a.TotalMJ)
 	}
 	// The trapezoid resumes from the last accepted reading.
-	a.update(100_000, t0.Add(2*time.Second), 1400, maxPowerGap)
-	if a.totalMJ != 200_000 {
-		t.Fatalf("total %d mJ, want 200000", a.totalMJ)
+	a.Update(100_000, t0.Add(2*time.Second), 1400, MaxPowerGap)
+	if a.TotalMJ != 200_000 {
+		t.Fatalf("total %d mJ, want 200000", a.TotalMJ)
 	}
 	// A gap longer than maxGap only moves the baseline.
-	a.update(100_000, t0.Add(2*time.Second+maxPowerGap+time.Second), 1400, maxPowerGap)
-	if a.totalMJ != 200_000 {
-		t.Fatalf("gap integrated: %d mJ", a.totalMJ)
+	a.Update(100_000, t0.Add(2*time.Second+MaxPowerGap+time.Second), 1400, MaxPowerGap)
+	if a.TotalMJ != 200_000 {
+		t.Fatalf("gap integrated: %d mJ", a.TotalMJ)
 	}
 	// A clock going backwards adds nothing.
-	a.update(100_000, t0, 1400, maxPowerGap)
-	if a.totalMJ != 200_000 {
-		t.Fatalf("backwards clock integrated: %d mJ", a.totalMJ)
+	a.Update(100_000, t0, 1400, MaxPowerGap)
+	if a.TotalMJ != 200_000 {
+		t.Fatalf("backwards clock integrated: %d mJ", a.TotalMJ)
 	}
 }
 
 func TestCeilingWatts(t *testing.T) {
-	if got := ceilingWatts(700); got != 1400 {
+	if got := CeilingWatts(700); got != 1400 {
 		t.Errorf("ceiling(700) = %v", got)
 	}
-	if got := ceilingWatts(0); got != defaultCeilingWatts {
+	if got := CeilingWatts(0); got != defaultCeilingWatts {
 		t.Errorf("ceiling(0) = %v", got)
 	}
 }

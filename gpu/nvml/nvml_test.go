@@ -1,6 +1,6 @@
 //go:build linux && cgo
 
-package dcgm
+package nvml
 
 import (
 	"context"
@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh200"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+
+	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/internal/sourcetest"
 )
 
 // simGPU drives one mock H200: the test sets the fields, the mock's
@@ -24,13 +27,13 @@ type simGPU struct {
 	dev       *server.Device
 	mu        sync.Mutex
 	energyMJ  uint64
-	energyRet nvml.Return
+	energyRet gonvml.Return
 	powerMW   uint32
-	powerRet  nvml.Return
+	powerRet  gonvml.Return
 	limitMW   uint32
 	util      uint32
-	procs     []nvml.ProcessInfo
-	procUtil  []nvml.ProcessUtilizationSample
+	procs     []gonvml.ProcessInfo
+	procUtil  []gonvml.ProcessUtilizationSample
 	utilTS    []uint64 // lastSeenTimestamp arguments received
 }
 
@@ -51,54 +54,54 @@ func newSim(t testing.TB) (*server.Server, []*simGPU) {
 		dev := d.(*server.Device)
 		g := &simGPU{dev: dev, energyMJ: 1_000_000, powerMW: 100_000, limitMW: 700_000}
 		sims[i] = g
-		dev.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) {
+		dev.GetTotalEnergyConsumptionFunc = func() (uint64, gonvml.Return) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			if g.energyRet != nvml.SUCCESS {
+			if g.energyRet != gonvml.SUCCESS {
 				return 0, g.energyRet
 			}
-			return g.energyMJ, nvml.SUCCESS
+			return g.energyMJ, gonvml.SUCCESS
 		}
-		dev.GetPowerUsageFunc = func() (uint32, nvml.Return) {
+		dev.GetPowerUsageFunc = func() (uint32, gonvml.Return) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			if g.powerRet != nvml.SUCCESS {
+			if g.powerRet != gonvml.SUCCESS {
 				return 0, g.powerRet
 			}
-			return g.powerMW, nvml.SUCCESS
+			return g.powerMW, gonvml.SUCCESS
 		}
-		dev.GetEnforcedPowerLimitFunc = func() (uint32, nvml.Return) {
+		dev.GetEnforcedPowerLimitFunc = func() (uint32, gonvml.Return) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			return g.limitMW, nvml.SUCCESS
+			return g.limitMW, gonvml.SUCCESS
 		}
-		dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+		dev.GetUtilizationRatesFunc = func() (gonvml.Utilization, gonvml.Return) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			return nvml.Utilization{Gpu: g.util}, nvml.SUCCESS
+			return gonvml.Utilization{Gpu: g.util}, gonvml.SUCCESS
 		}
-		dev.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
+		dev.GetComputeRunningProcessesFunc = func() ([]gonvml.ProcessInfo, gonvml.Return) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			return g.procs, nvml.SUCCESS
+			return g.procs, gonvml.SUCCESS
 		}
-		dev.GetProcessUtilizationFunc = func(ts uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+		dev.GetProcessUtilizationFunc = func(ts uint64) ([]gonvml.ProcessUtilizationSample, gonvml.Return) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
 			g.utilTS = append(g.utilTS, ts)
-			var out []nvml.ProcessUtilizationSample
+			var out []gonvml.ProcessUtilizationSample
 			for _, s := range g.procUtil {
 				if s.TimeStamp > ts {
 					out = append(out, s)
 				}
 			}
 			if len(out) == 0 {
-				return nil, nvml.ERROR_NOT_FOUND
+				return nil, gonvml.ERROR_NOT_FOUND
 			}
-			return out, nvml.SUCCESS
+			return out, gonvml.SUCCESS
 		}
-		dev.GetMaxMigDeviceCountFunc = func() (int, nvml.Return) { return 7, nvml.SUCCESS }
-		dev.GetMigDeviceHandleByIndexFunc = func(int) (nvml.Device, nvml.Return) { return nil, nvml.ERROR_NOT_FOUND }
+		dev.GetMaxMigDeviceCountFunc = func() (int, gonvml.Return) { return 7, gonvml.SUCCESS }
+		dev.GetMigDeviceHandleByIndexFunc = func(int) (gonvml.Device, gonvml.Return) { return nil, gonvml.ERROR_NOT_FOUND }
 	}
 	return srv, sims
 }
@@ -114,31 +117,31 @@ func openSim(t testing.TB, srv *server.Server) Backend {
 }
 
 func TestNVMLFailedInitMakesNoOtherCall(t *testing.T) {
-	for _, ret := range []nvml.Return{nvml.ERROR_LIBRARY_NOT_FOUND, nvml.ERROR_DRIVER_NOT_LOADED, nvml.ERROR_NO_PERMISSION, nvml.ERROR_UNKNOWN} {
+	for _, ret := range []gonvml.Return{gonvml.ERROR_LIBRARY_NOT_FOUND, gonvml.ERROR_DRIVER_NOT_LOADED, gonvml.ERROR_NO_PERMISSION, gonvml.ERROR_UNKNOWN} {
 		t.Run(ret.Error(), func(t *testing.T) {
 			fail := func(name string) { t.Fatalf("%s called after a failed Init", name) }
 			lib := &mock.Interface{
-				InitFunc:     func() nvml.Return { return ret },
-				ShutdownFunc: func() nvml.Return { fail("Shutdown"); return nvml.SUCCESS },
-				ExtensionsFunc: func() nvml.ExtendedInterface {
+				InitFunc:     func() gonvml.Return { return ret },
+				ShutdownFunc: func() gonvml.Return { fail("Shutdown"); return gonvml.SUCCESS },
+				ExtensionsFunc: func() gonvml.ExtendedInterface {
 					fail("Extensions")
 					return nil
 				},
-				DeviceGetCountFunc:         func() (int, nvml.Return) { fail("DeviceGetCount"); return 0, nvml.SUCCESS },
-				SystemGetDriverVersionFunc: func() (string, nvml.Return) { fail("SystemGetDriverVersion"); return "", nvml.SUCCESS },
-				DeviceGetHandleByIndexFunc: func(int) (nvml.Device, nvml.Return) {
+				DeviceGetCountFunc:         func() (int, gonvml.Return) { fail("DeviceGetCount"); return 0, gonvml.SUCCESS },
+				SystemGetDriverVersionFunc: func() (string, gonvml.Return) { fail("SystemGetDriverVersion"); return "", gonvml.SUCCESS },
+				DeviceGetHandleByIndexFunc: func(int) (gonvml.Device, gonvml.Return) {
 					fail("DeviceGetHandleByIndex")
-					return nil, nvml.SUCCESS
+					return nil, gonvml.SUCCESS
 				},
-				DeviceGetHandleByUUIDFunc: func(string) (nvml.Device, nvml.Return) {
+				DeviceGetHandleByUUIDFunc: func(string) (gonvml.Device, gonvml.Return) {
 					fail("DeviceGetHandleByUUID")
-					return nil, nvml.SUCCESS
+					return nil, gonvml.SUCCESS
 				},
-				ErrorStringFunc: func(nvml.Return) string { fail("ErrorString"); return "" },
+				ErrorStringFunc: func(gonvml.Return) string { fail("ErrorString"); return "" },
 			}
 			b, err := NewNVMLBackend(lib, nil)
-			if b != nil || !errors.Is(err, ErrNoData) {
-				t.Fatalf("NewNVMLBackend = %v, %v; want ErrNoData", b, err)
+			if b != nil || !errors.Is(err, gpu.ErrNoData) {
+				t.Fatalf("NewNVMLBackend = %v, %v; want gpu.ErrNoData", b, err)
 			}
 			if !strings.Contains(err.Error(), "NVML init") {
 				t.Fatalf("error %q does not say NVML init failed", err)
@@ -153,8 +156,8 @@ func TestNVMLFailedInitMakesNoOtherCall(t *testing.T) {
 func TestNVMLNoDevice(t *testing.T) {
 	srv := dgxh200.NewWithGPUs()
 	b, err := NewNVMLBackend(srv, nil)
-	if b != nil || !errors.Is(err, ErrNoData) {
-		t.Fatalf("NewNVMLBackend(no GPU) = %v, %v; want ErrNoData", b, err)
+	if b != nil || !errors.Is(err, gpu.ErrNoData) {
+		t.Fatalf("NewNVMLBackend(no GPU) = %v, %v; want gpu.ErrNoData", b, err)
 	}
 	if n := len(srv.ShutdownCalls()); n != 1 {
 		t.Fatalf("Shutdown called %d times after a successful Init, want 1", n)
@@ -173,8 +176,8 @@ func TestNVMLEnergyAdvance(t *testing.T) {
 		if g.Index != i || g.UUID != sims[i].dev.UUID || g.Model != "NVIDIA H200 141GB HBM3e" || g.Driver != "550.54.15" {
 			t.Fatalf("GPU %d identity %+v", i, g.GPU)
 		}
-		if g.Joules != 0 || !g.OK || g.Source != SourceNVML || g.Method != MethodEnergyCounter ||
-			g.PowerWatts != 100 || g.PowerLimitWatts != 700 || g.MIGMode != MIGModeDisabled {
+		if g.Joules != 0 || !g.OK || g.Source != gpu.SourceNVML || g.Method != gpu.MethodEnergyCounter ||
+			g.PowerWatts != 100 || g.PowerLimitWatts != 700 || g.MIGMode != gpu.MIGModeDisabled {
 			t.Fatalf("GPU %d first sample %+v", i, g)
 		}
 	}
@@ -215,7 +218,7 @@ func TestNVMLDriverReload(t *testing.T) {
 		if got := r.GPUs[2].Joules; got != s.wantJ {
 			t.Fatalf("step %d: %v J, want %v", i, got, s.wantJ)
 		}
-		if r.Errors[ReasonCounterReset] != s.wantResets {
+		if r.Errors[gpu.ReasonCounterReset] != s.wantResets {
 			t.Fatalf("step %d: errors %v", i, r.Errors)
 		}
 		if r.GPUs[0].Joules != 0 {
@@ -231,7 +234,7 @@ func TestNVMLImplausibleDelta(t *testing.T) {
 	// 1 GJ in 5 s is far above 2 × 700 W.
 	sims[1].set(func(g *simGPU) { g.energyMJ += 1_000_000_000_000 })
 	r := mustSample(t, b, t0.Add(5*time.Second))
-	if r.Errors[ReasonImplausibleDelta] != 1 || r.GPUs[1].Joules != 0 || !r.GPUs[1].OK {
+	if r.Errors[gpu.ReasonImplausibleDelta] != 1 || r.GPUs[1].Joules != 0 || !r.GPUs[1].OK {
 		t.Fatalf("implausible step: errors %v, GPU %+v", r.Errors, r.GPUs[1])
 	}
 	sims[1].set(func(g *simGPU) { g.energyMJ += 3_000_000 })
@@ -245,7 +248,7 @@ func TestNVMLImplausibleDelta(t *testing.T) {
 func TestNVMLPowerIntegration(t *testing.T) {
 	srv, sims := newSim(t)
 	g := sims[0]
-	g.set(func(g *simGPU) { g.energyRet = nvml.ERROR_NOT_SUPPORTED; g.powerMW = 300_000 })
+	g.set(func(g *simGPU) { g.energyRet = gonvml.ERROR_NOT_SUPPORTED; g.powerMW = 300_000 })
 	b := openSim(t, srv)
 	steps := []struct {
 		at    time.Duration
@@ -263,7 +266,7 @@ func TestNVMLPowerIntegration(t *testing.T) {
 		r := mustSample(t, b, t0.Add(s.at))
 		wantNoErrors(t, r)
 		got := r.GPUs[0]
-		if got.Source != SourceNVMLPower || got.Method != MethodPowerIntegration || !got.OK {
+		if got.Source != gpu.SourceNVMLPower || got.Method != gpu.MethodPowerIntegration || !got.OK {
 			t.Fatalf("step %d: source %q method %q ok %v", i, got.Source, got.Method, got.OK)
 		}
 		if got.Joules != s.wantJ {
@@ -272,7 +275,7 @@ func TestNVMLPowerIntegration(t *testing.T) {
 		if got.PowerWatts != float64(s.mW)/1000 {
 			t.Fatalf("step %d: %v W", i, got.PowerWatts)
 		}
-		if r.GPUs[1].Source != SourceNVML {
+		if r.GPUs[1].Source != gpu.SourceNVML {
 			t.Fatalf("GPU 1 source %q", r.GPUs[1].Source)
 		}
 	}
@@ -284,7 +287,7 @@ func TestNVMLPowerIntegration(t *testing.T) {
 func TestNVMLMIG(t *testing.T) {
 	srv, sims := newSim(t)
 	g := sims[0]
-	if ret, _ := g.dev.SetMigMode(nvml.DEVICE_MIG_ENABLE); ret != nvml.SUCCESS {
+	if ret, _ := g.dev.SetMigMode(gonvml.DEVICE_MIG_ENABLE); ret != gonvml.SUCCESS {
 		t.Fatal(ret)
 	}
 	// Instances in slot order 0..2, GI ids deliberately unsorted.
@@ -294,28 +297,28 @@ func TestNVMLMIG(t *testing.T) {
 	for i := range gis {
 		gi, prof := gis[i], profiles[i]
 		migs[i] = &mock.Device{
-			GetGpuInstanceIdFunc:     func() (int, nvml.Return) { return gi, nvml.SUCCESS },
-			GetComputeInstanceIdFunc: func() (int, nvml.Return) { return 0, nvml.SUCCESS },
-			GetUUIDFunc:              func() (string, nvml.Return) { return fmt.Sprintf("MIG-%d", gi), nvml.SUCCESS },
-			GetNameFunc:              func() (string, nvml.Return) { return "NVIDIA H200 141GB HBM3e MIG " + prof, nvml.SUCCESS },
-			GetTotalEnergyConsumptionFunc: func() (uint64, nvml.Return) {
+			GetGpuInstanceIdFunc:     func() (int, gonvml.Return) { return gi, gonvml.SUCCESS },
+			GetComputeInstanceIdFunc: func() (int, gonvml.Return) { return 0, gonvml.SUCCESS },
+			GetUUIDFunc:              func() (string, gonvml.Return) { return fmt.Sprintf("MIG-%d", gi), gonvml.SUCCESS },
+			GetNameFunc:              func() (string, gonvml.Return) { return "NVIDIA H200 141GB HBM3e MIG " + prof, gonvml.SUCCESS },
+			GetTotalEnergyConsumptionFunc: func() (uint64, gonvml.Return) {
 				t.Error("energy read on a MIG handle")
-				return 0, nvml.ERROR_NOT_SUPPORTED
+				return 0, gonvml.ERROR_NOT_SUPPORTED
 			},
 		}
 	}
-	g.dev.GetMigDeviceHandleByIndexFunc = func(i int) (nvml.Device, nvml.Return) {
+	g.dev.GetMigDeviceHandleByIndexFunc = func(i int) (gonvml.Device, gonvml.Return) {
 		if i < len(migs) {
-			return migs[i], nvml.SUCCESS
+			return migs[i], gonvml.SUCCESS
 		}
-		return nil, nvml.ERROR_NOT_FOUND
+		return nil, gonvml.ERROR_NOT_FOUND
 	}
-	g.dev.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
+	g.dev.GetUtilizationRatesFunc = func() (gonvml.Utilization, gonvml.Return) {
 		t.Error("device utilisation read on a MIG-enabled GPU")
-		return nvml.Utilization{}, nvml.ERROR_NOT_SUPPORTED
+		return gonvml.Utilization{}, gonvml.ERROR_NOT_SUPPORTED
 	}
 	g.set(func(g *simGPU) {
-		g.procs = []nvml.ProcessInfo{
+		g.procs = []gonvml.ProcessInfo{
 			{Pid: 4242, UsedGpuMemory: 1 << 30, GpuInstanceId: 3, ComputeInstanceId: 0},
 			{Pid: 4343, UsedGpuMemory: 2 << 30, GpuInstanceId: 5, ComputeInstanceId: 0},
 		}
@@ -329,16 +332,19 @@ func TestNVMLMIG(t *testing.T) {
 		{GPUInstanceID: 3, ComputeInstanceID: 0, UUID: "MIG-3", Profile: "2g.35gb"},
 		{GPUInstanceID: 5, ComputeInstanceID: 0, UUID: "MIG-5", Profile: "1g.18gb"},
 	}
-	if got.MIGMode != MIGModeEnabled || fmt.Sprint(got.MIG) != fmt.Sprint(wantMIG) {
+	if got.MIGMode != gpu.MIGModeEnabled || fmt.Sprint(got.MIG) != fmt.Sprint(wantMIG) {
 		t.Fatalf("MIG %q %+v, want enabled %+v", got.MIGMode, got.MIG, wantMIG)
 	}
 	if got.SMUtil != -1 {
 		t.Fatalf("SMUtil %v on MIG GPU, want -1", got.SMUtil)
 	}
+	if got.MIGSlices != 7 {
+		t.Fatalf("MIGSlices %d on an H200, want 7 (from the driver's GPU instance profiles)", got.MIGSlices)
+	}
 	if len(got.Processes) != 2 || got.Processes[0].MIGGPUInstanceID != 3 || got.Processes[1].MIGGPUInstanceID != 5 {
 		t.Fatalf("processes %+v", got.Processes)
 	}
-	if r.GPUs[1].MIGMode != MIGModeDisabled || r.GPUs[1].MIG != nil {
+	if r.GPUs[1].MIGMode != gpu.MIGModeDisabled || r.GPUs[1].MIG != nil {
 		t.Fatalf("GPU 1 MIG %q %+v", r.GPUs[1].MIGMode, r.GPUs[1].MIG)
 	}
 
@@ -355,10 +361,48 @@ func TestNVMLMIG(t *testing.T) {
 	if r.GPUs[0].Joules != 2500 || sum != 8*2500 {
 		t.Fatalf("MIG GPU %v J, node %v J; want 2500 and 20000", r.GPUs[0].Joules, sum)
 	}
+	for _, s := range r.GPUs {
+		if s.Delta != 2_500_000 {
+			t.Fatalf("GPU %d: delta %d mJ, want 2500000", s.Index, s.Delta)
+		}
+	}
 	for i, m := range migs {
 		if n := len(m.GetTotalEnergyConsumptionCalls()); n != 0 {
 			t.Fatalf("MIG handle %d energy read %d times", i, n)
 		}
+	}
+}
+
+// TestNVMLMIGSlicesFromProfiles: the slice count is the largest GPU
+// instance profile the driver offers: 4 on an A30, 7 on an A100, H100,
+// H200 or B200 (none offers the 8-slice profile).
+func TestNVMLMIGSlicesFromProfiles(t *testing.T) {
+	for _, c := range []struct {
+		model string
+		max   int // largest supported GPU_INSTANCE_PROFILE_<n>_SLICE
+	}{{"NVIDIA A30", 4}, {"NVIDIA A100-SXM4-80GB", 7}, {"NVIDIA H100 80GB HBM3", 7}, {"NVIDIA H200", 7}, {"NVIDIA B200", 7}} {
+		t.Run(c.model, func(t *testing.T) {
+			srv, sims := newSim(t)
+			g := sims[0]
+			if ret, _ := g.dev.SetMigMode(gonvml.DEVICE_MIG_ENABLE); ret != gonvml.SUCCESS {
+				t.Fatal(ret)
+			}
+			slices := map[int]uint32{gonvml.GPU_INSTANCE_PROFILE_1_SLICE: 1, gonvml.GPU_INSTANCE_PROFILE_2_SLICE: 2,
+				gonvml.GPU_INSTANCE_PROFILE_3_SLICE: 3, gonvml.GPU_INSTANCE_PROFILE_4_SLICE: 4, gonvml.GPU_INSTANCE_PROFILE_7_SLICE: 7}
+			g.dev.GetGpuInstanceProfileInfoFunc = func(p int) (gonvml.GpuInstanceProfileInfo, gonvml.Return) {
+				n, ok := slices[p]
+				if !ok || int(n) > c.max {
+					return gonvml.GpuInstanceProfileInfo{}, gonvml.ERROR_NOT_SUPPORTED
+				}
+				return gonvml.GpuInstanceProfileInfo{Id: uint32(p), SliceCount: n}, gonvml.SUCCESS
+			}
+			g.dev.GetMigDeviceHandleByIndexFunc = func(int) (gonvml.Device, gonvml.Return) { return nil, gonvml.ERROR_NOT_FOUND }
+			g.dev.GetNameFunc = func() (string, gonvml.Return) { return c.model, gonvml.SUCCESS }
+			r := mustSample(t, openSim(t, srv), t0)
+			if got := r.GPUs[0]; got.MIGMode != gpu.MIGModeEnabled || got.MIGSlices != c.max {
+				t.Fatalf("MIG %s, %d slices; want enabled, %d", got.MIGMode, got.MIGSlices, c.max)
+			}
+		})
 	}
 }
 
@@ -371,13 +415,13 @@ func TestNVMLGPULost(t *testing.T) {
 	}
 	mustSample(t, b, t0.Add(5*time.Second))
 
-	sims[3].set(func(g *simGPU) { g.energyRet = nvml.ERROR_GPU_IS_LOST })
+	sims[3].set(func(g *simGPU) { g.energyRet = gonvml.ERROR_GPU_IS_LOST })
 	for _, s := range sims {
 		s.set(func(g *simGPU) { g.energyMJ += 1_000_000 })
 	}
 	for i := 2; i <= 3; i++ {
 		r := mustSample(t, b, t0.Add(time.Duration(i)*5*time.Second))
-		if r.Errors[ReasonGPULost] != 1 || len(r.Errors) != 1 {
+		if r.Errors[gpu.ReasonGPULost] != 1 || len(r.Errors) != 1 {
 			t.Fatalf("sample %d: errors %v, want gpu_lost=1", i, r.Errors)
 		}
 		lost := r.GPUs[3]
@@ -394,9 +438,9 @@ func TestNVMLGPULost(t *testing.T) {
 	}
 
 	// Back after a reset: the counter restarted from zero.
-	sims[3].set(func(g *simGPU) { g.energyRet = nvml.SUCCESS; g.energyMJ = 40_000 })
+	sims[3].set(func(g *simGPU) { g.energyRet = gonvml.SUCCESS; g.energyMJ = 40_000 })
 	r := mustSample(t, b, t0.Add(20*time.Second))
-	if r.Errors[ReasonCounterReset] != 1 || r.Errors[ReasonGPULost] != 0 {
+	if r.Errors[gpu.ReasonCounterReset] != 1 || r.Errors[gpu.ReasonGPULost] != 0 {
 		t.Fatalf("recovery errors %v", r.Errors)
 	}
 	if g := r.GPUs[3]; !g.OK || g.Joules != 1040 {
@@ -405,10 +449,10 @@ func TestNVMLGPULost(t *testing.T) {
 
 	// Every GPU lost: Sample fails but still reports the totals.
 	for _, s := range sims {
-		s.set(func(g *simGPU) { g.energyRet = nvml.ERROR_GPU_IS_LOST })
+		s.set(func(g *simGPU) { g.energyRet = gonvml.ERROR_GPU_IS_LOST })
 	}
 	r, err := b.Sample(context.Background(), t0.Add(25*time.Second))
-	if err == nil || r.Errors[ReasonGPULost] != 8 || len(r.GPUs) != 8 || r.GPUs[0].Joules != 2000 {
+	if err == nil || r.Errors[gpu.ReasonGPULost] != 8 || len(r.GPUs) != 8 || r.GPUs[0].Joules != 2000 {
 		t.Fatalf("all lost: err %v, errors %v, GPUs %d", err, r.Errors, len(r.GPUs))
 	}
 }
@@ -418,12 +462,12 @@ func TestNVMLProcesses(t *testing.T) {
 	g := sims[0]
 	g.set(func(g *simGPU) {
 		g.util = 77
-		g.procs = []nvml.ProcessInfo{
+		g.procs = []gonvml.ProcessInfo{
 			{Pid: 100, UsedGpuMemory: 1 << 30, GpuInstanceId: math.MaxUint32, ComputeInstanceId: math.MaxUint32},
 			{Pid: 200, UsedGpuMemory: math.MaxUint64, GpuInstanceId: math.MaxUint32, ComputeInstanceId: math.MaxUint32},
 			{Pid: 300, UsedGpuMemory: 4096, GpuInstanceId: math.MaxUint32, ComputeInstanceId: math.MaxUint32},
 		}
-		g.procUtil = []nvml.ProcessUtilizationSample{
+		g.procUtil = []gonvml.ProcessUtilizationSample{
 			{Pid: 100, TimeStamp: 1_000, SmUtil: 40},
 			{Pid: 100, TimeStamp: 2_000, SmUtil: 60},
 			{Pid: 200, TimeStamp: 1_500, SmUtil: 10},
@@ -453,7 +497,7 @@ func TestNVMLProcesses(t *testing.T) {
 		}
 	}
 	g.set(func(g *simGPU) {
-		g.procUtil = append(g.procUtil, nvml.ProcessUtilizationSample{Pid: 300, TimeStamp: 3_000, SmUtil: 25})
+		g.procUtil = append(g.procUtil, gonvml.ProcessUtilizationSample{Pid: 300, TimeStamp: 3_000, SmUtil: 25})
 	})
 	r = mustSample(t, b, t0.Add(10*time.Second))
 	if p := r.GPUs[0].Processes; p[0].SMUtil != -1 || p[2].SMUtil != 25 {
@@ -482,26 +526,26 @@ func TestNVMLMissingSymbols(t *testing.T) {
 	}
 	for _, s := range sims {
 		d := s.dev
-		d.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) {
+		d.GetTotalEnergyConsumptionFunc = func() (uint64, gonvml.Return) {
 			t.Error("missing symbol GetTotalEnergyConsumption called")
-			return 0, nvml.ERROR_FUNCTION_NOT_FOUND
+			return 0, gonvml.ERROR_FUNCTION_NOT_FOUND
 		}
-		d.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+		d.GetProcessUtilizationFunc = func(uint64) ([]gonvml.ProcessUtilizationSample, gonvml.Return) {
 			t.Error("missing symbol GetProcessUtilization called")
-			return nil, nvml.ERROR_FUNCTION_NOT_FOUND
+			return nil, gonvml.ERROR_FUNCTION_NOT_FOUND
 		}
-		d.GetMigModeFunc = func() (int, int, nvml.Return) {
+		d.GetMigModeFunc = func() (int, int, gonvml.Return) {
 			t.Error("missing symbol GetMigMode called")
-			return 0, 0, nvml.ERROR_FUNCTION_NOT_FOUND
+			return 0, 0, gonvml.ERROR_FUNCTION_NOT_FOUND
 		}
-		s.set(func(g *simGPU) { g.procs = []nvml.ProcessInfo{{Pid: 1, GpuInstanceId: math.MaxUint32}} })
+		s.set(func(g *simGPU) { g.procs = []gonvml.ProcessInfo{{Pid: 1, GpuInstanceId: math.MaxUint32}} })
 	}
 	b := openSim(t, srv)
 	mustSample(t, b, t0)
 	r := mustSample(t, b, t0.Add(time.Second))
 	wantNoErrors(t, r)
 	for _, g := range r.GPUs {
-		if g.Source != SourceNVMLPower || g.Joules != 100 || g.MIGMode != MIGModeUnsupported ||
+		if g.Source != gpu.SourceNVMLPower || g.Joules != 100 || g.MIGMode != gpu.MIGModeUnsupported ||
 			len(g.Processes) != 1 || g.Processes[0].SMUtil != -1 {
 			t.Fatalf("degraded GPU %+v", g)
 		}
@@ -512,11 +556,11 @@ func TestNVMLFunctionNotFoundAtRuntime(t *testing.T) {
 	srv, sims := newSim(t)
 	calls := 0
 	for _, s := range sims {
-		s.dev.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+		s.dev.GetProcessUtilizationFunc = func(uint64) ([]gonvml.ProcessUtilizationSample, gonvml.Return) {
 			calls++
-			return nil, nvml.ERROR_FUNCTION_NOT_FOUND
+			return nil, gonvml.ERROR_FUNCTION_NOT_FOUND
 		}
-		s.set(func(g *simGPU) { g.procs = []nvml.ProcessInfo{{Pid: 1, GpuInstanceId: math.MaxUint32}} })
+		s.set(func(g *simGPU) { g.procs = []gonvml.ProcessInfo{{Pid: 1, GpuInstanceId: math.MaxUint32}} })
 	}
 	b := openSim(t, srv)
 	for i := range 3 {
@@ -532,10 +576,10 @@ func TestNVMLSampleReturnsOnCancel(t *testing.T) {
 	b := openSim(t, srv)
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	sims[5].dev.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) {
+	sims[5].dev.GetTotalEnergyConsumptionFunc = func() (uint64, gonvml.Return) {
 		once.Do(func() { close(entered) })
 		<-release // a hung driver call
-		return 1_000_000, nvml.SUCCESS
+		return 1_000_000, gonvml.SUCCESS
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -553,7 +597,7 @@ func TestNVMLSampleReturnsOnCancel(t *testing.T) {
 	dctx, dcancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer dcancel()
 	r, err := b.Sample(dctx, t0)
-	if !errors.Is(err, context.DeadlineExceeded) || r.Errors[ReasonTimeout] != 1 {
+	if !errors.Is(err, context.DeadlineExceeded) || r.Errors[gpu.ReasonTimeout] != 1 {
 		t.Fatalf("Sample with deadline: %v %v", err, r.Errors)
 	}
 	close(release)
@@ -570,7 +614,7 @@ func TestNVMLClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Name() != NameNVML {
+	if b.Name() != gpu.NameNVML {
 		t.Fatalf("Name() = %q", b.Name())
 	}
 	if err := b.Close(); err != nil {
@@ -582,7 +626,42 @@ func TestNVMLClose(t *testing.T) {
 	if n := len(srv.ShutdownCalls()); n != 1 {
 		t.Fatalf("Shutdown called %d times", n)
 	}
-	if _, err := b.Sample(context.Background(), t0); !errors.Is(err, ErrClosed) {
+	if _, err := b.Sample(context.Background(), t0); !errors.Is(err, gpu.ErrClosed) {
 		t.Fatalf("Sample after Close: %v", err)
+	}
+}
+
+// t0 is the fake clock's start.
+var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+
+var (
+	mustSample   = sourcetest.MustSample
+	wantNoErrors = sourcetest.WantNoErrors
+)
+
+// TestNVMLPicksUpAGPUThatAppears: a GPU that NVML reports after start is
+// read within Rediscover samples, counting from its first read.
+func TestNVMLPicksUpAGPUThatAppears(t *testing.T) {
+	srv, sims := newSim(t)
+	late := srv.Devices[7]
+	srv.Devices = srv.Devices[:7]
+	b := openSim(t, srv)
+	if r := mustSample(t, b, t0); len(r.GPUs) != 7 {
+		t.Fatalf("%d GPUs at start, want 7", len(r.GPUs))
+	}
+	srv.Devices = append(srv.Devices, late)
+	var r Result
+	for n := 1; n <= Rediscover; n++ {
+		if r = mustSample(t, b, t0.Add(time.Duration(n)*time.Second)); len(r.GPUs) == 8 {
+			break
+		}
+	}
+	if len(r.GPUs) != 8 || r.GPUs[7].Index != 7 || !r.GPUs[7].OK {
+		t.Fatalf("the new GPU is not read within %d samples: %+v", Rediscover, r.GPUs)
+	}
+	sims[7].set(func(g *simGPU) { g.energyMJ += 123_456 })
+	r = mustSample(t, b, t0.Add(time.Duration(Rediscover+1)*time.Second))
+	if r.GPUs[7].Delta != 123_456 {
+		t.Fatalf("new GPU delta %d mJ, want 123456", r.GPUs[7].Delta)
 	}
 }
