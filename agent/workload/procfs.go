@@ -161,8 +161,8 @@ type procEntry struct {
 	// startCode and startStack are fields 26 and 28 of stat at the last
 	// scan (0 when hidden): an exec moves them.
 	startCode, startStack uint64
-	info     *ProcessInfo
-	gen      uint32
+	info                  *ProcessInfo
+	gen                   uint32
 	// owed is the CPU time, in ticks, of vanished descendants that scans
 	// already counted and that this process's cutime+cstime will repeat once
 	// it has reaped them; owedScans is how many scans it has been waiting.
