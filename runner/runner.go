@@ -297,7 +297,7 @@ func (m *Meter) Start(ctx context.Context, pid int) error {
 	}
 	m.prevEstJ = e.Joules
 
-	m.tree = newTree(m.opts.ProcfsRoot, m.scanner.ClockTicks(), pid)
+	m.tree = newTree(pid)
 	res, err := m.scanner.Scan()
 	if err != nil {
 		return fmt.Errorf("runner: process scan: %w", err)

@@ -169,3 +169,20 @@ func TestScanExecSameComm(t *testing.T) {
 		})
 	}
 }
+
+func TestParseStatChildrenAndAddresses(t *testing.T) {
+	st, ok := parseStat([]byte("42 (a) b) S 7 42 42 0 -1 4194560 0 0 0 0 11 4 30 2 20 0 1 0 999 0 0 0 123 456 789\n"))
+	if !ok || st.ppid != 7 || st.ticks != 15 || st.children != 32 || st.start != 999 || st.startCode != 123 || st.startStack != 789 {
+		t.Fatalf("%+v %v", st, ok)
+	}
+	// Fields after starttime are optional; a negative cutime counts as 0.
+	st, ok = parseStat([]byte("42 (x) S 7 42 42 0 -1 0 0 0 0 0 1 1 -3 2 20 0 1 0 5\n"))
+	if !ok || st.children != 2 || st.startStack != 0 {
+		t.Fatalf("%+v %v", st, ok)
+	}
+	for _, bad := range []string{"", "42 (x) S 7 42", "42 (x) S x 42 42 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5\n"} {
+		if _, ok := parseStat([]byte(bad)); ok {
+			t.Errorf("parsed %q", bad)
+		}
+	}
+}
