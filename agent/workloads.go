@@ -57,6 +57,10 @@ type Attribution struct {
 	Idle attribution.Totals
 	// Unattributed is active energy of processes in no workload, per component.
 	Unattributed attribution.Totals
+	// UnaccountedCPUSeconds is the node's busy CPU time (steal excluded)
+	// that no process or cgroup seen by the scans accounts for, since the
+	// agent started.
+	UnaccountedCPUSeconds float64
 	// FoldedKeys counts workloads folded into "other" by the cardinality cap.
 	FoldedKeys uint64
 	// FoldedJoules is the energy folded into "other", per component.
@@ -86,6 +90,7 @@ type workloadSource struct {
 	policy   attribution.Policy
 
 	scanner  *workload.Scanner
+	cpuAcct  *workload.CPUAccount
 	matcher  *workload.Matcher
 	resolver *workload.Resolver
 	pods     *workload.PodWatcher
@@ -104,6 +109,8 @@ type workloadSource struct {
 
 	attrCfg      AttributionConfig
 	podResSocket string
+
+	unaccountedCPU float64 // seconds since start
 
 	pidKeys map[int]attribution.Key // this tick's processes, for GPUs and inference targets
 	pidIdx  map[int]int             // this tick's PID → index in the scan, reused across ticks
@@ -135,6 +142,7 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 	if prev != nil {
 		// Same procfs, same node: keep the scan baselines and the pod watcher.
 		w.scanner, w.pods, w.lastTick = prev.scanner, prev.pods, prev.lastTick
+		w.cpuAcct, w.unaccountedCPU = prev.cpuAcct, prev.unaccountedCPU
 		if prev.podResSocket == cfg.Kubernetes.PodResourcesSocket {
 			w.podRes, w.podResSocket = prev.podRes, prev.podResSocket
 		}
@@ -154,6 +162,9 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 		} else {
 			logger.Info("kubelet pod-resources socket not found; GPUs are attributed by their processes", "socket", cfg.Kubernetes.PodResourcesSocket)
 		}
+	}
+	if w.cpuAcct == nil {
+		w.cpuAcct = workload.NewCPUAccount(opts.ProcfsRoot, workload.CgroupRoot(opts.SysfsRoot), w.scanner.ClockTicks())
 	}
 	w.resolver = workload.NewResolver(matcher, w.podLookup())
 	switch {
@@ -282,11 +293,16 @@ func (w *workloadSource) sample(ctx context.Context, now time.Time, e tickEnergy
 		record(SourceKubernetes, perr, nil, 0)
 	}
 
-	busy := e.busy
+	ct := w.cpuAcct.Tick(procs, keys)
+	w.unaccountedCPU += ct.UnaccountedSeconds
+	cpuShares := ct.Shares
+	busy := ct.Busy // steal excluded
+	if busy < 0 {
+		busy = e.busy
+	}
 	if busy < 0 {
 		busy = 1 // Unknown: treat all energy as active, split by CPU time.
 	}
-	cpuShares := workload.CPUShares(procs, keys)
 	var cpuAlloc []attribution.Share
 	if w.pods != nil && w.policy.Idle == attribution.IdleAllocation {
 		cpuAlloc = w.matcher.CPUAllocation(w.pods.Pods())
@@ -515,7 +531,7 @@ func (w *workloadSource) snapshot() Attribution {
 	locByKey, mktByKey := co2(loc), co2(mkt)
 	out := Attribution{
 		Policy: string(w.policy.Idle), Idle: es.Idle, Unattributed: es.Unattributed,
-		FoldedKeys: es.FoldedKeys, FoldedJoules: es.FoldedJoules,
+		FoldedKeys: es.FoldedKeys, FoldedJoules: es.FoldedJoules, UnaccountedCPUSeconds: w.unaccountedCPU,
 		Intensity: append([]Intensity(nil), w.intensity...),
 	}
 	if out.Policy == "" {

@@ -33,6 +33,7 @@ type Collector struct {
 	workloadCO2e   *prometheus.Desc
 	nodeIdle       *prometheus.Desc
 	unattributed   *prometheus.Desc
+	unaccountedCPU *prometheus.Desc
 	folded         *prometheus.Desc
 	foldedEnergy   *prometheus.Desc
 	attribution    *prometheus.Desc
@@ -83,6 +84,9 @@ func NewCollector(src Source) *Collector {
 		unattributed: prometheus.NewDesc("aiwatt_node_unattributed_energy_joules_total",
 			"Active energy of processes that belong to no workload (system daemons, kernel threads).",
 			[]string{"component"}, nil),
+		unaccountedCPU: prometheus.NewDesc("aiwatt_node_unaccounted_cpu_seconds_total",
+			"Busy CPU time of the node (steal excluded) that no scanned process or workload cgroup accounts for; its energy went to the workloads seen.",
+			nil, nil),
 		folded: prometheus.NewDesc("aiwatt_workloads_folded_total",
 			"Workloads folded into workload_type=\"other\" by the cardinality cap (attribution.max_workloads).",
 			nil, nil),
@@ -130,7 +134,7 @@ func NewCollector(src Source) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.cpuEnergy, c.gpuEnergy, c.gpuPower, c.gpuPowerLimit, c.gpuInfo,
-		c.workloadEnergy, c.workloadCO2e, c.nodeIdle, c.unattributed, c.folded, c.foldedEnergy, c.attribution,
+		c.workloadEnergy, c.workloadCO2e, c.nodeIdle, c.unattributed, c.unaccountedCPU, c.folded, c.foldedEnergy, c.attribution,
 		c.requests, c.inputTokens, c.outputTokens, c.intensity, c.intensityAge, c.sourceUp, c.sourceErrors, c.sampleDuration,
 		c.samples, c.lastSample, c.reloadOK, c.reloadTime} {
 		ch <- d
@@ -212,6 +216,7 @@ func (c *Collector) collectAttribution(ch chan<- prometheus.Metric, s *agent.Sna
 		ch <- prometheus.MustNewConstMetric(c.unattributed, prometheus.CounterValue, at.Unattributed[comp], name)
 		ch <- prometheus.MustNewConstMetric(c.foldedEnergy, prometheus.CounterValue, at.FoldedJoules[comp], name)
 	}
+	ch <- prometheus.MustNewConstMetric(c.unaccountedCPU, prometheus.CounterValue, at.UnaccountedCPUSeconds)
 	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.CounterValue, float64(at.FoldedKeys))
 	hasCO2e := len(at.Intensity) > 0
 	for _, w := range at.Workloads {

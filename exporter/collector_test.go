@@ -48,10 +48,11 @@ func testSnapshot() *agent.Snapshot {
 				Joules:       attribution.Totals{100, 10, 900},
 				CO2eLocation: 0.25, CO2eMarket: 0.1, HasMarket: true,
 			}},
-			Idle:         attribution.Totals{50, 5, 20},
-			Unattributed: attribution.Totals{7, 1, 0},
-			FoldedKeys:   2,
-			FoldedJoules: attribution.Totals{3, 0, 0},
+			Idle:                  attribution.Totals{50, 5, 20},
+			Unattributed:          attribution.Totals{7, 1, 0},
+			FoldedKeys:            2,
+			FoldedJoules:          attribution.Totals{3, 0, 0},
+			UnaccountedCPUSeconds: 1.5,
 			Intensity: []agent.Intensity{
 				{Zone: "DE", Provider: "static", Basis: "location", GramsPerKWh: 362.92, ValidFrom: time.Unix(1764331200-3600, 0)},
 			},
@@ -109,6 +110,9 @@ aiwatt_node_idle_energy_joules_total{component="gpu"} 20
 aiwatt_node_unattributed_energy_joules_total{component="cpu"} 7
 aiwatt_node_unattributed_energy_joules_total{component="dram"} 1
 aiwatt_node_unattributed_energy_joules_total{component="gpu"} 0
+# HELP aiwatt_node_unaccounted_cpu_seconds_total Busy CPU time of the node (steal excluded) that no scanned process or workload cgroup accounts for; its energy went to the workloads seen.
+# TYPE aiwatt_node_unaccounted_cpu_seconds_total counter
+aiwatt_node_unaccounted_cpu_seconds_total 1.5
 # HELP aiwatt_sample_duration_seconds How long the source's last sample took.
 # TYPE aiwatt_sample_duration_seconds gauge
 aiwatt_sample_duration_seconds{source="cpu_model",target=""} 0.00025

@@ -169,6 +169,8 @@ type Meter struct {
 	start     time.Time
 	last      time.Time
 	cpuMethod string
+	prevNode  workload.NodeCPU // for the busy share, steal excluded
+	hasNode   bool
 	prevUJ    []uint64
 	prevEstJ  float64
 	gpus      map[string]*gpuState
@@ -296,6 +298,8 @@ func (m *Meter) Start(ctx context.Context, pid int) error {
 		return fmt.Errorf("runner: %w", err)
 	}
 	m.prevEstJ = e.Joules
+	m.prevNode, err = workload.ReadNodeCPU(m.opts.ProcfsRoot, m.scanner.ClockTicks())
+	m.hasNode = err == nil
 
 	m.tree = newTree(pid)
 	res, err := m.scanner.Scan()
@@ -368,6 +372,12 @@ func (m *Meter) Tick(ctx context.Context) (Progress, error) {
 	if m.cpuMethod == MethodEstimate && err == nil {
 		cpuJ = max(e.Joules-m.prevEstJ, 0)
 		m.prevEstJ = e.Joules
+	}
+	if node, err := workload.ReadNodeCPU(m.opts.ProcfsRoot, m.scanner.ClockTicks()); err == nil {
+		if b := workload.BusyShare(m.prevNode, node); m.hasNode && b >= 0 {
+			busy = b // the same busy share as the agent's: steal is neither busy nor idle
+		}
+		m.prevNode, m.hasNode = node, true
 	}
 
 	var tt treeTick

@@ -102,6 +102,16 @@ func NewCPUAccount(procRoot, cgroupRoot string, clockTicks int) *CPUAccount {
 	}
 }
 
+// CgroupRoot is the cgroup file system under a sysfs root (--path.sysfs):
+// <sysfs>/fs/cgroup, where the v2 hierarchy or the v1 controllers are
+// mounted.
+func CgroupRoot(sysfsRoot string) string {
+	if sysfsRoot == "" {
+		sysfsRoot = "/sys"
+	}
+	return filepath.Join(sysfsRoot, "fs", "cgroup")
+}
+
 // Cgroups returns how many workload cgroups the account remembers.
 func (a *CPUAccount) Cgroups() int { return len(a.cgroups) }
 
