@@ -294,4 +294,3 @@ func TestMeterZoneAndStartErrors(t *testing.T) {
 		t.Fatal("negative budget accepted")
 	}
 }
-
