@@ -326,106 +326,30 @@ func (w *workloadSource) gpuDevices(ctx context.Context, gpus []gpuTick, record 
 	if len(gpus) == 0 {
 		return nil
 	}
-	byUUID := map[string][]workload.DeviceAllocation{}
-	byMIG := map[string]workload.DeviceAllocation{}
-	byIndex := map[int][]workload.DeviceAllocation{}
+	var allocs []workload.DeviceAllocation
 	if w.podRes != nil {
 		start := time.Now()
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		allocs, err := w.podRes.List(lctx, "nvidia.com/")
+		var err error
+		allocs, err = w.podRes.List(lctx, "nvidia.com/")
 		cancel()
 		var reasons map[string]uint64
 		if err != nil {
 			reasons = map[string]uint64{"read_error": 1}
 		}
 		record(SourcePodResources, err, reasons, time.Since(start))
-		for _, a := range allocs {
-			switch {
-			case a.Device.MIGUUID != "":
-				byMIG[a.Device.MIGUUID] = a
-			case a.Device.UUID != "":
-				byUUID[a.Device.UUID] = append(byUUID[a.Device.UUID], a)
-			case a.Device.Index >= 0:
-				byIndex[a.Device.Index] = append(byIndex[a.Device.Index], a)
-			}
-		}
+	}
+	ix := workload.IndexGPUAllocations(allocs)
+	claimer := workload.GPUClaimer{
+		KeyOf:    func(pid int) attribution.Key { return w.pidKeys[pid] }, // A PID not in the scan belongs to no workload.
+		AllocKey: w.allocKey,
+		PodKey:   w.podRefKey,
 	}
 	out := make([]attribution.Device, 0, len(gpus))
 	for _, g := range gpus {
-		s := g.sample
-		d := attribution.Device{ID: s.UUID, Component: attribution.GPU, Joules: g.joules}
-		allocs := append(append([]workload.DeviceAllocation(nil), byUUID[s.UUID]...), byIndex[s.Index]...)
-		switch {
-		case len(s.MIG) > 0 && s.MIGMode == dcgm.MIGModeEnabled:
-			d.Busy = busyOf(s)
-			for _, inst := range s.MIG {
-				mi := attribution.MIGInstance{Profile: inst.Profile}
-				if a, ok := byMIG[inst.UUID]; ok && inst.UUID != "" {
-					k := w.allocKey(a)
-					mi.Holder = &k
-				} else {
-					mi.Activity = w.processShares(s.Processes, inst.GPUInstanceID)
-				}
-				d.MIG = append(d.MIG, mi)
-			}
-		case len(allocs) == 1 && !allocs[0].Device.Shared:
-			k := w.allocKey(allocs[0])
-			d.Holder = &k
-		case len(allocs) == 0 && len(s.Pods) == 1 && len(s.Processes) == 0:
-			k := w.podRefKey(s.Pods[0])
-			d.Holder = &k
-		default:
-			d.Busy = busyOf(s)
-			d.Activity = w.processShares(s.Processes, -1)
-			for _, a := range allocs {
-				d.Allocation = append(d.Allocation, attribution.Share{Key: w.allocKey(a), Weight: 1})
-			}
-			if len(d.Activity) == 0 && len(s.Pods) > 1 {
-				// dcgm-exporter names the pods but not their processes: split evenly.
-				for _, p := range s.Pods {
-					d.Activity = append(d.Activity, attribution.Share{Key: w.podRefKey(p), Weight: 1})
-				}
-			}
-		}
+		d, _ := claimer.Claim(&g.sample, &ix)
+		d.Joules = g.joules
 		out = append(out, d)
-	}
-	return out
-}
-
-// busyOf is a GPU's busy share: its SM utilisation, or, when unknown, 1
-// while processes run on it and 0 otherwise.
-func busyOf(s dcgm.GPUSample) float64 {
-	if s.SMUtil >= 0 {
-		return s.SMUtil / 100
-	}
-	if len(s.Processes) > 0 || len(s.Pods) > 0 {
-		return 1
-	}
-	return 0
-}
-
-// processShares sums the SM utilisation of a GPU's processes by workload
-// (only those in MIG GPU instance gi, unless gi is -1). A process whose
-// utilisation is unknown weighs 1.
-func (w *workloadSource) processShares(procs []dcgm.Process, gi int) []attribution.Share {
-	var out []attribution.Share
-	idx := map[attribution.Key]int{}
-	for _, p := range procs {
-		if gi >= 0 && p.MIGGPUInstanceID != gi {
-			continue
-		}
-		k := w.pidKeys[int(p.PID)] // A PID not in the scan belongs to no workload.
-		weight := p.SMUtil
-		if weight < 0 {
-			weight = 1
-		}
-		j, ok := idx[k]
-		if !ok {
-			j = len(out)
-			idx[k] = j
-			out = append(out, attribution.Share{Key: k})
-		}
-		out[j].Weight += weight
 	}
 	return out
 }
