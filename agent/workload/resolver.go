@@ -76,26 +76,6 @@ func (r *Resolver) key(info *ProcessInfo) attribution.Key {
 	return e.key
 }
 
-// CPUShares sums the CPU time of each workload since the previous scan:
-// the activity shares of a CPU device. keys[i] is the workload of procs[i]
-// (from Resolve); processes in no workload sum under the zero Key. Shares
-// come in order of first appearance.
-func CPUShares(procs []Process, keys []attribution.Key) []attribution.Share {
-	idx := make(map[attribution.Key]int, 64)
-	var out []attribution.Share
-	for i := range procs {
-		k := keys[i]
-		j, ok := idx[k]
-		if !ok {
-			j = len(out)
-			idx[k] = j
-			out = append(out, attribution.Share{Key: k})
-		}
-		out[j].Weight += procs[i].DeltaCPUSeconds
-	}
-	return out
-}
-
 // CPUAllocation returns the CPU requests of the regular containers of
 // pods, in cores, as allocation weights for the idle policy "allocation".
 func (m *Matcher) CPUAllocation(pods []*PodMeta) []attribution.Share {
