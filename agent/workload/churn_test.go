@@ -186,3 +186,36 @@ func TestParseStatChildrenAndAddresses(t *testing.T) {
 		}
 	}
 }
+
+// Without Slurm's cgroup plugins the job comes from the process's
+// environment; a job named by the cgroup path wins, and containers are
+// never read.
+func TestScanSlurmFromEnviron(t *testing.T) {
+	root := t.TempDir()
+	setUptime(t, root, 1000)
+	env := joinArgs([]string{"PATH=/usr/bin", "SLURM_JOB_ID=7781", "SLURM_STEP_ID=0", "SLURM_JOB_USER=alice"})
+	churnProc(t, root, statFields{pid: 10, ppid: 1, comm: "python", start: 100, startStack: fixtureStack}, "0::/user.slice/user-1000.slice/session-4.scope", "python", "train.py")
+	writeFile(t, filepath.Join(root, "10", "environ"), env)
+	churnProc(t, root, statFields{pid: 11, ppid: 1, comm: "python", start: 100, startStack: fixtureStack}, "0::/slurm/uid_1000/job_12/step_0/task_0", "python", "eval.py")
+	writeFile(t, filepath.Join(root, "11", "environ"), env)
+	churnProc(t, root, statFields{pid: 12, ppid: 1, comm: "python", start: 100, startStack: fixtureStack}, "0::/system.slice/docker-"+cgContainer+".scope", "python", "x.py")
+	writeFile(t, filepath.Join(root, "12", "environ"), env)
+	churnProc(t, root, statFields{pid: 13, ppid: 1, comm: "python", start: 100, startStack: fixtureStack}, "0::/user.slice", "python", "y.py")
+
+	rules := Rules{Rules: []Rule{{Match: RuleMatch{SlurmJob: "*"}, Labels: RuleLabels{Project: "hpc", ModelID: "job-{{slurm_job}}-{{slurm_user}}"}}}}
+	m, err := rules.Compile(CompileOptions{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := scanPIDs(t, NewScanner(root, ScannerOptions{ClockTicks: 100}))
+	want := map[int]string{10: "job-7781-alice", 11: "job-12-", 12: "", 13: ""}
+	for pid, model := range want {
+		k, _ := m.Match(got[pid].Info)
+		if k.ModelID != model {
+			t.Errorf("PID %d: model_id %q, want %q (info %+v)", pid, k.ModelID, model, got[pid].Info)
+		}
+	}
+	if i := got[10].Info; !i.SlurmFromEnviron || i.Cgroup.SlurmStep != "0" || got[11].Info.SlurmFromEnviron {
+		t.Errorf("environ flags: %+v / %+v", i, got[11].Info)
+	}
+}

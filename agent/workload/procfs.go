@@ -82,8 +82,17 @@ type ProcessInfo struct {
 	Cmdline string
 	// UID is the effective user ID from /proc/PID/status; -1 when unknown.
 	UID int
-	// Cgroup is what /proc/PID/cgroup says.
+	// Cgroup is what /proc/PID/cgroup says. When the path names no Slurm
+	// job and no container, SlurmJob and SlurmStep come from the process's
+	// environment instead (SLURM_JOB_ID, SLURM_STEP_ID), for nodes without
+	// Slurm's cgroup plugins; SlurmFromEnviron says so.
 	Cgroup Cgroup
+	// SlurmUser is the Slurm job's user (SLURM_JOB_USER) when the job came
+	// from the environment.
+	SlurmUser string
+	// SlurmFromEnviron is set when the Slurm job was read from
+	// /proc/PID/environ.
+	SlurmFromEnviron bool
 }
 
 // ScanResult is the outcome of one scan.
@@ -428,7 +437,44 @@ func (s *Scanner) readInfo(rootfd, pid int, comm []byte) (*ProcessInfo, error) {
 		return nil, err
 	}
 	info.UID = statusUID(b)
+	if info.Cgroup.SlurmJob == "" && info.Cgroup.ContainerID == "" && info.Cgroup.PodUID == "" && info.Cmdline != "" {
+		// Readable by the process's owner and root only; an error leaves
+		// the job unknown.
+		if b, err := s.readAt(rootfd, s.path(pid, "environ"), s.bigBuf, true); err == nil {
+			job, step, user := slurmEnviron(b)
+			if job != "" {
+				info.Cgroup.SlurmJob, info.Cgroup.SlurmStep, info.SlurmUser, info.SlurmFromEnviron = job, step, user, true
+			}
+		}
+	}
 	return info, nil
+}
+
+// slurmEnviron returns SLURM_JOB_ID (digits only), SLURM_STEP_ID and
+// SLURM_JOB_USER from the NUL-separated /proc/PID/environ.
+func slurmEnviron(b []byte) (job, step, user string) {
+	for len(b) > 0 {
+		var kv []byte
+		kv, b, _ = bytes.Cut(b, []byte{0})
+		if !bytes.HasPrefix(kv, []byte("SLURM_")) {
+			continue
+		}
+		k, v, _ := bytes.Cut(kv, []byte{'='})
+		switch string(k) {
+		case "SLURM_JOB_ID":
+			if isDigits(string(v)) {
+				job = string(v)
+			}
+		case "SLURM_STEP_ID":
+			step = string(v)
+		case "SLURM_JOB_USER":
+			user = string(v)
+		}
+	}
+	if job == "" {
+		return "", "", ""
+	}
+	return job, step, user
 }
 
 // cmdlineText turns /proc/PID/cmdline into a command line in place: NUL
