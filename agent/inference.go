@@ -2,10 +2,8 @@ package agent
 
 import (
 	"context"
-	"net"
-	"net/url"
+	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,9 +14,10 @@ import (
 
 // Inference counter kinds.
 const (
-	InferenceRequests     = "requests"
-	InferenceInputTokens  = "input_tokens"
-	InferenceOutputTokens = "output_tokens"
+	InferenceRequests     = scrape.KindRequests
+	InferenceInputTokens  = scrape.KindInputTokens
+	InferenceOutputTokens = scrape.KindOutputTokens
+	InferenceInferences   = scrape.KindInferences
 )
 
 // SourceScrape is the source label of inference-server targets.
@@ -36,25 +35,18 @@ type InferenceCounter struct {
 	Key attribution.Key
 	// Server is the server type (vllm, tgi, …).
 	Server string
-	// Kind is requests, input_tokens or output_tokens.
+	// Kind is requests, input_tokens, output_tokens or inferences.
 	Kind string
 	// FinishedReason is the reason of finished requests (requests only).
 	FinishedReason string
 	// Value is the monotonic total kept by the agent.
 	Value float64
+	// Unattributed marks counts dropped because their target's workload
+	// could not be resolved (Key is zero; Reason says why).
+	Unattributed bool
+	// Reason is why an Unattributed count was dropped.
+	Reason string
 }
-
-type inferSeries struct {
-	key                  attribution.Key
-	server, kind, reason string
-}
-
-type inferValue struct {
-	v    float64
-	seen time.Time
-}
-
-type prevKey struct{ target, model, kind, reason string }
 
 // inferenceSource scrapes inference servers and keeps the agent's own
 // monotonic totals per workload, so a server restart or a target that moves
@@ -65,27 +57,25 @@ type inferenceSource struct {
 	retention time.Duration
 	procRoot  string
 	scraper   *scrape.Scraper
-	prev      map[prevKey]float64
 	prevErrs  map[string]map[string]uint64
-	totals    map[inferSeries]*inferValue
-	ports     map[int]portPIDs
+	ledger    *scrape.Ledger[attribution.Key]
+	owners    *scrape.PortOwners
 }
 
-type portPIDs struct {
-	pids []int
-	at   time.Time
-}
-
-func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource) *inferenceSource {
+func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource, logger *slog.Logger) *inferenceSource {
 	s := &inferenceSource{
 		cfg: cfg.Inference, interval: opts.Interval, retention: cfg.Attribution.Retention, procRoot: opts.ProcfsRoot,
-		prev: map[prevKey]float64{}, prevErrs: map[string]map[string]uint64{}, totals: map[inferSeries]*inferValue{},
-		ports: map[int]portPIDs{},
+		prevErrs: map[string]map[string]uint64{},
 	}
 	if prev != nil {
-		s.scraper, s.prev, s.prevErrs, s.totals = prev.scraper, prev.prev, prev.prevErrs, prev.totals
+		s.scraper, s.prevErrs, s.ledger, s.owners = prev.scraper, prev.prevErrs, prev.ledger, prev.owners
 	} else {
-		s.scraper = scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt"})
+		s.scraper = scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt", Retention: cfg.Attribution.Retention})
+		// Counts of a target whose workload is unknown wait three ticks
+		// (at least 15 s) for it to be resolved.
+		s.ledger = scrape.NewLedger[attribution.Key](scrape.LedgerOptions{Retention: cfg.Attribution.Retention,
+			Hold: max(3*opts.Interval, 15*time.Second), Logger: logger})
+		s.owners = scrape.NewPortOwners(opts.ProcfsRoot)
 	}
 	return s
 }
@@ -102,20 +92,20 @@ func (s *inferenceSource) sample(ctx context.Context, now time.Time, w *workload
 			s.add(now, r, record)
 		}
 	}
-	for k, v := range s.totals {
-		if now.Sub(v.seen) > s.retention {
-			delete(s.totals, k)
-		}
+	s.ledger.Expire(now)
+	series, lost := s.ledger.Series(), s.ledger.Unattributed()
+	out := make([]InferenceCounter, 0, len(series)+len(lost))
+	for _, v := range series {
+		out = append(out, InferenceCounter{Key: v.Key, Server: v.Server, Kind: v.Kind, FinishedReason: v.Reason, Value: v.Value})
 	}
-	out := make([]InferenceCounter, 0, len(s.totals))
-	for k, v := range s.totals {
-		out = append(out, InferenceCounter{Key: k.key, Server: k.server, Kind: k.kind, FinishedReason: k.reason, Value: v.v})
+	for _, v := range lost {
+		out = append(out, InferenceCounter{Server: v.Server, Kind: v.Kind, Value: v.Value, Unattributed: true, Reason: v.Reason})
 	}
 	slices.SortFunc(out, func(a, b InferenceCounter) int {
 		if c := a.Key.Compare(b.Key); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Server+"\x00"+a.Kind+"\x00"+a.FinishedReason, b.Server+"\x00"+b.Kind+"\x00"+b.FinishedReason)
+		return strings.Compare(a.Server+"\x00"+a.Kind+"\x00"+a.FinishedReason+"\x00"+a.Reason, b.Server+"\x00"+b.Kind+"\x00"+b.FinishedReason+"\x00"+b.Reason)
 	})
 	return out
 }
@@ -133,35 +123,7 @@ func (s *inferenceSource) add(now time.Time, r scrape.Result, record func(string
 	s.prevErrs[id] = r.Errors
 	record(SourceScrape, id, r.Err, reasons, r.Duration)
 	key, _ := r.Target.Workload.(attribution.Key)
-	server := string(r.Server)
-	bump := func(model, kind, reason string, v float64) {
-		pk := prevKey{id, model, kind, reason}
-		p, ok := s.prev[pk]
-		d := v
-		if ok && v >= p {
-			d = v - p
-		}
-		s.prev[pk] = v
-		sk := inferSeries{key: key, server: server, kind: kind, reason: reason}
-		cur := s.totals[sk]
-		if cur == nil {
-			cur = &inferValue{}
-			s.totals[sk] = cur
-		}
-		cur.v += d
-		cur.seen = now
-	}
-	for _, m := range r.Models {
-		for reason, v := range m.Requests {
-			bump(m.Model, InferenceRequests, reason, v)
-		}
-		if m.HasInputTokens {
-			bump(m.Model, InferenceInputTokens, "", m.InputTokens)
-		}
-		if m.HasOutputTokens {
-			bump(m.Model, InferenceOutputTokens, "", m.OutputTokens)
-		}
-	}
+	s.ledger.Add(now, r, key, !key.IsZero()) // an unknown workload is held, never exported empty
 }
 
 // targets lists this tick's targets: the static ones and the pods on this
@@ -230,28 +192,26 @@ func (s *inferenceSource) staticKey(now time.Time, tc scrape.TargetConfig, t scr
 		}
 		return attribution.Key{Namespace: h.Namespace, Pod: h.Pod}
 	case h.PID > 0:
-		return w.pidKeys[h.PID]
+		k, _ := w.owners.PID(h.PID)
+		return k
+	case h.Rule != "":
+		k, _ := w.owners.Rule(h.Rule)
+		return k
+	case h.SystemdUnit != "":
+		k, _ := w.owners.Unit(h.SystemdUnit)
+		return k
 	}
 	port := h.Port
 	if port == 0 {
-		if u, err := url.Parse(t.URL); err == nil {
-			if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
-				port, _ = strconv.Atoi(u.Port())
-			}
-		}
+		port = scrape.LocalPort(t.URL)
 	}
 	if port == 0 {
 		return attribution.Key{}
 	}
-	// Walking every process's fds is dear: look a port up once a minute.
-	pp, ok := s.ports[port]
-	if !ok || now.Sub(pp.at) > time.Minute {
-		pids, _ := scrape.ListeningPIDs(s.procRoot, port)
-		pp = portPIDs{pids: pids, at: now}
-		s.ports[port] = pp
-	}
-	for _, pid := range pp.pids {
-		if k, ok := w.pidKeys[pid]; ok {
+	// The owner is looked up again when the cached one is gone or was
+	// never found (a restart, a late start), and once a minute otherwise.
+	for _, pid := range s.owners.Owners(now, port, w.owners.Alive) {
+		if k, ok := w.owners.PID(pid); ok && !k.IsZero() {
 			return k
 		}
 	}

@@ -112,7 +112,8 @@ type workloadSource struct {
 
 	unaccountedCPU float64 // seconds since start
 
-	pidKeys map[int]attribution.Key // this tick's processes, for GPUs and inference targets
+	pidKeys map[int]attribution.Key // this tick's processes, for GPUs
+	owners  *workload.Owners        // this tick's processes, for inference targets
 	pidIdx  map[int]int             // this tick's PID → index in the scan, reused across ticks
 	scaled  []attribution.Result
 }
@@ -285,6 +286,7 @@ func (w *workloadSource) sample(ctx context.Context, now time.Time, e tickEnergy
 	for i := range procs {
 		w.pidKeys[procs[i].PID] = keys[i]
 	}
+	w.owners = w.resolver.Owners(procs, keys)
 	if w.pods != nil {
 		var perr error
 		if !w.pods.Synced() {
@@ -485,7 +487,7 @@ func (a *Agent) applyWorkloads(cfg *Config) error {
 		prev.close()
 	}
 	a.work = w
-	a.infer = newInferenceSource(a.opts, cfg, a.infer)
+	a.infer = newInferenceSource(a.opts, cfg, a.infer, a.logger)
 	return nil
 }
 

@@ -40,6 +40,8 @@ type Collector struct {
 	requests       *prometheus.Desc
 	inputTokens    *prometheus.Desc
 	outputTokens   *prometheus.Desc
+	inferences     *prometheus.Desc
+	inferLost      *prometheus.Desc
 	intensity      *prometheus.Desc
 	intensityAge   *prometheus.Desc
 	sourceUp       *prometheus.Desc
@@ -105,6 +107,12 @@ func NewCollector(src Source) *Collector {
 		outputTokens: prometheus.NewDesc("aiwatt_inference_output_tokens_total",
 			"Generated (output) tokens of a workload's inference server.",
 			append(append([]string(nil), workloadLabels...), "server"), nil),
+		inferences: prometheus.NewDesc("aiwatt_inference_inferences_total",
+			"Inferences of a workload's inference server, batch items counted one by one (Triton's nv_inference_count): energy per inference for batched models.",
+			append(workloadLabels, "server"), nil),
+		inferLost: prometheus.NewDesc("aiwatt_inference_unattributed_total",
+			"Inference counts not exported under any workload because the target's workload could not be resolved, by counter (requests, input_tokens, output_tokens, inferences) and reason.",
+			[]string{"server", "counter", "reason"}, nil),
 		intensity: prometheus.NewDesc("aiwatt_grid_carbon_intensity_grams_per_kwh",
 			"Grid carbon intensity applied to the last sample (time-weighted over it).",
 			[]string{"zone", "provider", "basis"}, nil),
@@ -135,7 +143,7 @@ func NewCollector(src Source) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.cpuEnergy, c.gpuEnergy, c.gpuPower, c.gpuPowerLimit, c.gpuInfo,
 		c.workloadEnergy, c.workloadCO2e, c.nodeIdle, c.unattributed, c.unaccountedCPU, c.folded, c.foldedEnergy, c.attribution,
-		c.requests, c.inputTokens, c.outputTokens, c.intensity, c.intensityAge, c.sourceUp, c.sourceErrors, c.sampleDuration,
+		c.requests, c.inputTokens, c.outputTokens, c.inferences, c.inferLost, c.intensity, c.intensityAge, c.sourceUp, c.sourceErrors, c.sampleDuration,
 		c.samples, c.lastSample, c.reloadOK, c.reloadTime} {
 		ch <- d
 	}
@@ -231,6 +239,10 @@ func (c *Collector) collectAttribution(ch chan<- prometheus.Metric, s *agent.Sna
 		}
 	}
 	for _, in := range s.Inference {
+		if in.Unattributed {
+			ch <- prometheus.MustNewConstMetric(c.inferLost, prometheus.CounterValue, in.Value, in.Server, in.Kind, in.Reason)
+			continue
+		}
 		switch in.Kind {
 		case agent.InferenceRequests:
 			ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, in.Value, keyLabels(in.Key, in.Server, in.FinishedReason)...)
@@ -238,6 +250,8 @@ func (c *Collector) collectAttribution(ch chan<- prometheus.Metric, s *agent.Sna
 			ch <- prometheus.MustNewConstMetric(c.inputTokens, prometheus.CounterValue, in.Value, keyLabels(in.Key, in.Server)...)
 		case agent.InferenceOutputTokens:
 			ch <- prometheus.MustNewConstMetric(c.outputTokens, prometheus.CounterValue, in.Value, keyLabels(in.Key, in.Server)...)
+		case agent.InferenceInferences:
+			ch <- prometheus.MustNewConstMetric(c.inferences, prometheus.CounterValue, in.Value, keyLabels(in.Key, in.Server)...)
 		}
 	}
 	for _, i := range at.Intensity {

@@ -102,3 +102,72 @@ func (m *Matcher) AllocationKey(a DeviceAllocation, pod *PodMeta) attribution.Ke
 	}
 	return m.PodKey(pod, a.Container)
 }
+
+// Owners indexes the processes of one scan by what an inference target can
+// be tied to: a PID, the rule that named the process (by the rule's name),
+// or the systemd unit it runs in. A rule or unit with several processes
+// gives the workload of the one with the lowest PID.
+type Owners struct {
+	byPID  map[int]attribution.Key
+	byRule map[string]attribution.Key
+	byUnit map[string]attribution.Key
+}
+
+// Owners builds the index of one scan; keys[i] is the workload of procs[i]
+// after inheritance. Call it after Resolve with the same processes.
+func (r *Resolver) Owners(procs []Process, keys []attribution.Key) *Owners {
+	o := &Owners{byPID: make(map[int]attribution.Key, len(procs)), byRule: map[string]attribution.Key{}, byUnit: map[string]attribution.Key{}}
+	for i := range procs {
+		p, k := &procs[i], keys[i]
+		o.byPID[p.PID] = k
+		if k.IsZero() {
+			continue
+		}
+		if e := r.cache[p.Info]; e != nil && e.rule >= 0 && e.rule < len(r.matcher.rules) {
+			if name := r.matcher.rules[e.rule].name; name != "" {
+				if _, ok := o.byRule[name]; !ok {
+					o.byRule[name] = k
+				}
+			}
+		}
+		if u := p.Info.Cgroup.SystemdUnit; u != "" {
+			if _, ok := o.byUnit[u]; !ok {
+				o.byUnit[u] = k
+			}
+		}
+	}
+	return o
+}
+
+// PID returns the workload of a running process; ok is false when the PID
+// is not in the scan.
+func (o *Owners) PID(pid int) (attribution.Key, bool) {
+	if o == nil {
+		return attribution.Key{}, false
+	}
+	k, ok := o.byPID[pid]
+	return k, ok
+}
+
+// Alive reports whether a PID is in the scan.
+func (o *Owners) Alive(pid int) bool { _, ok := o.PID(pid); return ok }
+
+// Rule returns the workload of the processes named by the rule called
+// name, if one runs.
+func (o *Owners) Rule(name string) (attribution.Key, bool) {
+	if o == nil {
+		return attribution.Key{}, false
+	}
+	k, ok := o.byRule[name]
+	return k, ok
+}
+
+// Unit returns the workload of the processes of a systemd unit, if one
+// runs and belongs to a workload.
+func (o *Owners) Unit(unit string) (attribution.Key, bool) {
+	if o == nil {
+		return attribution.Key{}, false
+	}
+	k, ok := o.byUnit[unit]
+	return k, ok
+}
