@@ -136,6 +136,17 @@ workloads:
 	for _, w := range snap.Attribution.Workloads {
 		joules[w.Key.WorkloadType] = w.Joules[attribution.CPU]
 	}
+	// Conservation: workloads + idle + unattributed = the 200 J added.
+	placed := snap.Attribution.Idle[attribution.CPU] + snap.Attribution.Unattributed[attribution.CPU]
+	for _, w := range snap.Attribution.Workloads {
+		placed += w.Joules[attribution.CPU]
+	}
+	if math.Abs(placed-200) > 1e-9 {
+		t.Errorf("agent: %v J of CPU energy placed, 200 J measured", placed)
+	}
+	if n := r.Node; math.Abs(n.Total.CPU-(r.Energy.CPU+n.Idle.CPU+n.Unattributed.CPU)) > 1e-9 || math.Abs(n.Total.CPU-200) > 1e-9 {
+		t.Errorf("aiwatt run: node %+v, run %v J", n, r.Energy.CPU)
+	}
 	perF, perB := joules["forker"]/fCPU, joules["burner"]/bCPU
 	if perB <= 0 || math.Abs(perF-perB)/perB > 0.05 {
 		t.Errorf("agent: %.3f J per CPU-second for the forker, %.3f for the long-lived workload (%v)", perF, perB, joules)
