@@ -69,7 +69,11 @@ func TestScanRealExecSameComm(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.WriteFile(filepath.Join(dir, "stop"), nil, 0o644); _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	t.Cleanup(func() {
+		_ = os.WriteFile(filepath.Join(dir, "stop"), nil, 0o644)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
 	waitFile := func(name string) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
