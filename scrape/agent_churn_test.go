@@ -13,6 +13,7 @@ import (
 
 	"github.com/inferensys/aiwatt/agent"
 	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/internal/helperproc"
 )
 
 // helperEnv makes the test binary a fake vLLM server listening on
@@ -21,19 +22,19 @@ import (
 // every count after its first scrape is known to the test.
 const helperEnv = "AIWATT_SCRAPE_TEST_FAKE_VLLM"
 
-func TestMain(m *testing.M) {
-	if port := os.Getenv(helperEnv); port != "" {
-		var n atomic.Int64
-		http.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
-			k := n.Add(1) - 1
-			fmt.Fprintf(w, "vllm:request_success_total{finished_reason=\"stop\",model_name=\"m\"} %d\n", 5*k)
-			fmt.Fprintf(w, "vllm:prompt_tokens_total{model_name=\"m\"} %d\n", 40*k)
-			fmt.Fprintf(w, "vllm:generation_tokens_total{model_name=\"m\"} %d\n", 100*k)
-		})
-		fmt.Fprintln(os.Stderr, http.ListenAndServe("127.0.0.1:"+port, nil))
-		os.Exit(1)
-	}
-	os.Exit(m.Run())
+func TestMain(m *testing.M) { helperproc.Main(m, helperEnv, fakeVLLM) }
+
+// fakeVLLM serves the fake vLLM on 127.0.0.1:port until it is killed.
+func fakeVLLM(port string) {
+	var n atomic.Int64
+	http.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		k := n.Add(1) - 1
+		fmt.Fprintf(w, "vllm:request_success_total{finished_reason=\"stop\",model_name=\"m\"} %d\n", 5*k)
+		fmt.Fprintf(w, "vllm:prompt_tokens_total{model_name=\"m\"} %d\n", 40*k)
+		fmt.Fprintf(w, "vllm:generation_tokens_total{model_name=\"m\"} %d\n", 100*k)
+	})
+	fmt.Fprintln(os.Stderr, http.ListenAndServe("127.0.0.1:"+port, nil))
+	os.Exit(1)
 }
 
 // fakeServer starts the helper as a process whose command line names it.
@@ -44,7 +45,7 @@ func fakeServer(t *testing.T, port int) *exec.Cmd {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(self, "aiwatt-fake-vllm")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", helperEnv, port))
+	cmd.Env = helperproc.Env(helperEnv, fmt.Sprint(port))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/internal/helperproc"
 )
 
 // execHelperEnv makes the test binary a helper: "<phase>:<dir>". In phase
@@ -18,13 +19,7 @@ import (
 // <dir>/served and waits for <dir>/stop.
 const execHelperEnv = "AIWATT_WORKLOAD_TEST_EXEC"
 
-func TestMain(m *testing.M) {
-	if v := os.Getenv(execHelperEnv); v != "" {
-		execHelper(v)
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { helperproc.Main(m, execHelperEnv, execHelper) }
 
 func execHelper(v string) {
 	phase, dir, _ := strings.Cut(v, ":")
@@ -41,14 +36,7 @@ func execHelper(v string) {
 		_ = os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644)
 		wait("go")
 		self, _ := os.Executable()
-		var env []string
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, execHelperEnv+"=") {
-				env = append(env, kv)
-			}
-		}
-		env = append(env, execHelperEnv+"=serve:"+dir)
-		_ = syscall.Exec(self, []string{self, "aiwatt-phase-serve"}, env)
+		_ = syscall.Exec(self, []string{self, "aiwatt-phase-serve"}, helperproc.Env(execHelperEnv, "serve:"+dir))
 	case "serve":
 		_ = os.WriteFile(filepath.Join(dir, "served"), nil, 0o644)
 		wait("stop")
@@ -65,7 +53,7 @@ func TestScanRealExecSameComm(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(self, "aiwatt-phase-prepare")
-	cmd.Env = append(os.Environ(), execHelperEnv+"=prepare:"+dir)
+	cmd.Env = helperproc.Env(execHelperEnv, "prepare:"+dir)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
