@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/inferensys/aiwatt/agent/attribution"
 )
@@ -116,9 +117,15 @@ func CgroupRoot(sysfsRoot string) string {
 func (a *CPUAccount) Cgroups() int { return len(a.cgroups) }
 
 // workloadCgroup reports whether a cgroup path names a workload whose
-// counter can stand for it.
-func workloadCgroup(c *Cgroup) bool {
-	return c.Path != "" && c.Path != "/" && (c.ContainerID != "" || c.PodUID != "" || c.SlurmJob != "" || c.SystemdUnit != "")
+// counter can stand for it. A path seen from inside a private cgroup
+// namespace ("/../../kubepods.slice/…", relative to the reader's own
+// cgroup) cannot be found under the cgroup root: its processes count by
+// their own time.
+// A Slurm job read from the environment says nothing of the cgroup.
+func workloadCgroup(info *ProcessInfo) bool {
+	c := &info.Cgroup
+	return c.Path != "" && c.Path != "/" && !strings.Contains(c.Path, "/..") &&
+		(c.ContainerID != "" || c.PodUID != "" || (c.SlurmJob != "" && !info.SlurmFromEnviron) || c.SystemdUnit != "")
 }
 
 // Tick accounts one scan. keys[i] is the workload of procs[i] (zero for
@@ -130,7 +137,7 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 	clear(a.idx)
 	for i := range procs {
 		c := &procs[i].Info.Cgroup
-		if a.cgroupRoot == "" || !workloadCgroup(c) {
+		if a.cgroupRoot == "" || !workloadCgroup(procs[i].Info) {
 			continue
 		}
 		g := a.paths[c.Path]

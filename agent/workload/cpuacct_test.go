@@ -201,3 +201,55 @@ func TestNodeCPUWithoutSteal(t *testing.T) {
 		}
 	}
 }
+
+// Only a cgroup that stands for a workload backs it by its counter: not a
+// path seen from inside a private cgroup namespace, not a session scope
+// whose Slurm job came from the environment, not the root.
+func TestWorkloadCgroup(t *testing.T) {
+	for _, tc := range []struct {
+		info ProcessInfo
+		want bool
+	}{
+		{ProcessInfo{Cgroup: ParseCgroupPath("/kubepods.slice/kubepods-pod7d6c5b4a_3f2e_4d1c_8b9a_0f1e2d3c4b5a.slice/crio-" + cgContainer + ".scope")}, true},
+		{ProcessInfo{Cgroup: ParseCgroupPath("/../../kubepods-pod7d6c5b4a_3f2e_4d1c_8b9a_0f1e2d3c4b5a.slice/crio-" + cgContainer + ".scope")}, false},
+		{ProcessInfo{Cgroup: ParseCgroupPath("/slurm/uid_1000/job_42/step_0/task_0")}, true},
+		{ProcessInfo{Cgroup: Cgroup{Path: "/user.slice/session-4.scope", SlurmJob: "42"}, SlurmFromEnviron: true}, false},
+		{ProcessInfo{Cgroup: ParseCgroupPath("/system.slice/vllm.service")}, true},
+		{ProcessInfo{Cgroup: ParseCgroupPath("/user.slice/user-1000.slice/session-3.scope")}, false},
+		{ProcessInfo{Cgroup: ParseCgroupPath("/")}, false},
+	} {
+		if got := workloadCgroup(&tc.info); got != tc.want {
+			t.Errorf("%s (environ %v): %v, want %v", tc.info.Cgroup.Path, tc.info.SlurmFromEnviron, got, tc.want)
+		}
+	}
+}
+
+// Inference targets tie to a rule's or a unit's processes, lowest PID first.
+func TestOwnersByRuleAndUnit(t *testing.T) {
+	rules := Rules{Rules: []Rule{{Name: "chat", Match: RuleMatch{Cmdline: "serve"}, Labels: RuleLabels{Project: "chat"}}}}
+	m, err := rules.Compile(CompileOptions{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &ProcessInfo{Cmdline: "vllm serve", Cgroup: ParseCgroupPath("/system.slice/vllm.service")}
+	worker := &ProcessInfo{Cmdline: "worker", Cgroup: svc.Cgroup}
+	other := &ProcessInfo{Cmdline: "sshd", Cgroup: ParseCgroupPath("/system.slice/ssh.service")}
+	procs := []Process{{PID: 10, Info: svc}, {PID: 11, PPID: 10, Info: worker}, {PID: 20, Info: other}}
+	r := NewResolver(m, nil)
+	keys := r.Resolve(procs)
+	keys[1] = keys[0] // inherited from its parent
+	o := r.Owners(procs, keys)
+	chat := attribution.Key{Project: "chat"}
+	if k, ok := o.Rule("chat"); !ok || k != chat {
+		t.Errorf("rule: %v %v", k, ok)
+	}
+	if k, ok := o.Unit("vllm.service"); !ok || k != chat {
+		t.Errorf("unit: %v %v", k, ok)
+	}
+	if _, ok := o.Unit("ssh.service"); ok {
+		t.Error("a unit of no workload resolved")
+	}
+	if _, ok := o.Rule("nope"); ok || !o.Alive(20) || o.Alive(30) {
+		t.Error("unknown rule resolved, or liveness wrong")
+	}
+}
