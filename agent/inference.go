@@ -52,20 +52,17 @@ type InferenceCounter struct {
 // monotonic totals per workload, so a server restart or a target that moves
 // never makes a counter go backwards.
 type inferenceSource struct {
-	cfg       InferenceConfig
-	interval  time.Duration
-	retention time.Duration
-	procRoot  string
-	scraper   *scrape.Scraper
-	prevErrs  map[string]map[string]uint64
-	ledger    *scrape.Ledger[attribution.Key]
-	owners    *scrape.PortOwners
+	cfg      InferenceConfig
+	interval time.Duration
+	scraper  *scrape.Scraper
+	prevErrs map[string]map[string]uint64
+	ledger   *scrape.Ledger[attribution.Key]
+	owners   *scrape.PortOwners
 }
 
 func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource, logger *slog.Logger) *inferenceSource {
 	s := &inferenceSource{
-		cfg: cfg.Inference, interval: opts.Interval, retention: cfg.Attribution.Retention, procRoot: opts.ProcfsRoot,
-		prevErrs: map[string]map[string]uint64{},
+		cfg: cfg.Inference, interval: opts.Interval, prevErrs: map[string]map[string]uint64{},
 	}
 	if prev != nil {
 		s.scraper, s.prevErrs, s.ledger, s.owners = prev.scraper, prev.prevErrs, prev.ledger, prev.owners
@@ -90,6 +87,11 @@ func (s *inferenceSource) sample(ctx context.Context, now time.Time, w *workload
 		cancel()
 		for _, r := range results {
 			s.add(now, r, record)
+		}
+	}
+	for id := range s.prevErrs { // targets gone: forgotten, as the scraper forgets them
+		if !slices.ContainsFunc(targets, func(t scrape.Target) bool { return t.ID == id }) {
+			delete(s.prevErrs, id)
 		}
 	}
 	s.ledger.Expire(now)
