@@ -255,3 +255,35 @@ func TestScraperStateBoundedByModelCap(t *testing.T) {
 		t.Fatalf("%v requests counted, want %v", requests, want)
 	}
 }
+
+// Triton's nv_inference_count (batch items) reaches the ledger as its own
+// counter kind beside requests, so batched models get energy per inference.
+func TestLedgerTritonInferences(t *testing.T) {
+	body := readFixture(t, "triton_pr3569_old_format_excerpt.prom")
+	srv := newStaticServer(t, body)
+	s := NewScraper(Options{})
+	l := NewLedger[string](LedgerOptions{})
+	target := Target{ID: "triton", URL: srv.URL + "/metrics", Server: ServerTriton}
+	now := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	for _, advance := range []float64{0, 7} {
+		srv.set(rewriteValues(body, func(v float64) float64 { return v + advance }))
+		r := s.Scrape(context.Background(), []Target{target})[0]
+		if !r.Up {
+			t.Fatal(r.Err)
+		}
+		l.Add(now, r, "triton-workload", true)
+	}
+	var inferences, requests float64
+	for _, v := range l.Series() {
+		switch v.Kind {
+		case KindInferences:
+			inferences += v.Value
+		case KindRequests:
+			requests += v.Value
+		}
+	}
+	// Three models export nv_inference_count: 7 more each.
+	if inferences != 3*7 || requests <= 0 {
+		t.Fatalf("inferences %v (want 21), requests %v", inferences, requests)
+	}
+}
