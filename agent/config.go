@@ -234,6 +234,9 @@ func (c *Config) validate() []fieldError {
 		if err := t.Validate(); err != nil {
 			add(err.Error(), "inference", fmt.Sprintf("targets[%d]", i))
 		}
+		if r := t.Workload.Rule; r != "" && !c.Workloads.HasRule(r) {
+			add(fmt.Sprintf("no workload rule is named %q", r), "inference", fmt.Sprintf("targets[%d]", i), "workload", "rule")
+		}
 	}
 	if c.Inference.Timeout < 0 {
 		add("must be positive", "inference", "timeout")

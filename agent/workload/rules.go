@@ -360,6 +360,17 @@ func (r *Rules) Compile(opts CompileOptions) (*Matcher, error) {
 	return m, nil
 }
 
+// HasRule reports whether a rule is called name (inference targets name
+// the rule their server's processes match).
+func (r *Rules) HasRule(name string) bool {
+	for i := range r.Rules {
+		if r.Rules[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // DefaultMatcher is the matcher of the zero Rules: default pod label keys
 // and no rules.
 func DefaultMatcher() *Matcher { return &Matcher{mapping: LabelMapping{}.withDefaults()} }
