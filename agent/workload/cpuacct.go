@@ -43,8 +43,13 @@ type CPUAccount struct {
 	layout     int // index in cgroupLayouts that worked; -1 unknown
 	gen        uint32
 	cgroups    map[string]*cgroupCPU
-	paths      map[string]*pathAgg
+	paths      map[string]pathAgg
 	idx        map[attribution.Key]int
+	// noCounter remembers, per cgroup path, the scan at which no counter
+	// could be read, so it is tried again only CgroupIdleScans later; and
+	// rootMissing the scan at which the cgroup root was not there.
+	noCounter   map[string]uint32
+	rootMissing uint32
 
 	prevNode NodeCPU
 	hasNode  bool
@@ -99,7 +104,7 @@ func NewCPUAccount(procRoot, cgroupRoot string, clockTicks int) *CPUAccount {
 	}
 	return &CPUAccount{
 		procRoot: procRoot, cgroupRoot: cgroupRoot, layout: -1, hz: clockTicks,
-		cgroups: map[string]*cgroupCPU{}, paths: map[string]*pathAgg{}, idx: map[attribution.Key]int{},
+		cgroups: map[string]*cgroupCPU{}, paths: map[string]pathAgg{}, idx: map[attribution.Key]int{}, noCounter: map[string]uint32{},
 	}
 }
 
@@ -135,19 +140,21 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 	var t CPUTick
 	clear(a.paths)
 	clear(a.idx)
-	for i := range procs {
-		c := &procs[i].Info.Cgroup
-		if a.cgroupRoot == "" || !workloadCgroup(procs[i].Info) {
-			continue
+	if a.cgroupsReadable() {
+		for i := range procs {
+			c := &procs[i].Info.Cgroup
+			if !workloadCgroup(procs[i].Info) {
+				continue
+			}
+			g, ok := a.paths[c.Path]
+			if !ok {
+				g = pathAgg{key: keys[i], mixed: keys[i].IsZero()}
+			} else if g.key != keys[i] {
+				g.mixed = true
+			}
+			g.seconds += procs[i].DeltaCPUSeconds + procs[i].ReapedCPUSeconds
+			a.paths[c.Path] = g
 		}
-		g := a.paths[c.Path]
-		if g == nil {
-			a.paths[c.Path] = &pathAgg{key: keys[i], mixed: keys[i].IsZero()}
-			g = a.paths[c.Path]
-		} else if g.key != keys[i] {
-			g.mixed = true
-		}
-		g.seconds += procs[i].DeltaCPUSeconds + procs[i].ReapedCPUSeconds
 	}
 	for path, g := range a.paths {
 		st := a.cgroups[path]
@@ -155,12 +162,18 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 			delete(a.cgroups, path)
 			continue
 		}
+		if failed, ok := a.noCounter[path]; ok && a.gen-failed < CgroupIdleScans {
+			continue
+		}
 		usage, err := a.usage(path)
 		if err != nil {
 			delete(a.cgroups, path)
+			a.noCounter[path] = a.gen
 			continue
 		}
+		delete(a.noCounter, path)
 		g.backed = true
+		a.paths[path] = g
 		secs := g.seconds // first sight, or a recreated cgroup: what the processes say
 		if st != nil && usage >= st.usage {
 			secs = float64(usage-st.usage) / 1e9
@@ -172,6 +185,11 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 		st.key, st.usage, st.gen, st.idle = g.key, usage, a.gen, 0
 		a.add(&t, g.key, secs)
 		t.CgroupSeconds += secs
+	}
+	for path, failed := range a.noCounter {
+		if a.gen-failed >= CgroupIdleScans {
+			delete(a.noCounter, path) // bounded: tried again, or gone
+		}
 	}
 	for path, st := range a.cgroups {
 		if st.gen == a.gen {
@@ -191,7 +209,7 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 		st.usage = usage
 	}
 	for i := range procs {
-		if g := a.paths[procs[i].Info.Cgroup.Path]; g != nil && g.backed {
+		if g, ok := a.paths[procs[i].Info.Cgroup.Path]; ok && g.backed {
 			continue
 		}
 		a.add(&t, keys[i], procs[i].DeltaCPUSeconds+procs[i].ReapedCPUSeconds)
@@ -235,6 +253,23 @@ var cgroupLayouts = []struct {
 
 // errNoCounter means no layout holds the cgroup's counter.
 var errNoCounter = errors.New("no cgroup CPU counter")
+
+// cgroupsReadable reports whether the cgroup root exists, checking again
+// every CgroupIdleScans scans after it was found missing.
+func (a *CPUAccount) cgroupsReadable() bool {
+	if a.cgroupRoot == "" {
+		return false
+	}
+	if a.rootMissing != 0 && a.gen-a.rootMissing < CgroupIdleScans {
+		return false
+	}
+	if _, err := os.Stat(a.cgroupRoot); err != nil {
+		a.rootMissing = a.gen
+		return false
+	}
+	a.rootMissing = 0
+	return true
+}
 
 // usage returns a cgroup's CPU time in nanoseconds.
 func (a *CPUAccount) usage(path string) (uint64, error) {

@@ -14,6 +14,7 @@ type Resolver struct {
 	pods    PodLookup
 	cache   map[*ProcessInfo]*resolved
 	gen     uint32
+	owners  Owners // reused by Owners
 }
 
 type resolved struct {
@@ -114,9 +115,16 @@ type Owners struct {
 }
 
 // Owners builds the index of one scan; keys[i] is the workload of procs[i]
-// after inheritance. Call it after Resolve with the same processes.
+// after inheritance. Call it after Resolve with the same processes. The
+// index is reused by the next call.
 func (r *Resolver) Owners(procs []Process, keys []attribution.Key) *Owners {
-	o := &Owners{byPID: make(map[int]attribution.Key, len(procs)), byRule: map[string]attribution.Key{}, byUnit: map[string]attribution.Key{}}
+	o := &r.owners
+	if o.byPID == nil {
+		o.byPID, o.byRule, o.byUnit = make(map[int]attribution.Key, len(procs)), map[string]attribution.Key{}, map[string]attribution.Key{}
+	}
+	clear(o.byPID)
+	clear(o.byRule)
+	clear(o.byUnit)
 	for i := range procs {
 		p, k := &procs[i], keys[i]
 		o.byPID[p.PID] = k
