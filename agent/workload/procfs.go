@@ -344,8 +344,9 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 // under the same comm since the previous scan. The signal is free: the
 // start of the code segment and of the stack (fields 26 and 28 of
 // /proc/PID/stat, shown to the process's owner and to a reader allowed to
-// ptrace-read it, CAP_SYS_PTRACE) move on every exec, the stack's with the length of the new
-// command line and environment even without address-space randomisation.
+// ptrace-read it, CAP_SYS_PTRACE) move on every exec, the stack's with the
+// length of the new command line and environment even without
+// address-space randomisation.
 // Where the kernel hides them (0), the command line is re-read instead
 // every recheck scans per process, spread over the scans by PID, so an exec
 // is seen within that many scans.
