@@ -50,6 +50,7 @@ type CPUAccount struct {
 	// rootMissing the scan at which the cgroup root was not there.
 	noCounter   map[string]uint32
 	rootMissing uint32
+	abs         map[string]string // namespace-relative path → path under the root
 
 	prevNode NodeCPU
 	hasNode  bool
@@ -105,6 +106,7 @@ func NewCPUAccount(procRoot, cgroupRoot string, clockTicks int) *CPUAccount {
 	return &CPUAccount{
 		procRoot: procRoot, cgroupRoot: cgroupRoot, layout: -1, hz: clockTicks,
 		cgroups: map[string]*cgroupCPU{}, paths: map[string]pathAgg{}, idx: map[attribution.Key]int{}, noCounter: map[string]uint32{},
+		abs: map[string]string{},
 	}
 }
 
@@ -122,15 +124,56 @@ func CgroupRoot(sysfsRoot string) string {
 func (a *CPUAccount) Cgroups() int { return len(a.cgroups) }
 
 // workloadCgroup reports whether a cgroup path names a workload whose
-// counter can stand for it. A path seen from inside a private cgroup
-// namespace ("/../../kubepods.slice/…", relative to the reader's own
-// cgroup) cannot be found under the cgroup root: its processes count by
-// their own time.
-// A Slurm job read from the environment says nothing of the cgroup.
+// counter can stand for it. A Slurm job read from the environment says
+// nothing of the cgroup. A path seen from inside a private cgroup namespace
+// ("/../../kubepods-…-pod<uid>.slice/…", relative to the reader's own
+// cgroup) qualifies only for a container or pod, whose path under the
+// cgroup root [CPUAccount] can find again (see hostPath).
 func workloadCgroup(info *ProcessInfo) bool {
 	c := &info.Cgroup
-	return c.Path != "" && c.Path != "/" && !strings.Contains(c.Path, "/..") &&
-		(c.ContainerID != "" || c.PodUID != "" || (c.SlurmJob != "" && !info.SlurmFromEnviron) || c.SystemdUnit != "")
+	if c.Path == "" || c.Path == "/" {
+		return false
+	}
+	if strings.HasPrefix(c.Path, "/..") {
+		return c.ContainerID != "" || c.PodUID != ""
+	}
+	return c.ContainerID != "" || c.PodUID != "" || (c.SlurmJob != "" && !info.SlurmFromEnviron) || c.SystemdUnit != ""
+}
+
+// hostPaths returns where a cgroup path may be under the cgroup root. A
+// path relative to a private cgroup namespace ("/../../<rest>") climbs out
+// of the agent's own container to a common ancestor that the path does not
+// name; for Kubernetes that ancestor follows from the kubelet's layout,
+// read from the first segment of <rest>: "kubepods-<qos>-pod<uid>.slice"
+// lies in /kubepods.slice/kubepods-<qos>.slice, "kubepods-pod<uid>.slice"
+// and "kubepods-<qos>.slice" in /kubepods.slice (systemd driver);
+// "pod<uid>" in /kubepods/burstable, /kubepods/besteffort or /kubepods,
+// "burstable" and "besteffort" in /kubepods (cgroupfs driver). Pod UIDs and
+// container IDs are unique, so the candidate whose counter exists is the
+// one. Any other path is taken as it is.
+func hostPaths(path string) []string {
+	if !strings.HasPrefix(path, "/..") {
+		return []string{path}
+	}
+	rest := path
+	for strings.HasPrefix(rest, "/../") || rest == "/.." {
+		rest = rest[3:]
+	}
+	first, _, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
+	switch {
+	case strings.HasPrefix(first, "kubepods-") && strings.Contains(first, "-pod"):
+		if qos, _, ok := strings.Cut(strings.TrimPrefix(first, "kubepods-"), "-pod"); ok && qos != "" && !strings.HasPrefix(first, "kubepods-pod") {
+			return []string{"/kubepods.slice/kubepods-" + qos + ".slice" + rest}
+		}
+		return []string{"/kubepods.slice" + rest}
+	case strings.HasPrefix(first, "kubepods-") && strings.HasSuffix(first, ".slice"):
+		return []string{"/kubepods.slice" + rest}
+	case strings.HasPrefix(first, "pod"):
+		return []string{"/kubepods/burstable" + rest, "/kubepods/besteffort" + rest, "/kubepods" + rest}
+	case first == "burstable" || first == "besteffort":
+		return []string{"/kubepods" + rest}
+	}
+	return nil
 }
 
 // Tick accounts one scan. keys[i] is the workload of procs[i] (zero for
@@ -273,17 +316,31 @@ func (a *CPUAccount) cgroupsReadable() bool {
 
 // usage returns a cgroup's CPU time in nanoseconds.
 func (a *CPUAccount) usage(path string) (uint64, error) {
-	if a.layout >= 0 {
-		return readCgroupUsage(a.cgroupRoot, path, a.layout)
+	if abs, ok := a.abs[path]; ok {
+		return readCgroupUsage(a.cgroupRoot, abs, a.layout)
 	}
-	for i := range cgroupLayouts {
-		if v, err := readCgroupUsage(a.cgroupRoot, path, i); err == nil {
-			a.layout = i
-			return v, nil
+	for _, abs := range hostPaths(path) {
+		for i := range cgroupLayouts {
+			if a.layout >= 0 && i != a.layout {
+				continue
+			}
+			if v, err := readCgroupUsage(a.cgroupRoot, abs, i); err == nil {
+				a.layout = i
+				if abs != path {
+					if len(a.abs) >= maxResolved {
+						clear(a.abs)
+					}
+					a.abs[path] = abs
+				}
+				return v, nil
+			}
 		}
 	}
 	return 0, fmt.Errorf("cgroup %s under %s: %w", path, a.cgroupRoot, errNoCounter)
 }
+
+// maxResolved bounds the cache of namespace-relative paths found again.
+const maxResolved = 10000
 
 // readCgroupUsage reads one cgroup's counter in one layout.
 func readCgroupUsage(root, path string, layout int) (uint64, error) {

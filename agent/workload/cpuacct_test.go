@@ -203,15 +203,16 @@ func TestNodeCPUWithoutSteal(t *testing.T) {
 }
 
 // Only a cgroup that stands for a workload backs it by its counter: not a
-// path seen from inside a private cgroup namespace, not a session scope
-// whose Slurm job came from the environment, not the root.
+// session scope whose Slurm job came from the environment, not the root,
+// and from inside a private cgroup namespace only a container or pod.
 func TestWorkloadCgroup(t *testing.T) {
 	for _, tc := range []struct {
 		info ProcessInfo
 		want bool
 	}{
 		{ProcessInfo{Cgroup: ParseCgroupPath("/kubepods.slice/kubepods-pod7d6c5b4a_3f2e_4d1c_8b9a_0f1e2d3c4b5a.slice/crio-" + cgContainer + ".scope")}, true},
-		{ProcessInfo{Cgroup: ParseCgroupPath("/../../kubepods-pod7d6c5b4a_3f2e_4d1c_8b9a_0f1e2d3c4b5a.slice/crio-" + cgContainer + ".scope")}, false},
+		{ProcessInfo{Cgroup: ParseCgroupPath("/../../kubepods-pod7d6c5b4a_3f2e_4d1c_8b9a_0f1e2d3c4b5a.slice/crio-" + cgContainer + ".scope")}, true},
+		{ProcessInfo{Cgroup: ParseCgroupPath("/../../system.slice/vllm.service")}, false},
 		{ProcessInfo{Cgroup: ParseCgroupPath("/slurm/uid_1000/job_42/step_0/task_0")}, true},
 		{ProcessInfo{Cgroup: Cgroup{Path: "/user.slice/session-4.scope", SlurmJob: "42"}, SlurmFromEnviron: true}, false},
 		{ProcessInfo{Cgroup: ParseCgroupPath("/system.slice/vllm.service")}, true},
@@ -251,5 +252,61 @@ func TestOwnersByRuleAndUnit(t *testing.T) {
 	}
 	if _, ok := o.Rule("nope"); ok || !o.Alive(20) || o.Alive(30) {
 		t.Error("unknown rule resolved, or liveness wrong")
+	}
+}
+
+// Seen from inside a private cgroup namespace (the agent's own container),
+// a container's path climbs out with "/.."; the account finds it again
+// under the cgroup root from the kubelet's layout, on v2 and v1.
+func TestCPUAccountPrivateCgroupNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		layout   cgroupLayout
+		relative string
+	}{
+		{cgroupLayoutsUnderTest[0], "/../../kubepods-burstable-pod5f1c2a7e_8d3b_4c1a_9f0e_2b6d7c8e9a01.slice/cri-containerd-" + cgContainer + ".scope"},
+		{cgroupLayoutsUnderTest[1], "/../../pod5f1c2a7e-8d3b-4c1a-9f0e-2b6d7c8e9a01/" + cgContainer},
+	} {
+		t.Run(tc.layout.name, func(t *testing.T) {
+			l := tc.layout
+			proc := t.TempDir()
+			cg := copyTree(t, filepath.Join("cgroup", l.name))
+			setUptime(t, proc, 1000)
+			nodeStat(t, proc, 1000, 0, 1000, 0)
+			ctr := statFields{pid: 812, ppid: 790, comm: "python3", utime: 100, start: 5000, startStack: fixtureStack}
+			churnProc(t, proc, ctr, l.procLine(tc.relative), "python3", "serve.py")
+			s := NewScanner(proc, ScannerOptions{ClockTicks: 100})
+			acct := NewCPUAccount(proc, cg, 100)
+			a := attribution.Key{Pod: "a"}
+			tick := func() CPUTick {
+				res, err := s.Scan()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return acct.Tick(res.Processes, []attribution.Key{a})
+			}
+			tick()
+			setUptime(t, proc, 1005)
+			ctr.utime += 100 // 1 s seen; the counter says 3.5 s
+			writeStatFull(t, proc, ctr)
+			l.write(t, cg, l.containerPath, 4+3.5)
+			if got, _ := shareOf(tick(), a); math.Abs(got-3.5) > 1e-9 {
+				t.Fatalf("%v CPU s, want the counter's 3.5", got)
+			}
+		})
+	}
+}
+
+func TestHostPaths(t *testing.T) {
+	for path, want := range map[string][]string{
+		"/kubepods.slice/x.scope":                                                  {"/kubepods.slice/x.scope"},
+		"/../../kubepods-besteffort-podU.slice/c.scope":                            {"/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podU.slice/c.scope"},
+		"/../kubepods-podU.slice/c.scope":                                          {"/kubepods.slice/kubepods-podU.slice/c.scope"},
+		"/../../../kubepods-burstable.slice/kubepods-burstable-podU.slice/c.scope": {"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podU.slice/c.scope"},
+		"/../../podU/c":                    {"/kubepods/burstable/podU/c", "/kubepods/besteffort/podU/c", "/kubepods/podU/c"},
+		"/../../system.slice/vllm.service": nil,
+	} {
+		if got := hostPaths(path); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: %v, want %v", path, got, want)
+		}
 	}
 }

@@ -119,9 +119,10 @@
 //     container whose processes all exit between two scans is charged its
 //     time exactly; what it used after the last read before its cgroup was
 //     removed is lost. A path seen from inside a private cgroup namespace
-//     ("/../…") cannot be found under the root and counts as below, and so
-//     does a Slurm job read from the environment (the path is not the
-//     job's).
+//     ("/../…", relative to the agent's own container) is found again under
+//     the root from the kubelet's layout for pods and containers; any other
+//     such path counts as below, and so does a Slurm job read from the
+//     environment (the path is not the job's).
 //   - rule-named process trees, cgroups shared by several workloads (or
 //     with processes of none), and any cgroup whose counter cannot be read:
 //     each process's own time plus its reaped children's.
