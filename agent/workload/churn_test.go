@@ -219,3 +219,33 @@ func TestScanSlurmFromEnviron(t *testing.T) {
 		t.Errorf("environ flags: %+v / %+v", i, got[11].Info)
 	}
 }
+
+// A process reaped by a parent in another cgroup (a container's first
+// process reaped by its runtime shim): what it used after the last scan is
+// its own cgroup's, whose counter has it, so the reaper is not credited
+// with it as well.
+func TestScanReapedFromAnotherCgroup(t *testing.T) {
+	root := t.TempDir()
+	setUptime(t, root, 1000)
+	s := NewScanner(root, ScannerOptions{ClockTicks: 100})
+	shim := statFields{pid: 500, ppid: 1, comm: "containerd-shim", utime: 10, start: 5000, startStack: fixtureStack}
+	churnProc(t, root, shim, "0::/system.slice/containerd.service", "containerd-shim")
+	churnProc(t, root, statFields{pid: 501, ppid: 500, comm: "python3", utime: 300, start: 6000, startStack: fixtureStack},
+		"0::/kubepods.slice/kubepods-pod5f1c2a7e_8d3b_4c1a_9f0e_2b6d7c8e9a01.slice/cri-containerd-"+cgContainer+".scope", "python3")
+	scanPIDs(t, s)
+	// The container's process used 40 more ticks and exited; the shim reaped it.
+	setUptime(t, root, 1005)
+	removeProc(t, root, 501)
+	shim.cutime = 340
+	writeStatFull(t, root, shim)
+	if p := scanPIDs(t, s)[500]; p.ReapedCPUSeconds != 0 {
+		t.Fatalf("shim credited with %v s of the container's time", p.ReapedCPUSeconds)
+	}
+	// Later reaped children of its own cgroup count again.
+	setUptime(t, root, 1010)
+	shim.cutime = 360
+	writeStatFull(t, root, shim)
+	if p := scanPIDs(t, s)[500]; !near(p.ReapedCPUSeconds, 0.2) {
+		t.Fatalf("reaped %v s, want 0.2", p.ReapedCPUSeconds)
+	}
+}

@@ -127,11 +127,12 @@
 //     with processes of none), and any cgroup whose counter cannot be read:
 //     each process's own time plus its reaped children's.
 //
-// One overlap remains: a process of a counted cgroup reaped by a parent
-// outside it (a container's first process reaped by its runtime shim, a
-// service's main process by systemd) has the part of its CPU time after
-// the last scan counted by the cgroup's counter and again as its reaper's
-// reaped time: at most one interval of one process, once per such exit.
+// A process reaped by a parent in another cgroup (a container's first
+// process reaped by its runtime shim, a service's main process by systemd)
+// leaves what it used after the last scan to its own cgroup: the reaper is
+// credited with no reaped time for that interval, since that part cannot
+// be told apart from its other reaped children's. Where that cgroup has no
+// counter, the part is not placed and shows as unaccounted CPU time.
 //
 // The node's busy CPU time (user + nice + system + irq + softirq from
 // procfs stat; steal is neither busy nor idle, since the guest's CPUs were

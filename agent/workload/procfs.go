@@ -177,6 +177,10 @@ type procEntry struct {
 	// it has reaped them; owedScans is how many scans it has been waiting.
 	owed      uint64
 	owedScans int
+	// foreign is set when, since the previous scan, this process reaped a
+	// process of another cgroup (a container's first process reaped by its
+	// runtime shim, a service's main process by systemd).
+	foreign bool
 }
 
 // owedScans is how many scans owed time waits for the reaper's cutime to
@@ -369,7 +373,8 @@ func (s *Scanner) execed(rootfd, pid int, e *procEntry, st *stat) bool {
 // CPU time counted by the scans that saw it, and its nearest living ancestor
 // (its reaper) will add that time again to its cutime+cstime, so it is owed
 // there and subtracted from the ancestor's growth. What remains is the time
-// of descendants no scan saw.
+// of descendants no scan saw, unless the reaper reaped a process of another
+// cgroup in the interval: then it is that cgroup's and none is credited.
 func (s *Scanner) reap(res *ScanResult) {
 	if !s.first {
 		for _, e := range s.cache {
@@ -394,6 +399,13 @@ func (s *Scanner) reap(res *ScanResult) {
 				e.owed, e.owedScans = 0, 0
 			}
 		}
+		if e.foreign {
+			// What the reaped process of another cgroup used after the last
+			// scan is that cgroup's (its counter has it); it cannot be told
+			// apart from this interval's other reaped time, so none is
+			// credited here.
+			d, e.foreign = 0, false
+		}
 		p.ReapedCPUSeconds = float64(d) / s.hz
 	}
 }
@@ -403,9 +415,6 @@ func (s *Scanner) reap(res *ScanResult) {
 // own reapers repeat their children's time).
 func (s *Scanner) owe(gone *procEntry) {
 	counted := gone.ticks + gone.children + gone.owed
-	if counted == 0 {
-		return
-	}
 	ppid, start := gone.ppid, gone.start
 	for range 64 {
 		a := s.cache[ppid]
@@ -414,6 +423,9 @@ func (s *Scanner) owe(gone *procEntry) {
 		}
 		if a.gen == s.gen {
 			a.owed += counted
+			if gone.info != nil && a.info != nil && gone.info.Cgroup.Path != a.info.Cgroup.Path {
+				a.foreign = true
+			}
 			return
 		}
 		ppid, start = a.ppid, a.start
