@@ -243,6 +243,9 @@ func (c *Config) validate() []fieldError {
 				errs = append(errs, fieldError{path: []string{"inference", target}, msg: e.Error(), at: at})
 			}
 		}
+		if r := t.Workload.Rule; r != "" && !c.Workloads.HasRule(r) {
+			add(fmt.Sprintf("no workload rule is named %q", r), "inference", fmt.Sprintf("targets[%d]", i), "workload", "rule")
+		}
 	}
 	if c.Inference.Timeout < 0 {
 		add("must be positive", "inference", "timeout")

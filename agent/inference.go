@@ -2,10 +2,8 @@ package agent
 
 import (
 	"context"
-	"net"
-	"net/url"
+	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,9 +16,10 @@ import (
 
 // Inference counter kinds.
 const (
-	InferenceRequests     = "requests"
-	InferenceInputTokens  = "input_tokens"
-	InferenceOutputTokens = "output_tokens"
+	InferenceRequests     = scrape.KindRequests
+	InferenceInputTokens  = scrape.KindInputTokens
+	InferenceOutputTokens = scrape.KindOutputTokens
+	InferenceInferences   = scrape.KindInferences
 )
 
 // SourceScrape is the source label of inference-server targets.
@@ -31,62 +30,46 @@ const SourceScrape = "scrape"
 // regular container, else its first.
 const AnnotationContainer = "aiwatt.io/container"
 
-type inferSeries struct {
-	key                  attribution.Key
-	server, kind, reason string
-}
-
-type inferValue struct {
-	v    float64
-	seen time.Time
-}
-
-type prevKey struct{ target, model, kind, reason string }
-
 // inferenceSource scrapes inference servers and keeps the agent's own
 // monotonic totals per workload, so a server restart or a target that moves
 // never makes a counter go backwards. Its targets are prepared by the tick
 // before the sources run; their workloads are resolved after the process
 // scan of the same tick.
 type inferenceSource struct {
-	cfg       InferenceConfig
-	budget    time.Duration
-	retention time.Duration
-	procRoot  string
-	scraper   *scrape.Scraper
+	cfg     InferenceConfig
+	budget  time.Duration
+	scraper *scrape.Scraper
 
 	mu       sync.Mutex      // guards the prepared targets against a late Sample
 	targets  []scrape.Target // this tick's targets
 	bad      []source.Target // targets that cannot be scraped as given
 	prevErrs map[string]map[string]uint64
 
-	static map[string]scrape.TargetConfig // static targets by ID, to resolve their workload
-	prev   map[prevKey]float64
-	totals map[inferSeries]*inferValue
-	ports  map[int]portPIDs
+	static map[string]scrape.TargetConfig  // static targets by ID, to resolve their workload
+	ledger *scrape.Ledger[attribution.Key] // the agent's totals; counts of an unknown workload are held, never exported empty
+	owners *scrape.PortOwners              // who listens on a port, looked up again when the owner is gone
 }
 
 var _ source.Source = (*inferenceSource)(nil)
 
-type portPIDs struct {
-	pids []int
-	at   time.Time
-}
-
-func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource) *inferenceSource {
+func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource, logger *slog.Logger) *inferenceSource {
 	if prev != nil {
 		// One source for the agent's life: its baselines and totals stay,
 		// and a scrape still in flight finishes against the same state.
 		prev.mu.Lock()
-		prev.cfg, prev.retention, prev.static = cfg.Inference, cfg.Attribution.Retention, map[string]scrape.TargetConfig{}
+		prev.cfg, prev.static = cfg.Inference, map[string]scrape.TargetConfig{}
 		prev.mu.Unlock()
 		return prev
 	}
 	return &inferenceSource{
-		cfg: cfg.Inference, budget: budget(opts.Interval), retention: cfg.Attribution.Retention, procRoot: opts.ProcfsRoot,
-		prev: map[prevKey]float64{}, prevErrs: map[string]map[string]uint64{}, totals: map[inferSeries]*inferValue{},
-		ports: map[int]portPIDs{}, static: map[string]scrape.TargetConfig{},
-		scraper: scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt"}),
+		cfg: cfg.Inference, budget: budget(opts.Interval),
+		prevErrs: map[string]map[string]uint64{}, static: map[string]scrape.TargetConfig{},
+		scraper: scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt", Retention: cfg.Attribution.Retention}),
+		// Counts of a target whose workload is unknown wait three ticks (at
+		// least 15 s) for it to be resolved.
+		ledger: scrape.NewLedger[attribution.Key](scrape.LedgerOptions{Retention: cfg.Attribution.Retention,
+			Hold: max(3*opts.Interval, 15*time.Second), Logger: logger}),
+		owners: scrape.NewPortOwners(opts.ProcfsRoot),
 	}
 }
 
@@ -143,6 +126,11 @@ func (s *inferenceSource) Sample(ctx context.Context, _ time.Time) (source.Readi
 		s.prevErrs[id] = res.Errors
 		r.Targets = append(r.Targets, source.Target{Name: id, Err: res.Err, Errors: reasons, Duration: res.Duration})
 	}
+	for id := range s.prevErrs { // targets gone: forgotten, as the scraper forgets them
+		if !slices.ContainsFunc(targets, func(t scrape.Target) bool { return t.ID == id }) {
+			delete(s.prevErrs, id)
+		}
+	}
 	s.mu.Unlock()
 	r.Detail = results
 	return r, nil
@@ -188,67 +176,39 @@ func (s *inferenceSource) prepare(w *workloadSource) {
 }
 
 // fold adds the scraped counters to the workloads' totals (results is nil
-// when the scrape was late) and returns every series, sorted.
+// when the scrape was late) and returns every series, sorted; counts whose
+// workload could not be resolved in time come last, as Unattributed.
 func (s *inferenceSource) fold(now time.Time, results []scrape.Result, w *workloadSource) []InferenceCounter {
 	for _, r := range results {
 		s.add(now, r, w)
 	}
-	for k, v := range s.totals {
-		if now.Sub(v.seen) > s.retention {
-			delete(s.totals, k)
-		}
+	s.ledger.Expire(now)
+	series, lost := s.ledger.Series(), s.ledger.Unattributed()
+	out := make([]InferenceCounter, 0, len(series)+len(lost))
+	for _, v := range series {
+		out = append(out, InferenceCounter{Key: Workload(v.Key), Server: v.Server, Kind: v.Kind, FinishedReason: v.Reason, Value: v.Value})
 	}
-	out := make([]InferenceCounter, 0, len(s.totals))
-	for k, v := range s.totals {
-		out = append(out, InferenceCounter{Key: Workload(k.key), Server: k.server, Kind: k.kind, FinishedReason: k.reason, Value: v.v})
+	for _, v := range lost {
+		out = append(out, InferenceCounter{Server: v.Server, Kind: v.Kind, Value: v.Value, Unattributed: true, Reason: v.Reason})
 	}
 	slices.SortFunc(out, func(a, b InferenceCounter) int {
 		if c := attribution.Key(a.Key).Compare(attribution.Key(b.Key)); c != 0 {
 			return c
 		}
-		return strings.Compare(a.Server+"\x00"+a.Kind+"\x00"+a.FinishedReason, b.Server+"\x00"+b.Kind+"\x00"+b.FinishedReason)
+		return strings.Compare(a.Server+"\x00"+a.Kind+"\x00"+a.FinishedReason+"\x00"+a.Reason, b.Server+"\x00"+b.Kind+"\x00"+b.FinishedReason+"\x00"+b.Reason)
 	})
 	return out
 }
 
 // add folds one target's totals into the workload's series.
 func (s *inferenceSource) add(now time.Time, r scrape.Result, w *workloadSource) {
-	id := r.Target.ID
 	key, ok := r.Target.Workload.(attribution.Key)
 	if !ok {
-		if tc, static := s.static[id]; static {
+		if tc, static := s.static[r.Target.ID]; static {
 			key = s.staticKey(now, tc, r.Target, w)
 		}
 	}
-	server := string(r.Server)
-	bump := func(model, kind, reason string, v float64) {
-		pk := prevKey{id, model, kind, reason}
-		p, ok := s.prev[pk]
-		d := v
-		if ok && v >= p {
-			d = v - p
-		}
-		s.prev[pk] = v
-		sk := inferSeries{key: key, server: server, kind: kind, reason: reason}
-		cur := s.totals[sk]
-		if cur == nil {
-			cur = &inferValue{}
-			s.totals[sk] = cur
-		}
-		cur.v += d
-		cur.seen = now
-	}
-	for _, m := range r.Models {
-		for reason, v := range m.Requests {
-			bump(m.Model, InferenceRequests, reason, v)
-		}
-		if m.HasInputTokens {
-			bump(m.Model, InferenceInputTokens, "", m.InputTokens)
-		}
-		if m.HasOutputTokens {
-			bump(m.Model, InferenceOutputTokens, "", m.OutputTokens)
-		}
-	}
+	s.ledger.Add(now, r, key, !key.IsZero()) // an unknown workload is held, never exported empty
 }
 
 // podContainer is the container whose server a pod's annotations describe.
@@ -281,28 +241,26 @@ func (s *inferenceSource) staticKey(now time.Time, tc scrape.TargetConfig, t scr
 		}
 		return attribution.Key{Namespace: h.Namespace, Pod: h.Pod}
 	case h.PID > 0:
-		return w.pidKeys[h.PID]
+		k, _ := w.owners.PID(h.PID)
+		return k
+	case h.Rule != "":
+		k, _ := w.owners.Rule(h.Rule)
+		return k
+	case h.SystemdUnit != "":
+		k, _ := w.owners.Unit(h.SystemdUnit)
+		return k
 	}
 	port := h.Port
 	if port == 0 {
-		if u, err := url.Parse(t.URL); err == nil {
-			if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
-				port, _ = strconv.Atoi(u.Port())
-			}
-		}
+		port = scrape.LocalPort(t.URL)
 	}
 	if port == 0 {
 		return attribution.Key{}
 	}
-	// Walking every process's fds is dear: look a port up once a minute.
-	pp, ok := s.ports[port]
-	if !ok || now.Sub(pp.at) > time.Minute {
-		pids, _ := scrape.ListeningPIDs(s.procRoot, port)
-		pp = portPIDs{pids: pids, at: now}
-		s.ports[port] = pp
-	}
-	for _, pid := range pp.pids {
-		if k, ok := w.pidKeys[pid]; ok {
+	// The owner is looked up again when the cached one is gone or was
+	// never found (a restart, a late start), and once a minute otherwise.
+	for _, pid := range s.owners.Owners(now, port, w.owners.Alive) {
+		if k, ok := w.owners.PID(pid); ok && !k.IsZero() {
 			return k
 		}
 	}

@@ -161,6 +161,10 @@ type Attribution struct {
 	Idle Joules
 	// Unattributed is active energy of processes in no workload, per component.
 	Unattributed Joules
+	// UnaccountedCPUSeconds is the node's busy CPU time (steal excluded)
+	// that no process or cgroup seen by the scans accounts for, since the
+	// agent started.
+	UnaccountedCPUSeconds float64
 	// FoldedKeys counts workloads folded into "other" by the cardinality cap.
 	FoldedKeys uint64
 	// FoldedJoules is the energy folded into "other", per component.
@@ -176,10 +180,15 @@ type InferenceCounter struct {
 	Key Workload
 	// Server is the server type (vllm, tgi, …).
 	Server string
-	// Kind is requests, input_tokens or output_tokens.
+	// Kind is requests, input_tokens, output_tokens or inferences.
 	Kind string
 	// FinishedReason is the reason of finished requests (requests only).
 	FinishedReason string
 	// Value is the monotonic total kept by the agent.
 	Value float64
+	// Unattributed marks counts dropped because their target's workload
+	// could not be resolved (Key is zero; Reason says why).
+	Unattributed bool
+	// Reason is why an Unattributed count was dropped.
+	Reason string
 }

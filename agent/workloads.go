@@ -45,6 +45,7 @@ type workloadSource struct {
 	policy   attribution.Policy
 
 	scanner  *workload.Scanner
+	cpuAcct  *workload.CPUAccount
 	matcher  *workload.Matcher
 	resolver *workload.Resolver
 	pods     *workload.PodWatcher
@@ -64,7 +65,12 @@ type workloadSource struct {
 	attrCfg      AttributionConfig
 	podResSocket string
 
-	pidKeys map[int]attribution.Key // this tick's processes, for GPUs and inference targets
+	unaccountedCPU float64             // seconds since start
+	cpuShares      []attribution.Share // the latest scan's CPU time per workload
+	cpuBusy        float64             // the latest scan's busy share without steal; -1 unknown
+
+	pidKeys map[int]attribution.Key // this tick's processes, for GPUs
+	owners  *workload.Owners        // this tick's processes, for inference targets
 	pidIdx  map[int]int             // this tick's PID → index in the scan, reused across ticks
 	scaled  []attribution.Result
 }
@@ -80,6 +86,7 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 		logger: logger, procRoot: opts.ProcfsRoot, policy: policy, matcher: matcher,
 		scanner:    workload.NewScanner(opts.ProcfsRoot, workload.ScannerOptions{}),
 		attributor: attribution.Attributor{Policy: policy},
+		cpuBusy:    -1,
 	}
 	w.attrCfg = cfg.Attribution
 	if prev != nil && prev.attrCfg == cfg.Attribution {
@@ -94,6 +101,8 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 	if prev != nil {
 		// Same procfs, same node: keep the scan baselines and the pod watcher.
 		w.scanner, w.pods, w.lastTick = prev.scanner, prev.pods, prev.lastTick
+		w.cpuAcct, w.unaccountedCPU = prev.cpuAcct, prev.unaccountedCPU
+		w.procs, w.keys, w.cpuShares, w.cpuBusy = prev.procs, prev.keys, prev.cpuShares, prev.cpuBusy
 		if prev.podResSocket == cfg.Kubernetes.PodResourcesSocket {
 			w.podRes, w.podResSocket = prev.podRes, prev.podResSocket
 		}
@@ -113,6 +122,9 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 		} else {
 			logger.Info("kubelet pod-resources socket not found; GPUs are attributed by their processes", "socket", cfg.Kubernetes.PodResourcesSocket)
 		}
+	}
+	if w.cpuAcct == nil {
+		w.cpuAcct = workload.NewCPUAccount(opts.ProcfsRoot, workload.CgroupRoot(opts.SysfsRoot), w.scanner.ClockTicks())
 	}
 	w.resolver = workload.NewResolver(matcher, w.podLookup())
 	if prev != nil && reflect.DeepEqual(prev.carbon.cfg, cfg.Carbon) {
@@ -220,12 +232,22 @@ func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) A
 		for i := range procs {
 			w.pidKeys[procs[i].PID] = w.keys[i]
 		}
+		w.owners = w.resolver.Owners(procs, w.keys)
+		// CPU time per workload from cgroup counters where they stand for one
+		// workload, else from the processes (reaped children included).
+		ct := w.cpuAcct.Tick(procs, w.keys)
+		w.unaccountedCPU += ct.UnaccountedSeconds
+		w.cpuShares, w.cpuBusy = ct.Shares, ct.Busy
 	}
-	busy := e.busy
+	// While a scan is late the previous tick's shares are used again.
+	cpuShares := w.cpuShares
+	busy := w.cpuBusy // steal excluded; -1 when unknown
+	if busy < 0 {
+		busy = e.busy
+	}
 	if busy < 0 {
 		busy = 1 // Unknown: treat all energy as active, split by CPU time.
 	}
-	cpuShares := workload.CPUShares(w.procs, w.keys)
 	var cpuAlloc []attribution.Share
 	if w.pods != nil && w.policy.Idle == attribution.IdleAllocation {
 		cpuAlloc = w.matcher.CPUAllocation(w.pods.Pods())
@@ -250,96 +272,17 @@ func (w *workloadSource) gpuDevices(gpus []gpuTick, allocs []workload.DeviceAllo
 	if len(gpus) == 0 {
 		return nil
 	}
-	byUUID := map[string][]workload.DeviceAllocation{}
-	byMIG := map[string]workload.DeviceAllocation{}
-	byIndex := map[int][]workload.DeviceAllocation{}
-	for _, a := range allocs {
-		switch {
-		case a.Device.MIGUUID != "":
-			byMIG[a.Device.MIGUUID] = a
-		case a.Device.UUID != "":
-			byUUID[a.Device.UUID] = append(byUUID[a.Device.UUID], a)
-		case a.Device.Index >= 0:
-			byIndex[a.Device.Index] = append(byIndex[a.Device.Index], a)
-		}
+	ix := workload.IndexGPUAllocations(allocs)
+	claimer := workload.GPUClaimer{
+		KeyOf:    func(pid int) attribution.Key { return w.pidKeys[pid] }, // A PID not in the scan belongs to no workload.
+		AllocKey: w.allocKey,
+		PodKey:   w.podRefKey,
 	}
 	out := make([]attribution.Device, 0, len(gpus))
 	for _, g := range gpus {
-		s := g.sample
-		d := attribution.Device{ID: s.UUID, Component: attribution.GPU, Joules: g.joules}
-		allocs := append(append([]workload.DeviceAllocation(nil), byUUID[s.UUID]...), byIndex[s.Index]...)
-		switch {
-		case len(s.MIG) > 0 && s.MIGMode == gpu.MIGModeEnabled:
-			d.Busy = busyOf(s)
-			d.MIGSlices = s.MIGSlices
-			for _, inst := range s.MIG {
-				mi := attribution.MIGInstance{Profile: inst.Profile}
-				if a, ok := byMIG[inst.UUID]; ok && inst.UUID != "" {
-					k := w.allocKey(a)
-					mi.Holder = &k
-				} else {
-					mi.Activity = w.processShares(s.Processes, inst.GPUInstanceID)
-				}
-				d.MIG = append(d.MIG, mi)
-			}
-		case len(allocs) == 1 && !allocs[0].Device.Shared:
-			k := w.allocKey(allocs[0])
-			d.Holder = &k
-		case len(allocs) == 0 && len(s.Pods) == 1 && len(s.Processes) == 0:
-			k := w.podRefKey(s.Pods[0])
-			d.Holder = &k
-		default:
-			d.Busy = busyOf(s)
-			d.Activity = w.processShares(s.Processes, -1)
-			for _, a := range allocs {
-				d.Allocation = append(d.Allocation, attribution.Share{Key: w.allocKey(a), Weight: 1})
-			}
-			if len(d.Activity) == 0 && len(s.Pods) > 1 {
-				// dcgm-exporter names the pods but not their processes: split evenly.
-				for _, p := range s.Pods {
-					d.Activity = append(d.Activity, attribution.Share{Key: w.podRefKey(p), Weight: 1})
-				}
-			}
-		}
+		d, _ := claimer.Claim(&g.sample, &ix)
+		d.Joules = g.joules
 		out = append(out, d)
-	}
-	return out
-}
-
-// busyOf is a GPU's busy share: its SM utilisation, or, when unknown, 1
-// while processes run on it and 0 otherwise.
-func busyOf(s gpu.GPUSample) float64 {
-	if s.SMUtil >= 0 {
-		return s.SMUtil / 100
-	}
-	if len(s.Processes) > 0 || len(s.Pods) > 0 {
-		return 1
-	}
-	return 0
-}
-
-// processShares sums the SM utilisation of a GPU's processes by workload
-// (only those in MIG GPU instance gi, unless gi is -1). A process whose
-// utilisation is unknown weighs 1.
-func (w *workloadSource) processShares(procs []gpu.Process, gi int) []attribution.Share {
-	var out []attribution.Share
-	idx := map[attribution.Key]int{}
-	for _, p := range procs {
-		if gi >= 0 && p.MIGGPUInstanceID != gi {
-			continue
-		}
-		k := w.pidKeys[int(p.PID)] // A PID not in the scan belongs to no workload.
-		weight := p.SMUtil
-		if weight < 0 {
-			weight = 1
-		}
-		j, ok := idx[k]
-		if !ok {
-			j = len(out)
-			idx[k] = j
-			out = append(out, attribution.Share{Key: k})
-		}
-		out[j].Weight += weight
 	}
 	return out
 }
@@ -432,7 +375,7 @@ func (w *workloadSource) snapshot() Attribution {
 	locByKey, mktByKey := co2(loc), co2(mkt)
 	out := Attribution{
 		Policy: string(w.policy.Idle), Idle: Joules(es.Idle), Unattributed: Joules(es.Unattributed),
-		FoldedKeys: es.FoldedKeys, FoldedJoules: Joules(es.FoldedJoules),
+		FoldedKeys: es.FoldedKeys, FoldedJoules: Joules(es.FoldedJoules), UnaccountedCPUSeconds: w.unaccountedCPU,
 		Intensity: append([]Intensity(nil), w.intensity...),
 	}
 	if out.Policy == "" {
@@ -462,7 +405,7 @@ func (a *Agent) applyWorkloads(cfg *Config) error {
 		prev.close()
 	}
 	a.work = w
-	a.infer = newInferenceSource(a.opts, cfg, a.infer)
+	a.infer = newInferenceSource(a.opts, cfg, a.infer, a.logger)
 	return nil
 }
 

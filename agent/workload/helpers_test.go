@@ -39,11 +39,34 @@ func copyTree(t testing.TB, name string) string {
 // writeStat rewrites /proc/<pid>/stat with new CPU ticks, start time and comm.
 func writeStat(t testing.TB, root string, pid int, comm string, utime, stime, start uint64) {
 	t.Helper()
-	f := []string{strconv.Itoa(pid), "(" + comm + ")", "S", "1", strconv.Itoa(pid), strconv.Itoa(pid), "0", "-1",
-		"4194560", "15032", "0", "12", "0", strconv.FormatUint(utime, 10), strconv.FormatUint(stime, 10), "0", "0",
-		"20", "0", "1", "0", strconv.FormatUint(start, 10), "12619776", "1843", "18446744073709551615", "1", "1", "1",
+	writeStatFull(t, root, statFields{pid: pid, ppid: 1, comm: comm, utime: utime, stime: stime, start: start, startStack: fixtureStack})
+}
+
+// fixtureStack is the start of the stack in the fixture's stat files.
+const fixtureStack = 140727452436000
+
+// statFields are the fields of a /proc/PID/stat line that tests vary.
+type statFields struct {
+	pid, ppid                           int
+	comm                                string
+	utime, stime, cutime, cstime, start uint64
+	startStack                          uint64 // field 28; 0 as a kernel hides it
+}
+
+// writeStatFull writes /proc/<pid>/stat from f (the start of the code
+// segment is the fixture's, or 0 when the stack is hidden).
+func writeStatFull(t testing.TB, root string, f statFields) {
+	t.Helper()
+	code := uint64(94245358534656)
+	if f.startStack == 0 {
+		code = 0
+	}
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	fs := []string{strconv.Itoa(f.pid), "(" + f.comm + ")", "S", strconv.Itoa(f.ppid), strconv.Itoa(f.pid), strconv.Itoa(f.pid), "0", "-1",
+		"4194560", "15032", "0", "12", "0", u(f.utime), u(f.stime), u(f.cutime), u(f.cstime),
+		"20", "0", "1", "0", u(f.start), "12619776", "1843", "18446744073709551615", u(code), u(code + 2695589), u(f.startStack),
 		"0", "0", "0", "0", "0", "0", "0", "0", "0", "17", "3", "0", "0", "0", "0", "0"}
-	writeFile(t, filepath.Join(root, strconv.Itoa(pid), "stat"), strings.Join(f, " ")+"\n")
+	writeFile(t, filepath.Join(root, strconv.Itoa(f.pid), "stat"), strings.Join(fs, " ")+"\n")
 }
 
 // writeProc creates a whole process directory.

@@ -94,6 +94,9 @@ type DeviceAllocation struct {
 	Resource string
 	// DeviceID is the device plugin's ID as the kubelet reports it.
 	DeviceID string
+	// Claim is the ResourceClaim ("namespace/name") of a device allocated
+	// through dynamic resource allocation; empty for device plugins.
+	Claim string
 	// Device is DeviceID normalised.
 	Device GPUDevice
 }
@@ -146,9 +149,79 @@ func (c *PodResources) List(ctx context.Context, prefixes ...string) ([]DeviceAl
 					})
 				}
 			}
+			for _, dr := range ctr.GetDynamicResources() {
+				for _, cr := range dr.GetClaimResources() {
+					if !draDriverMatches(cr.GetDriverName(), prefixes) {
+						continue
+					}
+					d := ParseDRADevice(cr.GetDeviceName(), cr.GetCdiDevices())
+					d.Shared = d.Shared || cr.ShareId != nil
+					out = append(out, DeviceAllocation{
+						Namespace: pod.GetNamespace(), Pod: pod.GetName(), Container: ctr.GetName(),
+						Resource: DRAResourcePrefix + cr.GetDriverName(), DeviceID: cr.GetPoolName() + "/" + cr.GetDeviceName(),
+						Claim: dr.GetClaimNamespace() + "/" + dr.GetClaimName(), Device: d,
+					})
+				}
+			}
 		}
 	}
 	return out, nil
+}
+
+// DRAResourcePrefix starts the Resource of a device allocated through
+// dynamic resource allocation: "dra:" and the DRA driver's name, such as
+// "dra:gpu.nvidia.com".
+const DRAResourcePrefix = "dra:"
+
+// draDriverMatches reports whether a DRA driver belongs to a resource
+// prefix: "nvidia.com/" covers the drivers "nvidia.com" and
+// "gpu.nvidia.com". No prefix covers every driver.
+func draDriverMatches(driver string, prefixes []string) bool {
+	if len(prefixes) == 0 {
+		return true
+	}
+	for _, p := range prefixes {
+		domain := strings.TrimSuffix(p, "/")
+		if domain != "" && (driver == domain || strings.HasSuffix(driver, "."+domain)) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseDRADevice normalises a device allocated through dynamic resource
+// allocation (the kubelet's DynamicResources): a GPU UUID named by the
+// device or one of its CDI devices ("…=GPU-<uuid>") wins; else the NVIDIA
+// DRA driver's device names, "gpu-<N>" for a whole GPU by index and
+// "gpu-<N>-mig-…" for a MIG device on GPU N, which is then Shared (the
+// driver does not say which instance, so the GPU is shared by its holders).
+// A device it cannot place has neither UUID nor Index.
+func ParseDRADevice(name string, cdi []*podresourcesv1.CDIDevice) GPUDevice {
+	d := GPUDevice{Index: -1, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: -1}
+	for _, c := range cdi {
+		_, dev, _ := strings.Cut(c.GetName(), "=")
+		if strings.HasPrefix(dev, "GPU-") {
+			d.UUID = dev
+			return d
+		}
+	}
+	if strings.HasPrefix(name, "GPU-") {
+		d.UUID = name
+		return d
+	}
+	rest, ok := strings.CutPrefix(name, "gpu-")
+	if !ok {
+		return d
+	}
+	idx, mig, _ := strings.Cut(rest, "-")
+	if !isDigits(idx) {
+		return d
+	}
+	d.Index, _ = strconv.Atoi(idx)
+	if strings.HasPrefix(mig, "mig-") {
+		d.Shared = true
+	}
+	return d
 }
 
 func hasPrefix(s string, prefixes []string) bool {

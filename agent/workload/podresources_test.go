@@ -110,22 +110,22 @@ func TestPodResourcesList(t *testing.T) {
 	none := GPUDevice{Index: -1, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: -1}
 	with := func(f func(*GPUDevice)) GPUDevice { d := none; f(&d); return d }
 	want := []DeviceAllocation{
-		{"ml", "vllm-0", "server", "nvidia.com/gpu", "GPU-3f2c1b8e-9d4a-4c7e-8b1f-0a2d3e4f5a6b",
+		{"ml", "vllm-0", "server", "nvidia.com/gpu", "GPU-3f2c1b8e-9d4a-4c7e-8b1f-0a2d3e4f5a6b", "",
 			with(func(d *GPUDevice) { d.UUID = "GPU-3f2c1b8e-9d4a-4c7e-8b1f-0a2d3e4f5a6b" })},
-		{"ml", "vllm-0", "server", "nvidia.com/gpu", "GPU-7b1e2d3c-4f5a-6b7c-8d9e-0f1a2b3c4d5e",
+		{"ml", "vllm-0", "server", "nvidia.com/gpu", "GPU-7b1e2d3c-4f5a-6b7c-8d9e-0f1a2b3c4d5e", "",
 			with(func(d *GPUDevice) { d.UUID = "GPU-7b1e2d3c-4f5a-6b7c-8d9e-0f1a2b3c4d5e" })},
-		{"research", "notebook-a", "jupyter", "nvidia.com/gpu", tsGPU + "::0",
+		{"research", "notebook-a", "jupyter", "nvidia.com/gpu", tsGPU + "::0", "",
 			with(func(d *GPUDevice) { d.UUID, d.Shared, d.Replica = tsGPU, true, 0 })},
-		{"research", "notebook-b", "jupyter", "nvidia.com/gpu", tsGPU + "::3",
+		{"research", "notebook-b", "jupyter", "nvidia.com/gpu", tsGPU + "::3", "",
 			with(func(d *GPUDevice) { d.UUID, d.Shared, d.Replica = tsGPU, true, 3 })},
-		{"ml", "embed-0", "tei", "nvidia.com/mig-1g.10gb", "MIG-5c6d7e8f-1a2b-5c3d-9e4f-0a1b2c3d4e5f",
+		{"ml", "embed-0", "tei", "nvidia.com/mig-1g.10gb", "MIG-5c6d7e8f-1a2b-5c3d-9e4f-0a1b2c3d4e5f", "",
 			with(func(d *GPUDevice) { d.MIGUUID = "MIG-5c6d7e8f-1a2b-5c3d-9e4f-0a1b2c3d4e5f" })},
-		{"ml", "embed-0", "tei", "nvidia.com/mig-3g.40gb", "MIG-GPU-0d1e2f3a-4b5c-6d7e-8f9a-0b1c2d3e4f5a/2/0",
+		{"ml", "embed-0", "tei", "nvidia.com/mig-3g.40gb", "MIG-GPU-0d1e2f3a-4b5c-6d7e-8f9a-0b1c2d3e4f5a/2/0", "",
 			with(func(d *GPUDevice) {
 				d.UUID, d.MIGUUID = "GPU-0d1e2f3a-4b5c-6d7e-8f9a-0b1c2d3e4f5a", "MIG-GPU-0d1e2f3a-4b5c-6d7e-8f9a-0b1c2d3e4f5a/2/0"
 				d.MIGGPUInstance, d.MIGComputeInstance = 2, 0
 			})},
-		{"default", "legacy", "c", "nvidia.com/gpu", "nvidia3", with(func(d *GPUDevice) { d.Index = 3 })},
+		{"default", "legacy", "c", "nvidia.com/gpu", "nvidia3", "", with(func(d *GPUDevice) { d.Index = 3 })},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d allocations, want %d: %+v", len(got), len(want), got)

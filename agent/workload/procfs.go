@@ -58,6 +58,15 @@ type Process struct {
 	// (all of it fell in this interval), and 0 otherwise (it was older but
 	// missed, for example unreadable: its past cannot be placed).
 	DeltaCPUSeconds float64
+	// ChildCPUSeconds is the CPU time of the descendants this process has
+	// waited for (cutime + cstime of /proc/PID/stat), since it started.
+	ChildCPUSeconds float64
+	// ReapedCPUSeconds is the CPU time of descendants reaped by this process
+	// since the previous scan that no scan saw while they lived: the growth
+	// of ChildCPUSeconds less what earlier scans already counted of the
+	// children that vanished (see the package documentation). It is how a
+	// process that lived between two scans is counted.
+	ReapedCPUSeconds float64
 	// Info is what was read once for this process; never nil.
 	Info *ProcessInfo
 }
@@ -73,8 +82,17 @@ type ProcessInfo struct {
 	Cmdline string
 	// UID is the effective user ID from /proc/PID/status; -1 when unknown.
 	UID int
-	// Cgroup is what /proc/PID/cgroup says.
+	// Cgroup is what /proc/PID/cgroup says. When the path names no Slurm
+	// job and no container, SlurmJob and SlurmStep come from the process's
+	// environment instead (SLURM_JOB_ID, SLURM_STEP_ID), for nodes without
+	// Slurm's cgroup plugins; SlurmFromEnviron says so.
 	Cgroup Cgroup
+	// SlurmUser is the Slurm job's user (SLURM_JOB_USER) when the job came
+	// from the environment.
+	SlurmUser string
+	// SlurmFromEnviron is set when the Slurm job was read from
+	// /proc/PID/environ.
+	SlurmFromEnviron bool
 }
 
 // ScanResult is the outcome of one scan.
@@ -86,6 +104,9 @@ type ScanResult struct {
 	Skipped map[string]uint64
 	// New is the number of processes read for the first time by this scan.
 	New int
+	// Execs is the number of processes whose command line was read again by
+	// this scan because they exec'd.
+	Execs int
 	// Uptime is the seconds since boot when the scan started, from
 	// <root>/uptime; 0 when unknown.
 	Uptime float64
@@ -100,7 +121,16 @@ type ScannerOptions struct {
 	// 0 reads it from the auxiliary vector (AT_CLKTCK), or uses
 	// DefaultClockTicks.
 	ClockTicks int
+	// CmdlineRecheckScans bounds how late an exec under the same comm is
+	// seen where /proc/PID/stat hides the code and stack addresses: every
+	// process's command line is re-read once per this many scans (spread
+	// over the scans). 0 means DefaultCmdlineRecheckScans; negative never.
+	CmdlineRecheckScans int
 }
+
+// DefaultCmdlineRecheckScans is ScannerOptions.CmdlineRecheckScans when 0:
+// one minute at the default 5 s interval.
+const DefaultCmdlineRecheckScans = 12
 
 // Scanner lists the processes under a procfs root and keeps, per process,
 // what it read once. It is not safe for concurrent use: one sampling loop
@@ -119,6 +149,9 @@ type Scanner struct {
 	bigBuf  []byte // cgroup, cmdline, status
 	pathBuf []byte // "<pid>/<file>\x00", relative to the root fd
 	pids    []int
+	dchild  []uint64    // growth of cutime+cstime per process of the current scan
+	gone    []procEntry // entries of PIDs reused in the current scan
+	recheck int         // scans between command-line rechecks; <= 0 never
 
 	// readAt reads the file at path (NUL-terminated, relative to dirfd) into
 	// buf. untilEOF reads past a newline. Tests replace it.
@@ -130,11 +163,30 @@ type Scanner struct {
 
 // procEntry is the cached state of one process.
 type procEntry struct {
-	start uint64
-	ticks uint64
-	info  *ProcessInfo
-	gen   uint32
+	start    uint64
+	ticks    uint64 // utime + stime at the last scan
+	children uint64 // cutime + cstime at the last scan
+	ppid     int
+	// startCode and startStack are fields 26 and 28 of stat at the last
+	// scan (0 when hidden): an exec moves them.
+	startCode, startStack uint64
+	info                  *ProcessInfo
+	gen                   uint32
+	// owed is the CPU time, in ticks, of vanished descendants that scans
+	// already counted and that this process's cutime+cstime will repeat once
+	// it has reaped them; owedScans is how many scans it has been waiting.
+	owed      uint64
+	owedScans int
+	// foreign is set when, since the previous scan, this process reaped a
+	// process of another cgroup (a container's first process reaped by its
+	// runtime shim, a service's main process by systemd).
+	foreign bool
 }
+
+// owedScans is how many scans owed time waits for the reaper's cutime to
+// grow before it is forgiven (the descendant was reaped elsewhere, or its
+// parent ignores SIGCHLD and it was auto-reaped).
+const owedScans = 2
 
 // NewScanner returns a scanner of the procfs mounted at root (normally
 // /proc; /host/proc in a container). Nothing is read until Scan.
@@ -143,7 +195,12 @@ func NewScanner(root string, opts ScannerOptions) *Scanner {
 	if hz <= 0 {
 		hz = clockTicks()
 	}
+	recheck := opts.CmdlineRecheckScans
+	if recheck == 0 {
+		recheck = DefaultCmdlineRecheckScans
+	}
 	return &Scanner{
+		recheck: recheck,
 		root:    root,
 		hz:      float64(hz),
 		first:   true,
@@ -199,8 +256,10 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 
 	s.gen++
 	res := &ScanResult{Processes: make([]Process, 0, len(s.pids)), Uptime: uptime}
+	s.dchild = s.dchild[:0]
+	s.gone = s.gone[:0]
 	for _, pid := range s.pids {
-		p, reason, err := s.process(rootfd, pid, uptime, res)
+		p, dchild, reason, err := s.process(rootfd, pid, uptime, res)
 		if reason != "" {
 			if res.Skipped == nil {
 				res.Skipped = make(map[string]uint64, 2)
@@ -212,7 +271,9 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 			continue
 		}
 		res.Processes = append(res.Processes, p)
+		s.dchild = append(s.dchild, dchild)
 	}
+	s.reap(res)
 	for pid, e := range s.cache {
 		if e.gen != s.gen {
 			delete(s.cache, pid)
@@ -226,49 +287,149 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 
 // process reads one process; a non-empty reason means it was skipped, and
 // err is then the read error of the file named by s.pathBuf, if any.
-func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Process, string, error) {
+func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Process, uint64, string, error) {
 	b, err := s.readAt(rootfd, s.path(pid, "stat"), s.statBuf, false)
 	if err != nil {
-		return Process{}, reason(err), err
+		return Process{}, 0, reason(err), err
 	}
 	st, ok := parseStat(b)
 	if !ok {
-		return Process{}, ReasonParseError, errors.New("cannot parse")
+		return Process{}, 0, ReasonParseError, errors.New("cannot parse")
 	}
 	e := s.cache[pid]
 	if e != nil && e.start != st.start {
-		e = nil // the PID was reused
+		// The PID was reused: the old process vanished.
+		s.gone = append(s.gone, *e)
+		delete(s.cache, pid)
+		e = nil
 	}
-	var delta uint64
+	var delta, dchild uint64
 	switch {
 	case e != nil:
 		if st.ticks >= e.ticks {
 			delta = st.ticks - e.ticks
 		}
+		if st.children >= e.children {
+			dchild = st.children - e.children
+		}
 	case !s.first && s.prevUptime > 0 && float64(st.start)/s.hz >= s.prevUptime:
-		delta = st.ticks // started after the previous scan
+		// Started after the previous scan: all of its time, and of the
+		// children it reaped, fell in this interval.
+		delta, dchild = st.ticks, st.children
 	}
-	if e == nil || e.info.Comm != string(st.comm) { // string compare does not allocate
+	if e == nil || e.info.Comm != string(st.comm) || s.execed(rootfd, pid, e, &st) { // string compare does not allocate
 		info, err := s.readInfo(rootfd, pid, st.comm)
 		if err != nil {
-			return Process{}, reason(err), err
+			return Process{}, 0, reason(err), err
 		}
 		if e == nil {
 			e = &procEntry{start: st.start}
 			s.cache[pid] = e
 			res.New++
+		} else {
+			res.Execs++
 		}
 		e.info = info
 	}
-	e.ticks, e.gen = st.ticks, s.gen
+	e.ticks, e.children, e.ppid, e.gen = st.ticks, st.children, st.ppid, s.gen
+	e.startCode, e.startStack = st.startCode, st.startStack
 	return Process{
 		PID:             pid,
 		PPID:            st.ppid,
 		StartTicks:      st.start,
 		CPUSeconds:      float64(st.ticks) / s.hz,
 		DeltaCPUSeconds: float64(delta) / s.hz,
+		ChildCPUSeconds: float64(st.children) / s.hz,
 		Info:            e.info,
-	}, "", nil
+	}, dchild, "", nil
+}
+
+// execed reports whether the process behind a cached entry has exec'd
+// under the same comm since the previous scan. The signal is free: the
+// start of the code segment and of the stack (fields 26 and 28 of
+// /proc/PID/stat, shown to the process's owner and to a reader allowed to
+// ptrace-read it, CAP_SYS_PTRACE) move on every exec, the stack's with the
+// length of the new command line and environment even without
+// address-space randomisation.
+// Where the kernel hides them (0), the command line is re-read instead
+// every recheck scans per process, spread over the scans by PID, so an exec
+// is seen within that many scans.
+func (s *Scanner) execed(rootfd, pid int, e *procEntry, st *stat) bool {
+	if st.startStack != 0 && e.startStack != 0 {
+		return st.startStack != e.startStack || st.startCode != e.startCode
+	}
+	if s.recheck <= 0 || (uint32(pid)+s.gen)%uint32(s.recheck) != 0 {
+		return false
+	}
+	b, err := s.readAt(rootfd, s.path(pid, "cmdline"), s.bigBuf, true)
+	if err != nil {
+		return false // the next full read reports it
+	}
+	return string(cmdlineText(b)) != e.info.Cmdline
+}
+
+// reap turns the growth of each process's reaped-children time into
+// ReapedCPUSeconds: a process that vanished since the previous scan had its
+// CPU time counted by the scans that saw it, and its nearest living ancestor
+// (its reaper) will add that time again to its cutime+cstime, so it is owed
+// there and subtracted from the ancestor's growth. What remains is the time
+// of descendants no scan saw, unless the reaper reaped a process of another
+// cgroup in the interval: then it is that cgroup's and none is credited.
+func (s *Scanner) reap(res *ScanResult) {
+	if !s.first {
+		for _, e := range s.cache {
+			if e.gen != s.gen {
+				s.owe(e)
+			}
+		}
+		for i := range s.gone {
+			s.owe(&s.gone[i])
+		}
+	}
+	for i := range res.Processes {
+		p := &res.Processes[i]
+		e := s.cache[p.PID]
+		d := s.dchild[i]
+		if e.owed > 0 {
+			used := min(e.owed, d)
+			d -= used
+			e.owed -= used
+			e.owedScans++
+			if e.owed == 0 || e.owedScans > owedScans {
+				e.owed, e.owedScans = 0, 0
+			}
+		}
+		if e.foreign {
+			// What the reaped process of another cgroup used after the last
+			// scan is that cgroup's (its counter has it); it cannot be told
+			// apart from this interval's other reaped time, so none is
+			// credited here.
+			d, e.foreign = 0, false
+		}
+		p.ReapedCPUSeconds = float64(d) / s.hz
+	}
+}
+
+// owe adds what the scans counted of a vanished process to its nearest
+// living ancestor, walking up through ancestors that vanished too (their
+// own reapers repeat their children's time).
+func (s *Scanner) owe(gone *procEntry) {
+	counted := gone.ticks + gone.children + gone.owed
+	ppid, start := gone.ppid, gone.start
+	for range 64 {
+		a := s.cache[ppid]
+		if a == nil || a.start > start || ppid <= 0 {
+			return // reaped by a process no scan knows: nothing to repeat
+		}
+		if a.gen == s.gen {
+			a.owed += counted
+			if gone.info != nil && a.info != nil && gone.info.Cgroup.Path != a.info.Cgroup.Path {
+				a.foreign = true
+			}
+			return
+		}
+		ppid, start = a.ppid, a.start
+	}
 }
 
 // readInfo reads what is read once per process: cgroup, cmdline, status.
@@ -283,19 +444,62 @@ func (s *Scanner) readInfo(rootfd, pid int, comm []byte) (*ProcessInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	info.Cmdline = string(cmdlineText(b))
+	b, err = s.readAt(rootfd, s.path(pid, "status"), s.bigBuf, true)
+	if err != nil {
+		return nil, err
+	}
+	info.UID = statusUID(b)
+	if info.Cgroup.SlurmJob == "" && info.Cgroup.ContainerID == "" && info.Cgroup.PodUID == "" && info.Cmdline != "" {
+		// Readable by the process's owner and root only; an error leaves
+		// the job unknown.
+		if b, err := s.readAt(rootfd, s.path(pid, "environ"), s.bigBuf, true); err == nil {
+			job, step, user := slurmEnviron(b)
+			if job != "" {
+				info.Cgroup.SlurmJob, info.Cgroup.SlurmStep, info.SlurmUser, info.SlurmFromEnviron = job, step, user, true
+			}
+		}
+	}
+	return info, nil
+}
+
+// slurmEnviron returns SLURM_JOB_ID (digits only), SLURM_STEP_ID and
+// SLURM_JOB_USER from the NUL-separated /proc/PID/environ.
+func slurmEnviron(b []byte) (job, step, user string) {
+	for len(b) > 0 {
+		var kv []byte
+		kv, b, _ = bytes.Cut(b, []byte{0})
+		if !bytes.HasPrefix(kv, []byte("SLURM_")) {
+			continue
+		}
+		k, v, _ := bytes.Cut(kv, []byte{'='})
+		switch string(k) {
+		case "SLURM_JOB_ID":
+			if isDigits(string(v)) {
+				job = string(v)
+			}
+		case "SLURM_STEP_ID":
+			step = string(v)
+		case "SLURM_JOB_USER":
+			user = string(v)
+		}
+	}
+	if job == "" {
+		return "", "", ""
+	}
+	return job, step, user
+}
+
+// cmdlineText turns /proc/PID/cmdline into a command line in place: NUL
+// separators become spaces, trailing NULs are cut.
+func cmdlineText(b []byte) []byte {
 	b = bytes.TrimRight(b, "\x00")
 	for i, c := range b {
 		if c == 0 {
 			b[i] = ' '
 		}
 	}
-	info.Cmdline = string(b)
-	b, err = s.readAt(rootfd, s.path(pid, "status"), s.bigBuf, true)
-	if err != nil {
-		return nil, err
-	}
-	info.UID = statusUID(b)
-	return info, nil
+	return b
 }
 
 // uptime returns the seconds since boot from <root>/uptime, or 0.
@@ -373,15 +577,19 @@ func parsePID(name []byte) (int, bool) {
 
 // stat is what a scan needs from /proc/PID/stat.
 type stat struct {
-	comm  []byte // aliases the read buffer
-	ppid  int
-	ticks uint64 // utime + stime
-	start uint64
+	comm       []byte // aliases the read buffer
+	ppid       int
+	ticks      uint64 // utime + stime
+	children   uint64 // cutime + cstime
+	start      uint64
+	startCode  uint64 // 0 when hidden or absent
+	startStack uint64
 }
 
 // parseStat parses /proc/PID/stat: "pid (comm) state ppid(4) … utime(14)
-// stime(15) … starttime(22) …". comm may hold spaces and parentheses, so
-// the fields start after the last ')'.
+// stime(15) cutime(16) cstime(17) … starttime(22) … startcode(26)
+// endcode(27) startstack(28) …". comm may hold spaces and parentheses, so
+// the fields start after the last ')'. Fields after 22 are optional.
 func parseStat(b []byte) (stat, bool) {
 	open := bytes.IndexByte(b, '(')
 	end := bytes.LastIndexByte(b, ')')
@@ -390,9 +598,9 @@ func parseStat(b []byte) (stat, bool) {
 	}
 	st := stat{comm: b[open+1 : end]}
 	rest := bytes.TrimRight(b[end+1:], "\n")
-	var utime, stime uint64
+	var utime, stime, cutime, cstime uint64
 	// Field 3 (state) is the first after ')'; utime is field 14.
-	for field := 3; field <= 22; field++ {
+	for field := 3; field <= 28; field++ {
 		for len(rest) > 0 && rest[0] == ' ' {
 			rest = rest[1:]
 		}
@@ -403,6 +611,9 @@ func parseStat(b []byte) (stat, bool) {
 		tok := rest[:i]
 		rest = rest[i:]
 		if len(tok) == 0 {
+			if field > 22 {
+				break
+			}
 			return stat{}, false
 		}
 		switch field {
@@ -425,9 +636,21 @@ func parseStat(b []byte) (stat, bool) {
 			case 22:
 				st.start = v
 			}
+		case 16, 17:
+			v, _ := parseUint(tok) // signed in the kernel; a negative value counts as 0
+			if field == 16 {
+				cutime = v
+			} else {
+				cstime = v
+			}
+		case 26:
+			st.startCode, _ = parseUint(tok)
+		case 28:
+			st.startStack, _ = parseUint(tok)
 		}
 	}
 	st.ticks = utime + stime
+	st.children = cutime + cstime
 	return st, true
 }
 

@@ -14,6 +14,7 @@ type Resolver struct {
 	pods    PodLookup
 	cache   map[*ProcessInfo]*resolved
 	gen     uint32
+	owners  Owners // reused by Owners
 }
 
 type resolved struct {
@@ -76,26 +77,6 @@ func (r *Resolver) key(info *ProcessInfo) attribution.Key {
 	return e.key
 }
 
-// CPUShares sums the CPU time of each workload since the previous scan:
-// the activity shares of a CPU device. keys[i] is the workload of procs[i]
-// (from Resolve); processes in no workload sum under the zero Key. Shares
-// come in order of first appearance.
-func CPUShares(procs []Process, keys []attribution.Key) []attribution.Share {
-	idx := make(map[attribution.Key]int, 64)
-	var out []attribution.Share
-	for i := range procs {
-		k := keys[i]
-		j, ok := idx[k]
-		if !ok {
-			j = len(out)
-			idx[k] = j
-			out = append(out, attribution.Share{Key: k})
-		}
-		out[j].Weight += procs[i].DeltaCPUSeconds
-	}
-	return out
-}
-
 // CPUAllocation returns the CPU requests of the regular containers of
 // pods, in cores, as allocation weights for the idle policy "allocation".
 func (m *Matcher) CPUAllocation(pods []*PodMeta) []attribution.Share {
@@ -121,4 +102,80 @@ func (m *Matcher) AllocationKey(a DeviceAllocation, pod *PodMeta) attribution.Ke
 		return attribution.Key{Namespace: a.Namespace, Pod: a.Pod, Container: a.Container}
 	}
 	return m.PodKey(pod, a.Container)
+}
+
+// Owners indexes the processes of one scan by what an inference target can
+// be tied to: a PID, the rule that named the process (by the rule's name),
+// or the systemd unit it runs in. A rule or unit with several processes
+// gives the workload of the one with the lowest PID.
+type Owners struct {
+	byPID  map[int]attribution.Key
+	byRule map[string]attribution.Key
+	byUnit map[string]attribution.Key
+}
+
+// Owners builds the index of one scan; keys[i] is the workload of procs[i]
+// after inheritance. Call it after Resolve with the same processes. The
+// index is reused by the next call.
+func (r *Resolver) Owners(procs []Process, keys []attribution.Key) *Owners {
+	o := &r.owners
+	if o.byPID == nil {
+		o.byPID, o.byRule, o.byUnit = make(map[int]attribution.Key, len(procs)), map[string]attribution.Key{}, map[string]attribution.Key{}
+	}
+	clear(o.byPID)
+	clear(o.byRule)
+	clear(o.byUnit)
+	for i := range procs {
+		p, k := &procs[i], keys[i]
+		o.byPID[p.PID] = k
+		if k.IsZero() {
+			continue
+		}
+		if e := r.cache[p.Info]; e != nil && e.rule >= 0 && e.rule < len(r.matcher.rules) {
+			if name := r.matcher.rules[e.rule].name; name != "" {
+				if _, ok := o.byRule[name]; !ok {
+					o.byRule[name] = k
+				}
+			}
+		}
+		if u := p.Info.Cgroup.SystemdUnit; u != "" {
+			if _, ok := o.byUnit[u]; !ok {
+				o.byUnit[u] = k
+			}
+		}
+	}
+	return o
+}
+
+// PID returns the workload of a running process; ok is false when the PID
+// is not in the scan.
+func (o *Owners) PID(pid int) (attribution.Key, bool) {
+	if o == nil {
+		return attribution.Key{}, false
+	}
+	k, ok := o.byPID[pid]
+	return k, ok
+}
+
+// Alive reports whether a PID is in the scan.
+func (o *Owners) Alive(pid int) bool { _, ok := o.PID(pid); return ok }
+
+// Rule returns the workload of the processes named by the rule called
+// name, if one runs.
+func (o *Owners) Rule(name string) (attribution.Key, bool) {
+	if o == nil {
+		return attribution.Key{}, false
+	}
+	k, ok := o.byRule[name]
+	return k, ok
+}
+
+// Unit returns the workload of the processes of a systemd unit, if one
+// runs and belongs to a workload.
+func (o *Owners) Unit(unit string) (attribution.Key, bool) {
+	if o == nil {
+		return attribution.Key{}, false
+	}
+	k, ok := o.byUnit[unit]
+	return k, ok
 }

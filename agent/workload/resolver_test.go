@@ -69,11 +69,15 @@ func TestResolverOutsideKubernetes(t *testing.T) {
 	}
 }
 
-func TestCPUShares(t *testing.T) {
+// Without cgroup counters, a workload's CPU time is its processes' own time
+// plus the children they reaped that no scan saw.
+func TestCPUAccountByProcess(t *testing.T) {
 	a, b := attribution.Key{Pod: "a"}, attribution.Key{Pod: "b"}
-	procs := []Process{{DeltaCPUSeconds: 1}, {DeltaCPUSeconds: 2}, {DeltaCPUSeconds: 0.5}, {DeltaCPUSeconds: 4}}
-	got := CPUShares(procs, []attribution.Key{a, {}, a, b})
-	want := []attribution.Share{{Key: a, Weight: 1.5}, {Weight: 2}, {Key: b, Weight: 4}}
+	info := &ProcessInfo{Cgroup: Cgroup{Path: "/system.slice/x.service", SystemdUnit: "x.service"}}
+	procs := []Process{{DeltaCPUSeconds: 1, Info: info}, {DeltaCPUSeconds: 2, Info: info}, {DeltaCPUSeconds: 0.5, ReapedCPUSeconds: 0.25, Info: info},
+		{DeltaCPUSeconds: 4, Info: info}}
+	got := NewCPUAccount(t.TempDir(), "", 100).Tick(procs, []attribution.Key{a, {}, a, b}).Shares
+	want := []attribution.Share{{Key: a, Weight: 1.75}, {Weight: 2}, {Key: b, Weight: 4}}
 	if len(got) != len(want) {
 		t.Fatalf("%v", got)
 	}

@@ -99,9 +99,10 @@ type RuleMatch struct {
 //   - $1, ${1}, ${name}: a capture group of match.cmdline (numbered or
 //     named, RE2 (?P<name>…)); write ${1}x, not $1x, before a letter,
 //     digit or underscore; $$ is a literal $;
-//   - {{slurm_job}}, {{slurm_step}}, {{systemd_unit}}, {{comm}},
-//     {{uid}}, {{container_id}}: what the process's cgroup and stat say
-//     (empty when unknown).
+//   - {{slurm_job}}, {{slurm_step}}, {{slurm_user}}, {{systemd_unit}},
+//     {{comm}}, {{uid}}, {{container_id}}: what the process's cgroup, stat
+//     and (for Slurm, when the cgroup names no job) environment say (empty
+//     when unknown).
 type RuleLabels struct {
 	// Project is the project label.
 	Project string `yaml:"project"`
@@ -142,7 +143,7 @@ func (e *FieldError) Error() string {
 }
 
 // placeholders are the {{name}} values a label template may use.
-var placeholders = []string{"slurm_job", "slurm_step", "systemd_unit", "comm", "uid", "container_id"}
+var placeholders = []string{"slurm_job", "slurm_step", "slurm_user", "systemd_unit", "comm", "uid", "container_id"}
 
 // Validate checks the rules without touching the filesystem. Its error
 // joins one *FieldError per problem (use errors.As or errors.Join's
@@ -359,6 +360,17 @@ func (r *Rules) Compile(opts CompileOptions) (*Matcher, error) {
 	return m, nil
 }
 
+// HasRule reports whether a rule is called name (inference targets name
+// the rule their server's processes match).
+func (r *Rules) HasRule(name string) bool {
+	for i := range r.Rules {
+		if r.Rules[i].Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // DefaultMatcher is the matcher of the zero Rules: default pod label keys
 // and no rules.
 func DefaultMatcher() *Matcher { return &Matcher{mapping: LabelMapping{}.withDefaults()} }
@@ -413,6 +425,7 @@ func (r *compiledRule) expand(t string, info *ProcessInfo, sub []int) string {
 		t = strings.NewReplacer(
 			"{{slurm_job}}", esc(info.Cgroup.SlurmJob),
 			"{{slurm_step}}", esc(info.Cgroup.SlurmStep),
+			"{{slurm_user}}", esc(info.SlurmUser),
 			"{{systemd_unit}}", esc(info.Cgroup.SystemdUnit),
 			"{{comm}}", esc(info.Comm),
 			"{{uid}}", uid,

@@ -82,7 +82,8 @@ func TestEndToEndTLSBasicAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "aiwatt.yml")
-	if err := os.WriteFile(cfg, []byte(e2eConfig), 0o644); err != nil {
+	triton := startGoldenTriton(t)
+	if err := os.WriteFile(cfg, []byte(e2eConfig+triton.config()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dcgmSrv := startFakeDCGM(t)
@@ -120,10 +121,11 @@ func TestEndToEndTLSBasicAuth(t *testing.T) {
 	waitFor(t, "first sample over TLS", 15*time.Second, func() (bool, error) {
 		body, err := scrape(authed, url)
 		v, ok := sampleValue(body, "aiwatt_samples_total")
-		return ok && v >= 1 && dcgmSrv.scraped() >= 1, err
+		return ok && v >= 1 && dcgmSrv.scraped() >= 1 && triton.scraped() >= 1, err
 	})
 	advance(t, root, intelSteps)
 	dcgmSrv.add(gpuMJ)
+	triton.serve()
 	var last string
 	waitFor(t, "injected energy over TLS", 15*time.Second, func() (bool, error) {
 		body, err := scrape(authed, url)
