@@ -8,12 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/workload"
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/gpu"
 	"github.com/inferensys/aiwatt/rapl"
 	"github.com/inferensys/aiwatt/scrape"
 	"github.com/inferensys/aiwatt/source"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // Options are the agent's fixed settings (flags); Config holds what a reload

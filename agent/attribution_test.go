@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/dcgm/dcgmtest"

@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
-	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/internal/yamlconf"
 	"github.com/inferensys/aiwatt/scrape"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // Estimate modes for the CPU power model.

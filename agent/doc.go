@@ -6,11 +6,11 @@
 // Every source the tick uses implements source.Source: RAPL and the CPU
 // power model (cpu.go), the GPU backend (gpu.go), the process scan, the pod
 // watcher, the kubelet's pod-resources and the carbon intensity (sources.go,
-// adapters over agent/workload and carbon), and the inference scrapes
+// adapters over workload and carbon), and the inference scrapes
 // (inference.go, over scrape). tick.go runs them concurrently under one
 // deadline (4/5 of the interval) and records their health in one place;
 // agent.go folds their deltas into integer totals, attributes them
-// (agent/attribution) and publishes the snapshot. A reload goes through one
+// (attribution) and publishes the snapshot. A reload goes through one
 // path, Agent.apply, which reconfigures sources in place and keeps their
 // baselines.
 //

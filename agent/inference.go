@@ -8,10 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
-	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/scrape"
 	"github.com/inferensys/aiwatt/source"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // Inference counter kinds.

@@ -4,7 +4,7 @@ import (
 	"math"
 	"testing"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/gpu"
 )
 

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/workload"
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/source"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // The adapters below wrap the workload discovery, the kubelet's

@@ -9,11 +9,11 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
-	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/gpu"
 	"github.com/inferensys/aiwatt/source"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // Source names of the attribution inputs.

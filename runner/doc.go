@@ -17,7 +17,7 @@
 //     a group, and stopped gracefully ([Child.Stop]: SIGTERM, then SIGKILL
 //     after a grace period).
 //
-// It imports rapl, dcgm, agent/workload, agent/attribution and carbon.
+// It imports rapl, dcgm, workload, attribution and carbon.
 // Its tests also drive package agent, to show that both commands attribute
 // the same node alike. It
 // must not import the agent's core, exporter, or any Prometheus client:

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/inferensys/aiwatt/agent"
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/dcgm/dcgmtest"
 )

@@ -11,11 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
-	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/rapl"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // DefaultZone is the carbon-intensity zone used when Options.Zone is empty:

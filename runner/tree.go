@@ -1,7 +1,7 @@
 package runner
 
 import (
-	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // procKey names one process across PID reuse.

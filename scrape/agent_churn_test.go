@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/inferensys/aiwatt/agent"
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/internal/helperproc"
 )
 

@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
-BENCH_PKGS=${BENCH_PKGS:-"./agent ./exporter ./rapl ./dcgm ./gpu/nvml ./agent/workload ./agent/attribution ./scrape"}
+BENCH_PKGS=${BENCH_PKGS:-"./agent ./exporter ./rapl ./dcgm ./gpu/nvml ./workload ./attribution ./scrape"}
 BENCH_PATTERN=${BENCH_PATTERN:-"Tick|BareLoop|BareProcStat|Scrape|MeterSample|BareRead|NVMLSample|ExporterParse|Scan2000$|BareStat2000|AttributeTick|LedgerAdd|ParseVLLM"}
 BENCH_FLOORS=${BENCH_FLOORS:-"agent:Tick=BareLoop agent:TickWorkloads=BareProcStat rapl:MeterSample=BareRead workload:Scan=BareStat"}
 BENCH_COUNT=${BENCH_COUNT:-3}

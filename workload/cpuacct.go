@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 )
 
 // CgroupIdleScans is how many scans a workload cgroup without any visible

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 )
 
 const cgContainer = "3f0e1d2c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"

@@ -3,7 +3,7 @@ package workload
 import (
 	"testing"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 )
 
 func TestResolver(t *testing.T) {

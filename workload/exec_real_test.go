@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/internal/helperproc"
 )
 

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 )
 
 // Default pod label and annotation keys of the workload labels.

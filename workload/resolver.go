@@ -1,7 +1,7 @@
 package workload
 
 import (
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 )
 
 // Resolver names the workload of each process: the container of a known

@@ -1,7 +1,7 @@
 package workload
 
 import (
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/gpu"
 )
 
