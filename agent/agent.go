@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/gpu"
 	"github.com/inferensys/aiwatt/rapl"
 	"github.com/inferensys/aiwatt/scrape"
@@ -303,8 +302,8 @@ func (a *Agent) Tick() *Snapshot {
 				scraped = append(scraped, res...)
 			}
 		case *carbonSource:
-			if em, ok := o.reading.Detail.(*carbon.Emissions); ok && !o.late {
-				in.em = em
+			if d, ok := o.reading.Detail.(*carbonTick); ok && !o.late {
+				in.em, in.marginal = d.location, d.marginal
 			}
 		}
 		a.recordOutcome(*o, b)

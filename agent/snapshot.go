@@ -139,6 +139,14 @@ type WorkloadEnergy struct {
 	CO2eMarket float64
 	// HasMarket is true when market instruments are configured.
 	HasMarket bool
+	// CO2eMarginal is the grams CO2e of the workload's energy at the
+	// marginal intensity (carbon.marginal) since first seen: the emissions
+	// its consumption induced (or would avoid), a steering view that is
+	// never part of CO2eLocation or CO2eMarket. Valid when HasMarginal.
+	CO2eMarginal float64
+	// HasMarginal is true when a marginal provider is configured and has
+	// answered at least once.
+	HasMarginal bool
 }
 
 // Intensity is the grid carbon intensity the agent used last.
@@ -169,7 +177,8 @@ type Attribution struct {
 	FoldedKeys uint64
 	// FoldedJoules is the energy folded into "other", per component.
 	FoldedJoules Joules
-	// Intensity holds the grid intensities used for the last CO2e (location, and market when configured).
+	// Intensity holds the grid intensities used for the last CO2e (location,
+	// market when configured), then the marginal one when configured.
 	Intensity []Intensity
 }
 

@@ -72,11 +72,13 @@ func (s podResSource) Sample(ctx context.Context, _ time.Time) (source.Reading, 
 // 1 kWh over the time since its previous sample, which the attribution step
 // scales by each workload's energy. Its providers' failures are targets.
 type carbonSource struct {
-	cfg   *carbon.Config // as configured, to tell whether a reload changes it
-	calc  *carbon.Calculator
-	chain *carbon.Chain
-	zone  string // the grid zone asked
-	err   error  // why there is no calculator
+	cfg    *carbon.Config // as configured, to tell whether a reload changes it
+	calc   *carbon.Calculator
+	chain  *carbon.Chain
+	mcalc  *carbon.Calculator // marginal emissions; nil unless carbon.marginal is configured
+	mchain *carbon.Chain
+	zone   string // the grid zone asked
+	err    error  // why there is no calculator
 
 	mu       sync.Mutex
 	last     time.Time
@@ -106,8 +108,18 @@ func newCarbonSource(opts Options, cfg *Config, logger *slog.Logger) (*carbonSou
 	if s.calc, err = src.Calculator(); err != nil {
 		return nil, err
 	}
-	s.chain, s.zone = src.Location, ccfg.Zone
+	if s.mcalc, err = src.MarginalCalculator(); err != nil {
+		return nil, err
+	}
+	s.chain, s.mchain, s.zone = src.Location, src.MarginalChain, ccfg.Zone
 	return s, nil
+}
+
+// carbonTick is a carbon sample's detail: the emissions of 1 kWh over the
+// tick at the location (and market) intensity, and at the marginal one;
+// nil where that lookup failed.
+type carbonTick struct {
+	location, marginal *carbon.Emissions
 }
 
 // Name implements source.Source.
@@ -128,7 +140,12 @@ func (s *carbonSource) continueFrom(prev *carbonSource) {
 func (s *carbonSource) quick() bool { return s.calc == nil }
 
 // Sample implements source.Source: the emissions of 1 kWh since the
-// previous sample are the detail (none on the first sample).
+// previous sample are the detail (none on the first sample), at the
+// location intensity and, when configured, at the marginal one. Both
+// lookups run under ctx, the tick's deadline; the marginal chain bounds its
+// provider to half the time left. A failed location lookup fails the
+// sample; a failed marginal lookup leaves a marginal gap and is counted
+// under its provider's target only.
 func (s *carbonSource) Sample(ctx context.Context, now time.Time) (source.Reading, error) {
 	if s.calc == nil {
 		return source.Reading{}, s.err
@@ -140,8 +157,18 @@ func (s *carbonSource) Sample(ctx context.Context, now time.Time) (source.Readin
 	if from.IsZero() || !now.After(from) {
 		return source.Reading{}, nil
 	}
-	em, err := s.calc.Emissions(ctx, carbon.Interval{Start: from, End: now, Energy: 3.6e6})
-	r := source.Reading{Targets: s.providerErrors()}
+	iv := carbon.Interval{Start: from, End: now, Energy: 3.6e6}
+	var d carbonTick
+	em, err := s.calc.Emissions(ctx, iv)
+	if err == nil {
+		d.location = &em
+	}
+	if s.mcalc != nil {
+		if m, merr := s.mcalc.Emissions(ctx, iv); merr == nil {
+			d.marginal = &m
+		}
+	}
+	r := source.Reading{Targets: s.providerErrors(), Detail: &d}
 	if err != nil {
 		r.Errors = source.Errors{source.ReasonLookupError: 1}
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -149,37 +176,43 @@ func (s *carbonSource) Sample(ctx context.Context, now time.Time) (source.Readin
 		}
 		return r, err
 	}
-	r.Detail = &em
 	return r, nil
 }
 
-// providerErrors reports, as targets, every provider of the chain that has
-// failed since the agent started: its new errors by reason, and whether it
-// answers now. Providers that never failed add no series.
+// providerErrors reports, as targets, every provider of the chains
+// (location, then marginal) that has failed since the agent started: its new
+// errors by reason, and whether it answers now. Providers that never failed
+// add no series.
 func (s *carbonSource) providerErrors() []source.Target {
 	if s.chain == nil {
 		return nil
 	}
 	byProvider := map[string]*source.Target{}
 	var order []string
-	for _, l := range s.chain.Status() {
-		if len(l.Errors) == 0 {
+	for c, chain := range []*carbon.Chain{s.chain, s.mchain} {
+		if chain == nil {
 			continue
 		}
-		t := byProvider[l.Provider]
-		if t == nil {
-			t = &source.Target{Name: l.Provider}
-			byProvider[l.Provider] = t
-			order = append(order, l.Provider)
+		for _, l := range chain.Status() {
+			if len(l.Errors) == 0 {
+				continue
+			}
+			t := byProvider[l.Provider]
+			if t == nil {
+				t = &source.Target{Name: l.Provider}
+				byProvider[l.Provider] = t
+				order = append(order, l.Provider)
+			}
+			if !l.Up && t.Err == nil {
+				t.Err = fmt.Errorf("carbon intensity provider %s (zone %s): %s", l.Provider, l.Zone, l.Reason)
+			}
+			key := fmt.Sprint(c) + "\x00" + l.Provider + "\x00" + l.Zone
+			prev := s.prevErrs[key]
+			for r, n := range l.Errors {
+				t.Errors = t.Errors.Add(carbonReason(r), n-prev[r])
+			}
+			s.prevErrs[key] = l.Errors
 		}
-		if !l.Up && t.Err == nil {
-			t.Err = fmt.Errorf("carbon intensity provider %s (zone %s): %s", l.Provider, l.Zone, l.Reason)
-		}
-		prev := s.prevErrs[l.Provider+"\x00"+l.Zone]
-		for r, n := range l.Errors {
-			t.Errors = t.Errors.Add(carbonReason(r), n-prev[r])
-		}
-		s.prevErrs[l.Provider+"\x00"+l.Zone] = l.Errors
 	}
 	out := make([]source.Target, 0, len(order))
 	for _, p := range order {

@@ -55,9 +55,11 @@ type workloadSource struct {
 	energy     *attribution.Ledger
 	co2Loc     *attribution.Ledger
 	co2Mkt     *attribution.Ledger
+	co2Marg    *attribution.Ledger // marginal grams: a steering view, never summed with the two above
 
 	carbon    *carbonSource
-	intensity []Intensity
+	intensity []Intensity // location, and market when configured
+	marginal  *Intensity  // the last marginal intensity; nil until one answered
 	lastTick  time.Time
 	procs     []workload.Process // the latest scan's processes, used again while a scan is late
 	keys      []attribution.Key  // their workloads
@@ -90,9 +92,9 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 	}
 	w.attrCfg = cfg.Attribution
 	if prev != nil && prev.attrCfg == cfg.Attribution {
-		w.energy, w.co2Loc, w.co2Mkt = prev.energy, prev.co2Loc, prev.co2Mkt
+		w.energy, w.co2Loc, w.co2Mkt, w.co2Marg = prev.energy, prev.co2Loc, prev.co2Mkt, prev.co2Marg
 	} else {
-		for _, l := range []**attribution.Ledger{&w.energy, &w.co2Loc, &w.co2Mkt} {
+		for _, l := range []**attribution.Ledger{&w.energy, &w.co2Loc, &w.co2Mkt, &w.co2Marg} {
 			if *l, err = attribution.NewLedger(lopts); err != nil {
 				return nil, err
 			}
@@ -207,9 +209,10 @@ func (w *workloadSource) close() {
 // tickInputs are the readings of the attribution sources in one tick; nil
 // fields were not read in time (the previous scan is used again).
 type tickInputs struct {
-	scan   *workload.ScanResult
-	allocs []workload.DeviceAllocation
-	em     *carbon.Emissions
+	scan     *workload.ScanResult
+	allocs   []workload.DeviceAllocation
+	em       *carbon.Emissions // 1 kWh over the tick at the location (and market) intensity
+	marginal *carbon.Emissions // 1 kWh over the tick at the marginal intensity
 }
 
 // attribute splits one tick's device energy between workloads and returns
@@ -259,7 +262,7 @@ func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) A
 	devices = append(devices, w.gpuDevices(e.gpus, in.allocs)...)
 	results := w.attributor.Attribute(devices)
 	w.energy.Add(now, results)
-	w.addCO2e(now, results, in.em)
+	w.addCO2e(now, results, in.em, in.marginal)
 	w.lastTick = now
 	return w.snapshot()
 }
@@ -309,8 +312,9 @@ func (w *workloadSource) podRefKey(p gpu.PodRef) attribution.Key {
 // when the lookup failed or was late: this tick is a gap, nothing is
 // invented), and adds them to the CO2e ledgers, which see the same workloads
 // at the same times as the energy ledger and so fold and expire them
-// identically.
-func (w *workloadSource) addCO2e(now time.Time, results []attribution.Result, em *carbon.Emissions) {
+// identically. With a marginal provider, marginal grams (marg, likewise)
+// go to a ledger of their own, which no inventory total reads.
+func (w *workloadSource) addCO2e(now time.Time, results []attribution.Result, em, marg *carbon.Emissions) {
 	if w.carbon.calc == nil {
 		return
 	}
@@ -324,6 +328,17 @@ func (w *workloadSource) addCO2e(now time.Time, results []attribution.Result, em
 	}
 	w.co2Loc.Add(now, w.scale(results, loc))
 	w.co2Mkt.Add(now, w.scale(results, mkt))
+	if w.carbon.mcalc == nil {
+		return
+	}
+	var m float64
+	if marg != nil && len(marg.Segments) > 0 {
+		m = float64(marg.Marginal) / 3.6e6
+		seg := marg.Segments[len(marg.Segments)-1]
+		w.marginal = &Intensity{Zone: seg.Intensity.Zone, Provider: seg.Intensity.Provider,
+			Basis: string(carbon.BasisMarginal), GramsPerKWh: float64(marg.Marginal), ValidFrom: seg.Intensity.ValidFrom}
+	}
+	w.co2Marg.Add(now, w.scale(results, m))
 }
 
 // setIntensity keeps, for export, the intensities of the tick just
@@ -373,10 +388,19 @@ func (w *workloadSource) snapshot() Attribution {
 		return m
 	}
 	locByKey, mktByKey := co2(loc), co2(mkt)
+	hasMarket := len(w.intensity) > 0 && w.intensity[len(w.intensity)-1].Basis == string(carbon.BasisMarket)
+	hasMarginal := w.carbon.mcalc != nil && w.marginal != nil
+	var margByKey map[attribution.Key]float64
+	if hasMarginal {
+		margByKey = co2(w.co2Marg.Snapshot())
+	}
 	out := Attribution{
 		Policy: string(w.policy.Idle), Idle: Joules(es.Idle), Unattributed: Joules(es.Unattributed),
 		FoldedKeys: es.FoldedKeys, FoldedJoules: Joules(es.FoldedJoules), UnaccountedCPUSeconds: w.unaccountedCPU,
 		Intensity: append([]Intensity(nil), w.intensity...),
+	}
+	if hasMarginal {
+		out.Intensity = append(out.Intensity, *w.marginal)
 	}
 	if out.Policy == "" {
 		out.Policy = string(attribution.IdleNode)
@@ -385,7 +409,8 @@ func (w *workloadSource) snapshot() Attribution {
 		we := WorkloadEnergy{Key: Workload(wt.Key), Joules: Joules(wt.Joules)}
 		if w.carbon.calc != nil {
 			we.CO2eLocation = locByKey[wt.Key]
-			we.CO2eMarket, we.HasMarket = mktByKey[wt.Key], len(w.intensity) > 1
+			we.CO2eMarket, we.HasMarket = mktByKey[wt.Key], hasMarket
+			we.CO2eMarginal, we.HasMarginal = margByKey[wt.Key], hasMarginal
 		}
 		out.Workloads = append(out.Workloads, we)
 	}

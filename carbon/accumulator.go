@@ -98,6 +98,9 @@ type Segment struct {
 	MarketFactorSource string
 	// Market is Energy × (1 − CoveredShare) × MarketFactor.
 	Market Grams
+	// Marginal is Energy × Intensity for a marginal Calculator (Location
+	// and Market are then zero).
+	Marginal Grams
 }
 
 // Emissions is the result for one interval.
@@ -106,7 +109,11 @@ type Emissions struct {
 	Location  Grams
 	Market    Grams // zero and meaningless unless HasMarket
 	HasMarket bool
-	Segments  []Segment
+	// Marginal is the marginal (avoided or induced) emissions of a marginal
+	// Calculator; a location Calculator leaves it zero. It is a steering
+	// signal and never part of Location or Market.
+	Marginal Grams
+	Segments []Segment
 }
 
 // Calculator turns energy intervals into time-matched emissions: each part
@@ -116,13 +123,16 @@ type Emissions struct {
 //
 //	grams = Σ_segments E × (seg.End − seg.Start)/(End − Start) / 3.6e6 × I(seg)
 //
-// Only location-basis intensities are accepted; a marginal (or market)
-// value fails with ErrBasis, so a steering signal never leaks into an
-// inventory total.
+// A Calculator has one basis. NewCalculator's accepts only location-basis
+// intensities; a marginal (or market) value fails with ErrBasis, so a
+// steering signal never leaks into an inventory total.
+// NewMarginalCalculator's accepts only marginal values and fills
+// Emissions.Marginal alone.
 type Calculator struct {
 	lookup Provider
 	zone   string
 	market *Market
+	basis  Basis
 }
 
 // NewCalculator returns a Calculator that asks lookup (usually a
@@ -142,7 +152,22 @@ func NewCalculator(lookup Provider, zone string, market *Market) (*Calculator, e
 		m := *market
 		market = &m
 	}
-	return &Calculator{lookup: lookup, zone: zone, market: market}, nil
+	return &Calculator{lookup: lookup, zone: zone, market: market, basis: BasisLocation}, nil
+}
+
+// NewMarginalCalculator returns a Calculator that asks lookup (usually a
+// marginal-basis *Chain) for zone and time-matches marginal intensities
+// exactly as NewCalculator's does location ones. Its results are in
+// Emissions.Marginal only.
+func NewMarginalCalculator(lookup Provider, zone string) (*Calculator, error) {
+	if lookup == nil {
+		return nil, errors.New("carbon: marginal calculator needs an intensity provider")
+	}
+	if b, ok := lookup.(basisOf); ok && b.Basis() != BasisMarginal {
+		return nil, fmt.Errorf("carbon: %s provides %s intensity; marginal emissions need marginal intensity: %w",
+			lookup.Name(), b.Basis(), ErrBasis)
+	}
+	return &Calculator{lookup: lookup, zone: zone, basis: BasisMarginal}, nil
 }
 
 // Emissions computes the emissions of iv. It returns an error (and no
@@ -168,9 +193,9 @@ func (c *Calculator) Emissions(ctx context.Context, iv Interval) (Emissions, err
 		if err != nil {
 			return Emissions{}, err
 		}
-		if in.Basis != BasisLocation {
-			return Emissions{}, fmt.Errorf("carbon: refusing %s intensity from %s in an emissions total: %w",
-				in.Basis, in.Provider, ErrBasis)
+		if in.Basis != c.basis {
+			return Emissions{}, fmt.Errorf("carbon: refusing %s intensity from %s in %s emissions: %w",
+				in.Basis, in.Provider, c.basis, ErrBasis)
 		}
 		end := iv.End
 		// Split at the window's end if it falls inside the interval. A value
@@ -185,13 +210,19 @@ func (c *Calculator) Emissions(ctx context.Context, iv Interval) (Emissions, err
 		} else {
 			e = Joules(float64(iv.Energy) * float64(end.Sub(t)) / float64(span))
 		}
-		s := Segment{Start: t, End: end, Energy: e, Intensity: in, Location: in.Value.Emissions(e)}
+		s := Segment{Start: t, End: end, Energy: e, Intensity: in}
+		if c.basis == BasisMarginal {
+			s.Marginal = in.Value.Emissions(e)
+		} else {
+			s.Location = in.Value.Emissions(e)
+		}
 		if c.market != nil {
 			s.MarketFactor, s.MarketFactorSource = c.market.factor(in)
 			s.Market = Grams(float64(s.MarketFactor.Emissions(e)) * (1 - c.market.CoveredShare))
 		}
 		out.Location += s.Location
 		out.Market += s.Market
+		out.Marginal += s.Marginal
 		segs = append(segs, s)
 		t = end
 	}

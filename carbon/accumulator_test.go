@@ -277,3 +277,51 @@ func BenchmarkCalculatorStraddling(b *testing.B) {
 		}
 	}
 }
+
+// TestMarginalCalculatorTimeMatches: a marginal calculator splits an
+// interval at the marginal windows' boundaries like the location one,
+// fills Marginal only, and refuses location values (and location
+// providers), so the two bases never mix.
+func TestMarginalCalculatorTimeMatches(t *testing.T) {
+	at := mustTime("2024-06-01T00:00:00Z")
+	series := fakeMarginal{at: 400, at.Add(5 * time.Minute): 800}
+	calc, err := NewMarginalCalculator(series, "CAISO_NORTH")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 3.6e6 J = 1 kWh over [2.5 min, 7.5 min): half at 400, half at 800 g/kWh.
+	em, err := calc.Emissions(context.Background(), Interval{at.Add(150 * time.Second), at.Add(450 * time.Second), 3.6e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !approx(float64(em.Marginal), 600) || em.Location != 0 || em.Market != 0 || len(em.Segments) != 2 {
+		t.Fatalf("marginal %v g, location %v g, market %v g, %d segments; want 600 g marginal only over 2 segments",
+			em.Marginal, em.Location, em.Market, len(em.Segments))
+	}
+	if _, err := NewMarginalCalculator(newStaticT(t), "DE"); !errors.Is(err, ErrBasis) {
+		t.Fatalf("marginal calculator over the static table: %v", err)
+	}
+	loc := &fixedProvider{name: "mystery", in: Intensity{Value: 300, ValidFrom: at, ValidTo: at.Add(time.Hour), Basis: BasisLocation, Provider: "mystery"}}
+	mc, err := NewMarginalCalculator(loc, "DE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mc.Emissions(context.Background(), Interval{at, at.Add(time.Minute), 1000}); !errors.Is(err, ErrBasis) {
+		t.Fatalf("location value in marginal emissions: %v", err)
+	}
+}
+
+// fakeMarginal is a marginal provider with a value per 5-minute window.
+type fakeMarginal map[time.Time]GramsPerKWh
+
+func (f fakeMarginal) Name() string { return "marginal" }
+func (f fakeMarginal) Basis() Basis { return BasisMarginal }
+func (f fakeMarginal) Intensity(_ context.Context, zone string, at time.Time) (Intensity, error) {
+	w := at.UTC().Truncate(5 * time.Minute)
+	v, ok := f[w]
+	if !ok {
+		return Intensity{}, ErrNoData
+	}
+	return Intensity{Zone: zone, Value: v, ValidFrom: w, ValidTo: w.Add(5 * time.Minute), Basis: BasisMarginal, Provider: "marginal",
+		Provenance: Provenance{Source: "test", Dataset: "5-minute", Licence: "n/a", FactorType: FactorUnspecified}}, nil
+}

@@ -50,6 +50,12 @@ type ChainOptions struct {
 	Clock Clock
 	// Logger gets one line per provider state change; nil: discard.
 	Logger *slog.Logger
+	// BoundLast bounds the last link's call too, to half the time left
+	// before the caller's deadline. A chain with no fallback after its last
+	// provider (the marginal signal) sets it, so that a provider that never
+	// answers fails, is counted and backs off before the caller's deadline
+	// instead of taking the caller down with it.
+	BoundLast bool
 }
 
 // Chain is an ordered fallback over providers, itself a Provider. For each
@@ -71,12 +77,13 @@ type ChainOptions struct {
 // link is skipped with the reason and the remaining wait, e.g.
 // "rate limited (retry after 25s)".
 type Chain struct {
-	links    []Link
-	basis    Basis
-	retry    time.Duration
-	maxRetry time.Duration
-	clock    Clock
-	log      *slog.Logger
+	links     []Link
+	basis     Basis
+	retry     time.Duration
+	maxRetry  time.Duration
+	boundLast bool
+	clock     Clock
+	log       *slog.Logger
 
 	mu    sync.Mutex
 	state map[linkKey]*linkState
@@ -139,7 +146,7 @@ func NewChain(o ChainOptions, links ...Link) (*Chain, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Chain{links: append([]Link(nil), links...), basis: o.Basis, retry: o.RetryInterval, maxRetry: o.MaxRetryInterval,
-		clock: o.Clock, log: o.Logger, state: map[linkKey]*linkState{}}, nil
+		boundLast: o.BoundLast, clock: o.Clock, log: o.Logger, state: map[linkKey]*linkState{}}, nil
 }
 
 // Name lists the links, e.g. "chain(electricitymaps,static)".
@@ -280,11 +287,12 @@ func (c *Chain) fresh(in Intensity, l Link, at time.Time) bool {
 	return l.MaxAge == 0 || in.Age(at) <= l.MaxAge
 }
 
-// linkContext bounds the call of link i: while later links remain and ctx
-// has a deadline, to half the time left before it.
+// linkContext bounds the call of link i: while later links remain (or
+// always, with BoundLast) and ctx has a deadline, to half the time left
+// before it.
 func (c *Chain) linkContext(ctx context.Context, i int) (context.Context, context.CancelFunc) {
 	dl, ok := ctx.Deadline()
-	if !ok || i == len(c.links)-1 {
+	if !ok || (i == len(c.links)-1 && !c.boundLast) {
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, time.Until(dl)/2)

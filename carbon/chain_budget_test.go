@@ -103,3 +103,43 @@ func linkStatus(t *testing.T, c *Chain, provider string) LinkStatus {
 	t.Fatalf("no status for %s in %+v", provider, c.Status())
 	return LinkStatus{}
 }
+
+// TestChainBoundLastFailsInTime: with BoundLast, a chain's only provider
+// that never answers gets half the caller's time left, so the failure is
+// counted (timeout) and backed off before the caller's deadline; without
+// it, the call runs to the caller's deadline and nothing is counted.
+func TestChainBoundLastFailsInTime(t *testing.T) {
+	release := make(chan struct{})
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	defer close(release)
+	pw, _ := secretFile(t, "pw")
+	clock := newClock("2024-06-01T00:00:00Z")
+	const deadline = 600 * time.Millisecond
+	for _, bound := range []bool{true, false} {
+		chain, err := NewChain(ChainOptions{Basis: BasisMarginal, Clock: clock, BoundLast: bound}, Link{Provider: newWT(t, srv.URL, clock, pw)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		start := time.Now()
+		_, err = chain.Intensity(ctx, "CAISO_NORTH", clock.Now())
+		took, ctxErr := time.Since(start), ctx.Err()
+		cancel()
+		if err == nil {
+			t.Fatalf("bound %v: a hung provider answered", bound)
+		}
+		st := linkStatus(t, chain, "watttime")
+		if bound {
+			if took >= deadline || ctxErr != nil || st.Up || st.Errors[ReasonTimeout] != 1 || !st.Until.After(clock.Now()) {
+				t.Fatalf("bound: %v after %s (caller's context %v), status %+v; want a counted timeout before the deadline", err, took, ctxErr, st)
+			}
+		} else if ctxErr == nil || st.Errors[ReasonTimeout] != 0 {
+			t.Fatalf("unbound: caller's context %v, status %+v; want the call to run to the caller's deadline", ctxErr, st)
+		}
+	}
+}

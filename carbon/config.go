@@ -235,6 +235,13 @@ type Sources struct {
 	Location *Chain
 	// Marginal is the marginal-signal provider, nil when not configured.
 	Marginal Provider
+	// MarginalZone is the zone the marginal provider is asked for
+	// (carbon.marginal.zone, else Zone).
+	MarginalZone string
+	// MarginalChain is Marginal behind a chain of its own (marginal basis,
+	// the same retry interval, its call bounded by half the caller's time
+	// left), nil when not configured.
+	MarginalChain *Chain
 	// Market is the market instruments, nil when not configured.
 	Market *Market
 }
@@ -281,9 +288,26 @@ func (c *Config) Build(o BuildOptions) (*Sources, error) {
 		if err != nil {
 			return nil, fmt.Errorf("carbon.marginal: %w", err)
 		}
-		s.Marginal = p
+		s.Marginal, s.MarginalZone = p, c.Zone
+		if c.Marginal.Zone != "" {
+			s.MarginalZone = c.Marginal.Zone
+		}
+		s.MarginalChain, err = NewChain(ChainOptions{Basis: BasisMarginal, RetryInterval: c.RetryInterval, Clock: o.Clock, Logger: o.Logger, BoundLast: true},
+			Link{Provider: p, MaxAge: c.Marginal.MaxAge})
+		if err != nil {
+			return nil, fmt.Errorf("carbon.marginal: %w", err)
+		}
 	}
 	return s, nil
+}
+
+// MarginalCalculator returns a Calculator over the marginal chain, or nil
+// when no marginal provider is configured.
+func (s *Sources) MarginalCalculator() (*Calculator, error) {
+	if s.MarginalChain == nil {
+		return nil, nil
+	}
+	return NewMarginalCalculator(s.MarginalChain, s.MarginalZone)
 }
 
 // build makes the provider; basis is what an aiwatt service is asked for.

@@ -83,7 +83,9 @@
 // where F is the supplier-specific factor, else the residual-mix factor, else
 // the location factor (and the segment's MarketFactorSource says which). Only
 // location-basis intensities are accepted (ErrBasis otherwise), so marginal
-// signals cannot enter inventory totals. Market.Intensity gives the same
+// signals cannot enter inventory totals. NewMarginalCalculator is the same
+// time matching over a marginal chain: it accepts only marginal values and
+// fills Emissions.Marginal alone (marginal grams, a steering view). Market.Intensity gives the same
 // market factor as a value, (1 − CoveredShare) × F, with provenance. Accumulator sums intervals and keeps
 // the provenance of every source used (SourceUse).
 //
@@ -91,7 +93,9 @@
 //
 // Config (YAML tags, for the agent's strict config) lists the location
 // chain, an optional marginal provider, market instruments and secrets;
-// Config.Build returns the Chain, the marginal Provider and the Market.
+// Config.Build returns the Chain, the marginal Provider (alone in a marginal
+// Chain of its own whose call is bounded by half the caller's time left,
+// ChainOptions.BoundLast) and the Market.
 //
 // Typical use:
 //

@@ -30,6 +30,7 @@ type Collector struct {
 	gpuInfo        *prometheus.Desc
 	workloadEnergy *prometheus.Desc
 	workloadCO2e   *prometheus.Desc
+	workloadMarg   *prometheus.Desc
 	nodeIdle       *prometheus.Desc
 	unattributed   *prometheus.Desc
 	unaccountedCPU *prometheus.Desc
@@ -79,6 +80,9 @@ func NewCollector(src Source) *Collector {
 		workloadCO2e: prometheus.NewDesc("aiwatt_workload_co2e_grams_total",
 			"CO2e of a workload's energy, time-matched to the grid intensity, by basis (location, market).",
 			append(append([]string(nil), workloadLabels...), "basis"), nil),
+		workloadMarg: prometheus.NewDesc("aiwatt_workload_marginal_co2e_grams_total",
+			"CO2e of a workload's energy at the marginal grid intensity (carbon.marginal), time-matched: emissions its load induced, a steering view never to be added to aiwatt_workload_co2e_grams_total.",
+			workloadLabels, nil),
 		nodeIdle: prometheus.NewDesc("aiwatt_node_idle_energy_joules_total",
 			"Idle energy of shared devices that stays with the node (attribution.idle: node).",
 			[]string{"component"}, nil),
@@ -141,7 +145,7 @@ func NewCollector(src Source) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.cpuEnergy, c.gpuEnergy, c.gpuPower, c.gpuPowerLimit, c.gpuInfo,
-		c.workloadEnergy, c.workloadCO2e, c.nodeIdle, c.unattributed, c.unaccountedCPU, c.folded, c.foldedEnergy, c.attribution,
+		c.workloadEnergy, c.workloadCO2e, c.workloadMarg, c.nodeIdle, c.unattributed, c.unaccountedCPU, c.folded, c.foldedEnergy, c.attribution,
 		c.requests, c.inputTokens, c.outputTokens, c.inferences, c.inferLost, c.intensity, c.intensityAge, c.sourceUp, c.sourceErrors, c.sampleDuration,
 		c.samples, c.lastSample, c.reloadOK, c.reloadTime} {
 		ch <- d
@@ -222,7 +226,7 @@ func (c *Collector) collectAttribution(ch chan<- prometheus.Metric, s *agent.Sna
 	}
 	ch <- prometheus.MustNewConstMetric(c.unaccountedCPU, prometheus.CounterValue, at.UnaccountedCPUSeconds)
 	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.CounterValue, float64(at.FoldedKeys))
-	hasCO2e := len(at.Intensity) > 0
+	hasCO2e := len(at.Intensity) > 0 && at.Intensity[0].Basis != "marginal" // location first when known; marginal alone is no inventory CO2e
 	for _, w := range at.Workloads {
 		for comp, name := range agent.Components {
 			ch <- prometheus.MustNewConstMetric(c.workloadEnergy, prometheus.CounterValue, w.Joules[comp], append([]string{name}, keyLabels(w.Key)...)...)
@@ -232,6 +236,9 @@ func (c *Collector) collectAttribution(ch chan<- prometheus.Metric, s *agent.Sna
 			if w.HasMarket {
 				ch <- prometheus.MustNewConstMetric(c.workloadCO2e, prometheus.CounterValue, w.CO2eMarket, keyLabels(w.Key, "market")...)
 			}
+		}
+		if w.HasMarginal {
+			ch <- prometheus.MustNewConstMetric(c.workloadMarg, prometheus.CounterValue, w.CO2eMarginal, keyLabels(w.Key)...)
 		}
 	}
 	for _, in := range s.Inference {

@@ -248,3 +248,46 @@ func TestCachedCollectorServesFromMemory(t *testing.T) {
 		t.Fatalf("after the TTL: %v (%d calls)", got, inner.calls)
 	}
 }
+
+// TestCollectorMarginal: the marginal intensity is a basis="marginal"
+// series of the intensity gauge, and a workload's marginal grams are a
+// family of their own; aiwatt_workload_co2e_grams_total keeps only location
+// and market, and a marginal intensity alone exports no inventory CO2e.
+func TestCollectorMarginal(t *testing.T) {
+	snap := testSnapshot()
+	snap.Attribution.Workloads[0].CO2eMarginal, snap.Attribution.Workloads[0].HasMarginal = 0.75, true
+	snap.Attribution.Intensity = append(snap.Attribution.Intensity,
+		agent.Intensity{Zone: "CAISO_NORTH", Provider: "watttime", Basis: "marginal", GramsPerKWh: 430.5, ValidFrom: time.Unix(1764331200-300, 0)})
+	src := &staticSource{snap: snap}
+	want := `
+# HELP aiwatt_grid_carbon_intensity_grams_per_kwh Grid carbon intensity applied to the last sample (time-weighted over it).
+# TYPE aiwatt_grid_carbon_intensity_grams_per_kwh gauge
+aiwatt_grid_carbon_intensity_grams_per_kwh{basis="location",provider="static",zone="DE"} 362.92
+aiwatt_grid_carbon_intensity_grams_per_kwh{basis="marginal",provider="watttime",zone="CAISO_NORTH"} 430.5
+# HELP aiwatt_workload_co2e_grams_total CO2e of a workload's energy, time-matched to the grid intensity, by basis (location, market).
+# TYPE aiwatt_workload_co2e_grams_total counter
+aiwatt_workload_co2e_grams_total{basis="location",container="vllm",model_id="llama-3-8b",namespace="llm",pod="vllm-0",project="chat",workload_type="inference"} 0.25
+aiwatt_workload_co2e_grams_total{basis="market",container="vllm",model_id="llama-3-8b",namespace="llm",pod="vllm-0",project="chat",workload_type="inference"} 0.1
+# HELP aiwatt_workload_marginal_co2e_grams_total CO2e of a workload's energy at the marginal grid intensity (carbon.marginal), time-matched: emissions its load induced, a steering view never to be added to aiwatt_workload_co2e_grams_total.
+# TYPE aiwatt_workload_marginal_co2e_grams_total counter
+aiwatt_workload_marginal_co2e_grams_total{container="vllm",model_id="llama-3-8b",namespace="llm",pod="vllm-0",project="chat",workload_type="inference"} 0.75
+`
+	names := []string{"aiwatt_grid_carbon_intensity_grams_per_kwh", "aiwatt_workload_co2e_grams_total", "aiwatt_workload_marginal_co2e_grams_total"}
+	if err := testutil.CollectAndCompare(NewCollector(src), strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := testutil.CollectAndLint(NewCollector(src)); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %+v", err, problems)
+	}
+
+	// The location lookup has never answered: marginal only, no inventory CO2e.
+	snap.Attribution.Intensity = snap.Attribution.Intensity[1:]
+	want = `
+# HELP aiwatt_workload_marginal_co2e_grams_total CO2e of a workload's energy at the marginal grid intensity (carbon.marginal), time-matched: emissions its load induced, a steering view never to be added to aiwatt_workload_co2e_grams_total.
+# TYPE aiwatt_workload_marginal_co2e_grams_total counter
+aiwatt_workload_marginal_co2e_grams_total{container="vllm",model_id="llama-3-8b",namespace="llm",pod="vllm-0",project="chat",workload_type="inference"} 0.75
+`
+	if err := testutil.CollectAndCompare(NewCollector(src), strings.NewReader(want), names[1:]...); err != nil {
+		t.Fatal(err)
+	}
+}
