@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/inferensys/aiwatt/internal/cpustat"
 )
 
 // Default CPU model coefficients: the average minimum (idle) and maximum (fully busy) power per
@@ -41,8 +43,8 @@ type Estimate struct {
 	Delta float64
 	// Watts is the modelled power over the last interval: CPUs * (min + u*(max-min)).
 	Watts float64
-	// Utilisation is u, the busy share (0..1) of all CPUs over the last interval, where busy is
-	// total time less idle and iowait.
+	// Utilisation is u, the busy share (0..1) of all CPUs over the last interval: user + nice +
+	// system + irq + softirq over that plus idle and iowait. Steal is in neither (internal/cpustat).
 	Utilisation float64
 	// CPUs is the number of CPUs the model covers.
 	CPUs int
@@ -166,11 +168,10 @@ func (e *Estimator) Sample(now time.Time) (Estimate, error) {
 	return e.last, nil
 }
 
-// cpuTimes returns the busy and total time of one /proc/stat cpu line. Guest and guest_nice are
-// left out of the total because the kernel already counts them in user and nice; steal is time
-// the CPU was busy for another guest, so it counts as busy, as the model's formula says (total
-// less idle and iowait).
+// cpuTimes returns the busy and total time of one /proc/stat cpu line with the definition the
+// attribution's busy share uses (internal/cpustat): steal, time the hypervisor gave another guest,
+// is neither busy nor idle, so a VM whose host is oversubscribed is not modelled as drawing power
+// for work it did not do; guest and guest_nice are already in user and nice.
 func cpuTimes(c procfs.CPUStat) (busy, total float64) {
-	total = c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal
-	return total - c.Idle - c.Iowait, total
+	return cpustat.BusyTotal(c.User, c.Nice, c.System, c.Idle, c.Iowait, c.IRQ, c.SoftIRQ)
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // procCopy copies testdata/<tree> (a procfs root) to a temporary directory and returns it.
@@ -76,14 +78,53 @@ func TestEstimatorHandComputed(t *testing.T) {
 	}
 	wantEstimate(t, got, 83.04, 4.064, 0.1, 4)
 
-	// Steal and irq/softirq count as busy: +100 steal, +50 irq, +50 softirq, +800 idle -> u = 0.2.
-	// W = 4 * (0.74 + 0.2*2.76) = 5.168; 2.5 s -> 12.92 J, total 95.96 J.
-	writeStat(t, root, "1300 0 600 582350 70 50 60 100 100 0")
+	// irq and softirq count as busy, steal as neither: +50 irq, +50 softirq, +100 steal, +700 idle
+	// -> busy 100 of 800, u = 0.125. W = 4 * (0.74 + 0.125*2.76) = 4.34; 2.5 s -> 10.85 J, total
+	// 93.89 J.
+	writeStat(t, root, "1300 0 600 582250 70 50 60 100 100 0")
 	got, err = e.Sample(at(17.5))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantEstimate(t, got, 95.96, 5.168, 0.2, 4)
+	wantEstimate(t, got, 93.89, 4.34, 0.125, 4)
+}
+
+// TestEstimatorExcludesSteal: on a VM whose hypervisor gave most of the interval to other guests
+// (testdata/proc-steal), the model's busy share leaves steal out exactly as the attribution's
+// busy share does (workload.BusyShare over the same two readings), so the modelled power is that
+// of the work this node did.
+func TestEstimatorExcludesSteal(t *testing.T) {
+	root := procCopy(t, "proc-steal")
+	e, err := NewEstimator(root, ModelOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Sample(at(0)); err != nil {
+		t.Fatal(err)
+	}
+	before, err := workload.ReadNodeCPU(root, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := os.ReadFile(filepath.Join("testdata", "proc-steal", "stat.later"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(root, "stat"), string(later))
+	got, err := e.Sample(at(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// user +300, system +100, softirq +100 busy; idle +300; steal +1200 in neither: u = 500/800.
+	// W = 2 * (0.74 + 0.625*2.76) = 4.93; 10 s -> 49.3 J. (Steal counted busy would give 0.85.)
+	wantEstimate(t, got, 49.3, 4.93, 0.625, 2)
+	after, err := workload.ReadNodeCPU(root, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if share := workload.BusyShare(before, after); math.Abs(share-got.Utilisation) > 1e-12 {
+		t.Fatalf("model utilisation %v, attribution busy share %v: one definition expected", got.Utilisation, share)
+	}
 }
 
 func TestEstimatorOptions(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/inferensys/aiwatt/attribution"
+	"github.com/inferensys/aiwatt/internal/cpustat"
 )
 
 // CgroupIdleScans is how many scans a workload cgroup without any visible
@@ -429,8 +430,8 @@ func parseNodeCPU(line []byte, hz float64) (NodeCPU, error) {
 		}
 		v[i] = float64(n) / hz
 	}
-	busy := v[0] + v[1] + v[2] + v[5] + v[6]
-	return NodeCPU{Busy: busy, Total: busy + v[3] + v[4]}, nil
+	busy, total := cpustat.BusyTotal(v[0], v[1], v[2], v[3], v[4], v[5], v[6])
+	return NodeCPU{Busy: busy, Total: total}, nil
 }
 
 // BusyShare is the busy share between two readings, clamped to [0, 1]; -1
