@@ -1,5 +1,5 @@
-// Package rapl turns CPU and DRAM hardware energy counters into monotonic energy totals, and
-// estimates CPU power where no such counter exists.
+// Package rapl turns CPU and DRAM hardware energy counters into exact, wrap-safe energy deltas
+// (the caller keeps the totals), and estimates CPU power where no such counter exists.
 //
 // # What it owns
 //

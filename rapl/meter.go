@@ -55,10 +55,6 @@ type ZoneEnergy struct {
 	// Delta is the energy accepted in this sample: the wrap-safe difference since the previous
 	// good read (0 for a baseline, a failure or a rejected jump). Exact: integer arithmetic.
 	Delta source.Microjoules
-	// Microjoules is the monotonic total since the meter's first successful read of this zone
-	// (it starts at 0). The agent keeps its own totals from Delta; this one serves callers
-	// that keep none (aiwatt run).
-	Microjoules uint64
 	// Watts is the average power over the last accepted interval (0 until one is accepted).
 	Watts float64
 	// OK is true when this zone was read successfully in this sample.
@@ -70,7 +66,7 @@ type ZoneEnergy struct {
 // Sample is the result of one read of all zones.
 type Sample struct {
 	// Zones holds every zone in a stable order (by socket, then zone name), including zones
-	// that failed this time (OK false, totals kept).
+	// that failed this time (OK false, Delta 0, baseline kept).
 	Zones []ZoneEnergy
 	// Errors counts this sample's errors by reason (Reason* constants); nil when there were none.
 	Errors map[string]uint64
@@ -79,7 +75,8 @@ type Sample struct {
 	Err error
 }
 
-// Meter reads the RAPL zones of one machine and keeps a wrap-safe total per zone. Its methods
+// Meter reads the RAPL zones of one machine and hands out each zone's wrap-safe delta; it keeps
+// baselines, not totals (the caller owns those). Its methods
 // are safe for concurrent use; Sample is meant to be called from one sampling loop.
 type Meter struct {
 	powercap   string
@@ -104,7 +101,6 @@ type zoneState struct {
 	primed   bool      // a baseline exists
 	prev     uint64    // last good reading of energy_uj (the baseline)
 	prevTime time.Time // time of that baseline
-	total    uint64    // accepted microjoules since the first good read
 	watts    float64   // power over the last accepted interval
 }
 
@@ -156,7 +152,7 @@ func (m *Meter) SetMaxPowerWatts(w float64) error {
 	return nil
 }
 
-// setZones installs zones, keeping the state (baseline, total) of every zone already known by
+// setZones installs zones, keeping the state (baseline, power) of every zone already known by
 // its directory.
 func (m *Meter) setZones(zones []Zone) {
 	old := make(map[string]zoneState, len(m.zones))
@@ -210,7 +206,7 @@ func (m *Meter) maybeRediscover() {
 		if !errors.Is(err, ErrNoData) {
 			return
 		}
-		zones = nil // Every zone vanished: keep none; their totals stay with the caller.
+		zones = nil // Every zone vanished: keep none; the totals of their deltas stay with the caller.
 	}
 	m.listing = names
 	m.setZones(zones)
@@ -227,10 +223,10 @@ func (m *Meter) Zones() []Zone {
 	return out
 }
 
-// Sample reads energy_uj of every zone once and advances the totals. now is the time of the read,
-// from the caller's clock; it must come from a monotonic clock (time.Now does) for the power
+// Sample reads energy_uj of every zone once and returns each zone's delta. now is the time of the
+// read, from the caller's clock; it must come from a monotonic clock (time.Now does) for the power
 // check to be meaningful. A zone's first good read is only a baseline. A zone that fails keeps its
-// total and baseline, and its next good read adds everything since the last good one.
+// baseline, and its next good read's delta holds everything since the last good one.
 func (m *Meter) Sample(now time.Time) Sample {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -270,7 +266,7 @@ func (m *Meter) Sample(now time.Time) Sample {
 			}
 			out.Errors[reason]++
 		}
-		out.Zones[i] = ZoneEnergy{Zone: z.zone, Delta: source.Microjoules(delta), Microjoules: z.total, Watts: z.watts, OK: err == nil, Err: err}
+		out.Zones[i] = ZoneEnergy{Zone: z.zone, Delta: source.Microjoules(delta), Watts: z.watts, OK: err == nil, Err: err}
 	}
 	switch {
 	case good > 0 || len(m.zones) == 0:
@@ -328,7 +324,6 @@ func (z *zoneState) advance(cur uint64, now time.Time, maxWatts float64) (uint64
 		z.prev, z.prevTime = cur, now
 		return 0, false
 	}
-	z.total += delta
 	z.watts = float64(delta) / 1e6 / dt
 	z.prev, z.prevTime = cur, now
 	return delta, true

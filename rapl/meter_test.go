@@ -20,13 +20,30 @@ var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 // at is t0 plus s seconds.
 func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
 
-func newMeter(t *testing.T, root string, opts Options) *Meter {
+// testMeter is a Meter whose test keeps the totals the agent keeps: the sum
+// of every sample's deltas, per zone directory. The meter itself hands out
+// deltas only.
+type testMeter struct {
+	*Meter
+	totals map[string]uint64
+}
+
+func newMeter(t *testing.T, root string, opts Options) *testMeter {
 	t.Helper()
 	m, err := NewMeter(root, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return &testMeter{Meter: m, totals: map[string]uint64{}}
+}
+
+// Sample samples the meter and adds its deltas to the test's totals.
+func (m *testMeter) Sample(now time.Time) Sample {
+	s := m.Meter.Sample(now)
+	for _, z := range s.Zones {
+		m.totals[filepath.Base(z.Path)] += uint64(z.Delta)
+	}
+	return s
 }
 
 func wantErrors(t *testing.T, s Sample, want map[string]uint64) {
@@ -39,11 +56,12 @@ func wantErrors(t *testing.T, s Sample, want map[string]uint64) {
 	}
 }
 
-func wantZone(t *testing.T, s Sample, dir string, uj uint64, watts float64, ok bool) {
+// wantZone checks a zone of s and the total of its deltas so far.
+func (m *testMeter) wantZone(t *testing.T, s Sample, dir string, uj uint64, watts float64, ok bool) {
 	t.Helper()
 	z := zoneByDir(t, s, dir)
-	if z.Microjoules != uj || math.Abs(z.Watts-watts) > 1e-9 || z.OK != ok {
-		t.Fatalf("%s: Microjoules=%d Watts=%v OK=%v, want %d %v %v (err %v)", dir, z.Microjoules, z.Watts, z.OK, uj, watts, ok, z.Err)
+	if got := m.totals[dir]; got != uj || math.Abs(z.Watts-watts) > 1e-9 || z.OK != ok {
+		t.Fatalf("%s: deltas add up to %d µJ, Watts=%v OK=%v, want %d %v %v (err %v)", dir, got, z.Watts, z.OK, uj, watts, ok, z.Err)
 	}
 	if ok != (z.Err == nil) {
 		t.Fatalf("%s: OK=%v but Err=%v", dir, z.OK, z.Err)
@@ -60,7 +78,7 @@ func TestMeterAccumulates(t *testing.T) {
 		t.Fatal(s.Err)
 	}
 	for _, z := range s.Zones {
-		if !z.OK || z.Microjoules != 0 || z.Watts != 0 {
+		if !z.OK || z.Delta != 0 || z.Watts != 0 {
 			t.Fatalf("first sample must be a baseline: %+v", z)
 		}
 	}
@@ -80,7 +98,7 @@ func TestMeterAccumulates(t *testing.T) {
 		for dir, w := range watts {
 			// +step µJ per step on top, so the total is exact only if every microjoule counts.
 			uj := uint64(step)*w*5_000_000 + uint64(step*(step+1)/2)
-			wantZone(t, s, dir, uj, float64(w*5_000_000+uint64(step))/5e6, true)
+			m.wantZone(t, s, dir, uj, float64(w*5_000_000+uint64(step))/5e6, true)
 		}
 	}
 }
@@ -93,15 +111,15 @@ func TestMeterWrapAtRealRange(t *testing.T) {
 	m := newMeter(t, root, Options{})
 	m.Sample(at(0))
 	setEnergy(t, root, "intel-rapl:0:2", top) // +4 J
-	wantZone(t, m.Sample(at(1)), "intel-rapl:0:2", 4_000_000, 4, true)
+	m.wantZone(t, m.Sample(at(1)), "intel-rapl:0:2", 4_000_000, 4, true)
 	setEnergy(t, root, "intel-rapl:0:2", 0) // max -> 0 is one microjoule
-	wantZone(t, m.Sample(at(2)), "intel-rapl:0:2", 4_000_001, 1e-6, true)
+	m.wantZone(t, m.Sample(at(2)), "intel-rapl:0:2", 4_000_001, 1e-6, true)
 	setEnergy(t, root, "intel-rapl:0:2", top-1) // a jump of almost the whole range in 1 s: implausible
 	s := m.Sample(at(3))
 	wantErrors(t, s, map[string]uint64{ReasonImplausibleDelta: 1})
-	wantZone(t, s, "intel-rapl:0:2", 4_000_001, 1e-6, true)
+	m.wantZone(t, s, "intel-rapl:0:2", 4_000_001, 1e-6, true)
 	setEnergy(t, root, "intel-rapl:0:2", 2_999_998) // wraps: 1 + 1 + 2999998 µJ
-	wantZone(t, m.Sample(at(4)), "intel-rapl:0:2", 7_000_001, 3, true)
+	m.wantZone(t, m.Sample(at(4)), "intel-rapl:0:2", 7_000_001, 3, true)
 }
 
 func TestMeterImplausible(t *testing.T) {
@@ -116,35 +134,35 @@ func TestMeterImplausible(t *testing.T) {
 	setEnergy(t, root, dir, v)
 	s := m.Sample(at(1))
 	wantErrors(t, s, map[string]uint64{ReasonImplausibleDelta: 1})
-	wantZone(t, s, dir, 0, 0, true)
+	m.wantZone(t, s, dir, 0, 0, true)
 
 	// Recovery: the next delta counts from the re-baselined value.
 	v += 100_000_000
 	setEnergy(t, root, dir, v)
 	s = m.Sample(at(2))
 	wantErrors(t, s, nil)
-	wantZone(t, s, dir, 100_000_000, 100, true)
+	m.wantZone(t, s, dir, 100_000_000, 100, true)
 
 	// A backwards glitch reads as a near-full wrap (262 kJ in 1 s): rejected, counted.
 	v -= 1000
 	setEnergy(t, root, dir, v)
 	s = m.Sample(at(3))
 	wantErrors(t, s, map[string]uint64{ReasonImplausibleDelta: 1})
-	wantZone(t, s, dir, 100_000_000, 100, true)
+	m.wantZone(t, s, dir, 100_000_000, 100, true)
 
 	// Recovery after the glitch, from the glitched value.
 	v += 50_000_000
 	setEnergy(t, root, dir, v)
 	s = m.Sample(at(4))
 	wantErrors(t, s, nil)
-	wantZone(t, s, dir, 150_000_000, 50, true)
+	m.wantZone(t, s, dir, 150_000_000, 50, true)
 
 	// Exactly at the ceiling is plausible: 2000 J in 1 s.
 	v += 2_000_000_000
 	setEnergy(t, root, dir, v)
 	s = m.Sample(at(5))
 	wantErrors(t, s, nil)
-	wantZone(t, s, dir, 2_150_000_000, 2000, true)
+	m.wantZone(t, s, dir, 2_150_000_000, 2000, true)
 }
 
 func TestMeterCustomCeiling(t *testing.T) {
@@ -161,10 +179,10 @@ func TestMeterCustomCeiling(t *testing.T) {
 			s := m.Sample(at(2))
 			if tc.accept {
 				wantErrors(t, s, nil)
-				wantZone(t, s, dir, 6_000_000_000, 3000, true)
+				m.wantZone(t, s, dir, 6_000_000_000, 3000, true)
 			} else {
 				wantErrors(t, s, map[string]uint64{ReasonImplausibleDelta: 1})
-				wantZone(t, s, dir, 0, 0, true)
+				m.wantZone(t, s, dir, 0, 0, true)
 			}
 		})
 	}
@@ -179,7 +197,7 @@ func TestMeterNonPositiveElapsed(t *testing.T) {
 	setEnergy(t, root, "intel-rapl:0", readEnergy(t, root, "intel-rapl:0")+1_000_000)
 	s := m.Sample(at(10)) // no time passed: nothing can be plausible
 	wantErrors(t, s, map[string]uint64{ReasonImplausibleDelta: n})
-	wantZone(t, s, "intel-rapl:0", 0, 0, true)
+	m.wantZone(t, s, "intel-rapl:0", 0, 0, true)
 
 	s = m.Sample(at(9)) // the clock went backwards
 	wantErrors(t, s, map[string]uint64{ReasonImplausibleDelta: n})
@@ -187,7 +205,7 @@ func TestMeterNonPositiveElapsed(t *testing.T) {
 	setEnergy(t, root, "intel-rapl:0", readEnergy(t, root, "intel-rapl:0")+7_000_000)
 	s = m.Sample(at(11)) // 7 J over the 2 s since the last re-baseline
 	wantErrors(t, s, nil)
-	wantZone(t, s, "intel-rapl:0", 7_000_000, 3.5, true)
+	m.wantZone(t, s, "intel-rapl:0", 7_000_000, 3.5, true)
 }
 
 func TestMeterReadingAboveRange(t *testing.T) {
@@ -196,13 +214,13 @@ func TestMeterReadingAboveRange(t *testing.T) {
 	m := newMeter(t, root, Options{})
 	m.Sample(at(0))
 	setEnergy(t, root, "intel-rapl:0", 1500) // above max_energy_range_uj but forward: counted
-	wantZone(t, m.Sample(at(1)), "intel-rapl:0", 600, 600e-6, true)
+	m.wantZone(t, m.Sample(at(1)), "intel-rapl:0", 600, 600e-6, true)
 	setEnergy(t, root, "intel-rapl:0", 100) // the wrap from 1500 cannot be computed
 	s := m.Sample(at(2))
 	wantErrors(t, s, map[string]uint64{ReasonImplausibleDelta: 1})
-	wantZone(t, s, "intel-rapl:0", 600, 600e-6, true)
+	m.wantZone(t, s, "intel-rapl:0", 600, 600e-6, true)
 	setEnergy(t, root, "intel-rapl:0", 150)
-	wantZone(t, m.Sample(at(3)), "intel-rapl:0", 650, 50e-6, true)
+	m.wantZone(t, m.Sample(at(3)), "intel-rapl:0", 650, 50e-6, true)
 }
 
 // failOn makes m's reads of the energy_uj in zone directory dir fail with err while *on is true.
@@ -238,13 +256,13 @@ func TestMeterZoneErrorsKeepTotals(t *testing.T) {
 			root := copyTree(t, "intel-2socket")
 			m := newMeter(t, root, Options{})
 			var failing bool
-			failOn(m, dir, &failing, tc.err)
+			failOn(m.Meter, dir, &failing, tc.err)
 			v := readEnergy(t, root, dir)
 			m.Sample(at(0))
 
 			v += 100_000_000
 			setEnergy(t, root, dir, v)
-			wantZone(t, m.Sample(at(1)), dir, 100_000_000, 100, true)
+			m.wantZone(t, m.Sample(at(1)), dir, 100_000_000, 100, true)
 
 			// The zone fails while its counter advances by 100 J.
 			v += 100_000_000
@@ -264,7 +282,7 @@ func TestMeterZoneErrorsKeepTotals(t *testing.T) {
 				t.Fatalf("Sample.Err = %v with other zones readable", s.Err)
 			}
 			wantErrors(t, s, map[string]uint64{tc.reason: 1})
-			wantZone(t, s, dir, 100_000_000, 100, false)
+			m.wantZone(t, s, dir, 100_000_000, 100, false)
 			z := zoneByDir(t, s, dir)
 			if !strings.Contains(z.Err.Error(), filepath.Join(powercapDir(root), dir, "energy_uj")) {
 				t.Errorf("zone error %q does not name the file", z.Err)
@@ -281,7 +299,7 @@ func TestMeterZoneErrorsKeepTotals(t *testing.T) {
 			setEnergy(t, root, dir, v)
 			s = m.Sample(at(3))
 			wantErrors(t, s, nil)
-			wantZone(t, s, dir, 300_000_000, 100, true)
+			m.wantZone(t, s, dir, 300_000_000, 100, true)
 		})
 	}
 }
@@ -291,15 +309,15 @@ func TestMeterFailureBeforeBaseline(t *testing.T) {
 	root := copyTree(t, "intel-2socket")
 	m := newMeter(t, root, Options{})
 	failing := true
-	failOn(m, dir, &failing, syscall.EIO)
+	failOn(m.Meter, dir, &failing, syscall.EIO)
 	s := m.Sample(at(0))
 	wantErrors(t, s, map[string]uint64{ReasonReadError: 1})
-	wantZone(t, s, dir, 0, 0, false)
+	m.wantZone(t, s, dir, 0, 0, false)
 	failing = false
 	setEnergy(t, root, dir, readEnergy(t, root, dir)+5_000_000)
-	wantZone(t, m.Sample(at(1)), dir, 0, 0, true) // the first good read is the baseline
+	m.wantZone(t, m.Sample(at(1)), dir, 0, 0, true) // the first good read is the baseline
 	setEnergy(t, root, dir, readEnergy(t, root, dir)+5_000_000)
-	wantZone(t, m.Sample(at(2)), dir, 5_000_000, 5, true)
+	m.wantZone(t, m.Sample(at(2)), dir, 5_000_000, 5, true)
 }
 
 func TestMeterAllZonesFail(t *testing.T) {
@@ -317,7 +335,7 @@ func TestMeterAllZonesFail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newMeter(t, root, Options{})
 			on := true
-			failOn(m, "*", &on, tc.err)
+			failOn(m.Meter, "*", &on, tc.err)
 			s := m.Sample(at(0))
 			n := uint64(len(m.Zones()))
 			wantErrors(t, s, map[string]uint64{tc.reason: n})

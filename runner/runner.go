@@ -15,6 +15,7 @@ import (
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/rapl"
+	"github.com/inferensys/aiwatt/source"
 	"github.com/inferensys/aiwatt/workload"
 )
 
@@ -141,8 +142,11 @@ type Progress struct {
 
 // gpuState is the run's account of one GPU.
 type gpuState struct {
-	report  GPUReport
-	prevJ   float64
+	report GPUReport
+	// pending is the energy the backend handed out as deltas since this
+	// GPU's last good read (a failed read's delta is 0, but one the backend
+	// hands out with a failed read is kept for the next good one), exact.
+	pending source.Millijoules
 	methods map[string]bool
 	rules   map[string]int // index in report.Rules
 	rule    string         // the rule of the current tick
@@ -174,8 +178,6 @@ type Meter struct {
 	cpuMethod string
 	prevNode  workload.NodeCPU // for the busy share, steal excluded
 	hasNode   bool
-	prevUJ    []uint64
-	prevEstJ  float64
 	gpus      map[string]*gpuState
 	gpuOrder  []string
 
@@ -283,9 +285,7 @@ func (m *Meter) Start(ctx context.Context, pid int) error {
 	m.cpuMethod = MethodEstimate
 	if m.rapl != nil {
 		s := m.rapl.Sample(now)
-		m.prevUJ = make([]uint64, len(s.Zones))
-		for i, z := range s.Zones {
-			m.prevUJ[i] = z.Microjoules
+		for _, z := range s.Zones { // a baseline: the meter hands out deltas from here on
 			if z.OK && z.Name == rapl.ZonePackage {
 				m.cpuMethod = MethodRAPL
 			}
@@ -296,11 +296,9 @@ func (m *Meter) Start(ctx context.Context, pid int) error {
 	} else {
 		m.note("no RAPL (%v); CPU energy is the CPU model's estimate and DRAM energy is not measured", m.raplErr)
 	}
-	e, err := m.est.Sample(now)
-	if err != nil {
+	if _, err := m.est.Sample(now); err != nil { // the model's baseline
 		return fmt.Errorf("runner: %w", err)
 	}
-	m.prevEstJ = e.Joules
 	m.prevNode, err = workload.ReadNodeCPU(m.opts.ProcfsRoot, m.scanner.ClockTicks())
 	m.hasNode = err == nil
 
@@ -317,7 +315,7 @@ func (m *Meter) Start(ctx context.Context, pid int) error {
 			m.note("GPU backend %s: %v", m.opts.GPU.Name(), err)
 		}
 		for _, g := range r.GPUs {
-			m.gpu(g).prevJ = g.Joules
+			m.gpu(g) // a baseline: its delta is energy from before the run
 		}
 	}
 	m.started, m.start, m.last = true, now, now
@@ -335,20 +333,22 @@ func (m *Meter) RootExited(cpu time.Duration) {
 	}
 }
 
-// gpu returns the state of one GPU, creating it on first sight.
-func (m *Meter) gpu(g dcgm.GPUSample) *gpuState {
+// gpu returns the state of one GPU, creating it on first sight; new is
+// true then (the sample is the GPU's baseline).
+func (m *Meter) gpu(g dcgm.GPUSample) (s *gpuState, new bool) {
 	key := g.UUID
 	if key == "" {
 		key = fmt.Sprintf("index:%d", g.Index)
 	}
-	s := m.gpus[key]
+	s = m.gpus[key]
 	if s == nil {
-		s = &gpuState{prevJ: g.Joules, methods: map[string]bool{}, rules: map[string]int{}}
+		new = true
+		s = &gpuState{methods: map[string]bool{}, rules: map[string]int{}}
 		s.report = GPUReport{Index: g.Index, UUID: g.UUID, Model: g.Model}
 		m.gpus[key] = s
 		m.gpuOrder = append(m.gpuOrder, key)
 	}
-	return s
+	return s, new
 }
 
 // Tick reads every source once at the clock's time and attributes the
@@ -373,8 +373,7 @@ func (m *Meter) Tick(ctx context.Context) (Progress, error) {
 		busy = 1
 	}
 	if m.cpuMethod == MethodEstimate && err == nil {
-		cpuJ = max(e.Joules-m.prevEstJ, 0)
-		m.prevEstJ = e.Joules
+		cpuJ = e.Delta // since the last good read: a failed read's gap is in the next one
 	}
 	if node, err := workload.ReadNodeCPU(m.opts.ProcfsRoot, m.scanner.ClockTicks()); err == nil {
 		if b := workload.BusyShare(m.prevNode, node); m.hasNode && b >= 0 {
@@ -408,12 +407,15 @@ func (m *Meter) Tick(ctx context.Context) (Progress, error) {
 			m.note("GPU backend %s: %v", m.opts.GPU.Name(), err)
 		}
 		for _, g := range r.GPUs {
-			s := m.gpu(g)
+			s, new := m.gpu(g)
+			if !new {
+				s.pending += g.Delta
+			}
 			if !g.OK {
 				continue
 			}
-			dE := max(g.Joules-s.prevJ, 0)
-			s.prevJ = g.Joules
+			dE := float64(s.pending) / 1000
+			s.pending = 0
 			s.methods[g.Source] = true
 			d, how := m.gpuDevice(g, dE, tt.live)
 			s.rule = how
@@ -471,15 +473,13 @@ func (m *Meter) cpuEnergy(now time.Time) (cpu, dram float64) {
 		return 0, 0
 	}
 	s := m.rapl.Sample(now)
-	var pkgUJ, dramUJ uint64
-	for i, z := range s.Zones {
-		d := z.Microjoules - m.prevUJ[i] // totals are monotonic
-		m.prevUJ[i] = z.Microjoules
+	var pkgUJ, dramUJ source.Microjoules // exact: the meter's integer deltas
+	for _, z := range s.Zones {
 		switch z.Name {
 		case rapl.ZonePackage:
-			pkgUJ += d
+			pkgUJ += z.Delta
 		case rapl.ZoneDRAM:
-			dramUJ += d
+			dramUJ += z.Delta
 		}
 	}
 	if s.Err != nil {
@@ -490,7 +490,7 @@ func (m *Meter) cpuEnergy(now time.Time) (cpu, dram float64) {
 			m.note("RAPL: an implausible counter jump was rejected (not counted)")
 		}
 	}
-	return float64(pkgUJ) / 1e6, float64(dramUJ) / 1e6
+	return pkgUJ.Joules(), dramUJ.Joules()
 }
 
 func (m *Meter) progress(now time.Time, watts float64, procs int) Progress {
