@@ -65,7 +65,6 @@ func (g *exGPU) sample(ok bool) GPUSample {
 		Source:          SourceDCGMExporter,
 		Method:          MethodEnergyCounter,
 		Delta:           source.Millijoules(delta),
-		Joules:          gpukit.Joules(total),
 		PowerWatts:      g.powerW,
 		PowerLimitWatts: g.limitW,
 		SMUtil:          g.util,

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/inferensys/aiwatt/internal/sourcetest"
 )
 
 // fixtureDir holds the real dcgm-exporter captures, beside the clone.
@@ -102,6 +104,14 @@ func (s *scripted) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(body))
+}
+
+// newTotaled is newScripted with the backend wrapped to keep the totals of
+// its deltas (sourcetest.Totals), as its caller would.
+func newTotaled(t testing.TB, body string, cfg Config) (*scripted, *sourcetest.Totals) {
+	t.Helper()
+	s, b := newScripted(t, body, cfg)
+	return s, sourcetest.NewTotals(b)
 }
 
 func newScripted(t testing.TB, body string, cfg Config) (*scripted, Backend) {
@@ -214,7 +224,7 @@ func TestExporterFixtures(t *testing.T) {
 				t.Fatalf("no expectations for capture %s: add it to fixtureWants", name)
 			}
 			orig := readFixture(t, name)
-			srv, b := newScripted(t, orig, Config{})
+			srv, b := newTotaled(t, orig, Config{})
 			for k, off := range energyOffsets {
 				srv.set(addEnergy(t, orig, off))
 				r, err := b.Sample(context.Background(), t0.Add(time.Duration(k)*5*time.Second))
@@ -246,10 +256,10 @@ func TestExporterFixtures(t *testing.T) {
 						g.MIGMode != wantMode || !reflect.DeepEqual(g.MIG, w.mig) || !reflect.DeepEqual(g.Pods, w.pods) {
 						t.Fatalf("scrape %d GPU %d: got %+v\nwant %+v", k, i, g, w)
 					}
-					if g.Source != SourceDCGMExporter || g.OK != w.energy || g.Joules != wantJ ||
+					if g.Source != SourceDCGMExporter || g.OK != w.energy || b.Joules(g) != wantJ ||
 						g.PowerWatts != w.power || g.PowerLimitWatts != w.limit || g.SMUtil != w.util {
 						t.Fatalf("scrape %d GPU %d: source %q OK %v %v J %v W limit %v util %v; want OK %v %v J %v W limit %v util %v",
-							k, i, g.Source, g.OK, g.Joules, g.PowerWatts, g.PowerLimitWatts, g.SMUtil,
+							k, i, g.Source, g.OK, b.Joules(g), g.PowerWatts, g.PowerLimitWatts, g.SMUtil,
 							w.energy, wantJ, w.power, w.limit, w.util)
 					}
 					if w.energy && g.Method != MethodEnergyCounter {
@@ -272,16 +282,16 @@ func TestExporterMIGNoDoubleCount(t *testing.T) {
 	if n := strings.Count(orig, "GPU-265c9814-6156-355b-e589-ff2064894f16"); n != 4 {
 		t.Fatalf("capture changed: %d rows for GPU 0", n)
 	}
-	srv, b := newScripted(t, orig, Config{})
+	srv, b := newTotaled(t, orig, Config{})
 	mustSample(t, b, t0)
 	srv.set(addEnergy(t, orig, 10_000_000)) // 10 kJ in 30 s on every row
 	r := mustSample(t, b, t0.Add(30*time.Second))
 	var node float64
 	for _, g := range r.GPUs {
-		node += g.Joules
+		node += b.Joules(g)
 	}
-	if r.GPUs[0].Joules != 10_000 || node != 20_000 {
-		t.Fatalf("GPU 0 %v J, node %v J; want 10000 and 20000 (summing rows would give 50000)", r.GPUs[0].Joules, node)
+	if b.Joules(r.GPUs[0]) != 10_000 || node != 20_000 {
+		t.Fatalf("GPU 0 %v J, node %v J; want 10000 and 20000 (summing rows would give 50000)", b.Joules(r.GPUs[0]), node)
 	}
 
 	// Instances whose values differ: the largest wins, deterministically,
@@ -298,8 +308,8 @@ func TestExporterMIGNoDoubleCount(t *testing.T) {
 	srv.set(lag)
 	r = mustSample(t, b, t0.Add(60*time.Second))
 	wantNoErrors(t, r)
-	if r.GPUs[0].Joules != 12_000 || r.GPUs[1].Joules != 11_000 {
-		t.Fatalf("GPU 0 %v J, GPU 1 %v J; want 12000 and 11000", r.GPUs[0].Joules, r.GPUs[1].Joules)
+	if b.Joules(r.GPUs[0]) != 12_000 || b.Joules(r.GPUs[1]) != 11_000 {
+		t.Fatalf("GPU 0 %v J, GPU 1 %v J; want 12000 and 11000", b.Joules(r.GPUs[0]), b.Joules(r.GPUs[1]))
 	}
 }
 
@@ -316,7 +326,7 @@ func TestExporterPowerOnly(t *testing.T) {
 			return w, isMetric(m, "DCGM_FI_DEV_POWER_USAGE")
 		})
 	}
-	srv, b := newScripted(t, withPower(100), Config{})
+	srv, b := newTotaled(t, withPower(100), Config{})
 	steps := []struct {
 		at    time.Duration
 		watts float64
@@ -333,7 +343,7 @@ func TestExporterPowerOnly(t *testing.T) {
 		r := mustSample(t, b, t0.Add(s.at))
 		wantNoErrors(t, r)
 		g := r.GPUs[0]
-		if g.Source != SourceDCGMExporter || g.Method != MethodPowerIntegration || !g.OK || g.Joules != s.wantJ || g.PowerWatts != s.watts {
+		if g.Source != SourceDCGMExporter || g.Method != MethodPowerIntegration || !g.OK || b.Joules(g) != s.wantJ || g.PowerWatts != s.watts {
 			t.Fatalf("step %d: %+v, want %v J", i, g, s.wantJ)
 		}
 	}
@@ -341,42 +351,42 @@ func TestExporterPowerOnly(t *testing.T) {
 
 func TestExporterUnchangedCounterAndRefresh(t *testing.T) {
 	orig := readFixture(t, "dcgm_exporter_l4_gpu_operator.prom")
-	srv, b := newScripted(t, orig, Config{})
+	srv, b := newTotaled(t, orig, Config{})
 	// dcgm-exporter refreshes every 30 s; scraping every 5 s sees the same
 	// value six times, then the whole 30 s delta at once.
 	for i := range 6 {
 		r := mustSample(t, b, t0.Add(time.Duration(i)*5*time.Second))
 		wantNoErrors(t, r)
-		if r.GPUs[0].Joules != 0 || !r.GPUs[0].OK {
+		if b.Joules(r.GPUs[0]) != 0 || !r.GPUs[0].OK {
 			t.Fatalf("scrape %d: %+v", i, r.GPUs[0])
 		}
 	}
 	srv.set(addEnergy(t, orig, 2_100_000)) // 70 W × 30 s
 	r := mustSample(t, b, t0.Add(30*time.Second))
 	wantNoErrors(t, r)
-	if r.GPUs[0].Joules != 2100 {
-		t.Fatalf("after refresh: %v J, want 2100", r.GPUs[0].Joules)
+	if b.Joules(r.GPUs[0]) != 2100 {
+		t.Fatalf("after refresh: %v J, want 2100", b.Joules(r.GPUs[0]))
 	}
 	// The first change seen one second after the first scrape still carries
 	// a full exporter interval: it is checked over 30 s, not 1 s.
-	srv2, b2 := newScripted(t, orig, Config{})
+	srv2, b2 := newTotaled(t, orig, Config{})
 	mustSample(t, b2, t0)
 	srv2.set(addEnergy(t, orig, 2_100_000))
 	r = mustSample(t, b2, t0.Add(time.Second))
 	wantNoErrors(t, r)
-	if r.GPUs[0].Joules != 2100 {
-		t.Fatalf("early change: %v J, want 2100", r.GPUs[0].Joules)
+	if b2.Joules(r.GPUs[0]) != 2100 {
+		t.Fatalf("early change: %v J, want 2100", b2.Joules(r.GPUs[0]))
 	}
 }
 
 func TestExporterMinRefresh(t *testing.T) {
 	orig := readFixture(t, "dcgm_exporter_l4_gpu_operator.prom")
-	srv, b := newScripted(t, orig, Config{MinRefresh: 30 * time.Second})
+	srv, b := newTotaled(t, orig, Config{MinRefresh: 30 * time.Second})
 	mustSample(t, b, t0)
 	srv.set(addEnergy(t, orig, 1_500_000))
 	for i := 1; i < 6; i++ {
 		r := mustSample(t, b, t0.Add(time.Duration(i)*5*time.Second))
-		if r.GPUs[0].Joules != 0 || !r.GPUs[0].OK || len(r.Errors) != 0 {
+		if b.Joules(r.GPUs[0]) != 0 || !r.GPUs[0].OK || len(r.Errors) != 0 {
 			t.Fatalf("cached sample %d: %+v %v", i, r.GPUs[0], r.Errors)
 		}
 	}
@@ -384,8 +394,8 @@ func TestExporterMinRefresh(t *testing.T) {
 		t.Fatalf("%d requests inside MinRefresh, want 1", n)
 	}
 	r := mustSample(t, b, t0.Add(30*time.Second))
-	if n := srv.requests.Load(); n != 2 || r.GPUs[0].Joules != 1500 {
-		t.Fatalf("after MinRefresh: %d requests, %v J", n, r.GPUs[0].Joules)
+	if n := srv.requests.Load(); n != 2 || b.Joules(r.GPUs[0]) != 1500 {
+		t.Fatalf("after MinRefresh: %d requests, %v J", n, b.Joules(r.GPUs[0]))
 	}
 }
 
@@ -396,7 +406,7 @@ func TestExporterCounterResetAndImplausible(t *testing.T) {
 			return float64(mJ), isMetric(m, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")
 		})
 	}
-	srv, b := newScripted(t, withEnergy(5_000_000), Config{})
+	srv, b := newTotaled(t, withEnergy(5_000_000), Config{})
 	steps := []struct {
 		mJ    uint64
 		wantJ float64
@@ -419,8 +429,8 @@ func TestExporterCounterResetAndImplausible(t *testing.T) {
 		for k, v := range s.errs {
 			want[k] = v
 		}
-		if r.GPUs[0].Joules != s.wantJ || !reflect.DeepEqual(r.Errors, want) {
-			t.Fatalf("step %d: %v J %v; want %v J %v", i, r.GPUs[0].Joules, r.Errors, s.wantJ, want)
+		if b.Joules(r.GPUs[0]) != s.wantJ || !reflect.DeepEqual(r.Errors, want) {
+			t.Fatalf("step %d: %v J %v; want %v J %v", i, b.Joules(r.GPUs[0]), r.Errors, s.wantJ, want)
 		}
 	}
 }
@@ -433,7 +443,7 @@ func TestExporterGPUDisappears(t *testing.T) {
 			gpu0 = append(gpu0, l)
 		}
 	}
-	srv, b := newScripted(t, orig, Config{})
+	srv, b := newTotaled(t, orig, Config{})
 	mustSample(t, b, t0)
 	srv.set(addEnergy(t, orig, 600_000))
 	mustSample(t, b, t0.Add(5*time.Second))
@@ -442,17 +452,17 @@ func TestExporterGPUDisappears(t *testing.T) {
 	if r.Errors[ReasonGPULost] != 1 || len(r.GPUs) != 2 {
 		t.Fatalf("errors %v, %d GPUs", r.Errors, len(r.GPUs))
 	}
-	if g := r.GPUs[1]; g.OK || g.Joules != 600 || g.UUID != "GPU-2d20791a-b4a6-ba59-97f1-e95b99fe5b49" {
+	if g := r.GPUs[1]; g.OK || b.Joules(g) != 600 || g.UUID != "GPU-2d20791a-b4a6-ba59-97f1-e95b99fe5b49" {
 		t.Fatalf("vanished GPU %+v, want OK=false with 600 J kept", g)
 	}
-	if g := r.GPUs[0]; !g.OK || g.Joules != 900 {
+	if g := r.GPUs[0]; !g.OK || b.Joules(g) != 900 {
 		t.Fatalf("GPU 0 %+v", g)
 	}
 	// It comes back: the delta since it was last seen counts.
 	srv.set(addEnergy(t, orig, 1_000_000))
 	r = mustSample(t, b, t0.Add(15*time.Second))
 	wantNoErrors(t, r)
-	if r.GPUs[1].Joules != 1000 || !r.GPUs[1].OK {
+	if b.Joules(r.GPUs[1]) != 1000 || !r.GPUs[1].OK {
 		t.Fatalf("returned GPU %+v", r.GPUs[1])
 	}
 }
@@ -483,7 +493,7 @@ func TestExporterFailures(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, b := newScripted(t, mini, tc.cfg)
+			srv, b := newTotaled(t, mini, tc.cfg)
 			mustSample(t, b, t0) // a good scrape first: its GPU must stay listed
 			srv.mu.Lock()
 			srv.body, srv.status = tc.body, tc.status
@@ -514,7 +524,7 @@ func TestExporterFailures(t *testing.T) {
 
 func TestExporterBodyAtLimit(t *testing.T) {
 	l4 := readFixture(t, "dcgm_exporter_l4_gpu_operator.prom")
-	_, b := newScripted(t, l4, Config{MaxBodyBytes: int64(len(l4))})
+	_, b := newTotaled(t, l4, Config{MaxBodyBytes: int64(len(l4))})
 	wantNoErrors(t, mustSample(t, b, t0))
 }
 
@@ -599,7 +609,7 @@ DCGM_FI_DEV_POWER_USAGE{gpu="2",UUID="GPU-a"} 140737488355328
 # TYPE DCGM_FI_DEV_NVSWITCH_TEMP gauge
 DCGM_FI_DEV_NVSWITCH_TEMP{gpu="0",UUID="",device="nvswitch0"} 40
 `
-	_, b := newScripted(t, body, Config{})
+	_, b := newTotaled(t, body, Config{})
 	r := mustSample(t, b, t0)
 	wantNoErrors(t, r)
 	if len(r.GPUs) != 1 {
@@ -622,7 +632,7 @@ func TestExporterBlankEnergyFallsBackToPower(t *testing.T) {
 		return `DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="0",UUID="GPU-b"} ` + energy + `
 DCGM_FI_DEV_POWER_USAGE{gpu="0",UUID="GPU-b"} ` + watts + "\n"
 	}
-	srv, b := newScripted(t, body("9223372036854775794", "100.000000"), Config{})
+	srv, b := newTotaled(t, body("9223372036854775794", "100.000000"), Config{})
 	steps := []struct {
 		body   string
 		wantJ  float64
@@ -639,14 +649,14 @@ DCGM_FI_DEV_POWER_USAGE{gpu="0",UUID="GPU-b"} ` + watts + "\n"
 		srv.set(s.body)
 		r := mustSample(t, b, t0.Add(time.Duration(i)*10*time.Second))
 		wantNoErrors(t, r)
-		if g := r.GPUs[0]; g.Joules != s.wantJ || g.Method != s.method {
-			t.Fatalf("step %d: %v J %q; want %v J %q", i, g.Joules, g.Method, s.wantJ, s.method)
+		if g := r.GPUs[0]; b.Joules(g) != s.wantJ || g.Method != s.method {
+			t.Fatalf("step %d: %v J %q; want %v J %q", i, b.Joules(g), g.Method, s.wantJ, s.method)
 		}
 	}
 }
 
 func TestExporterClosed(t *testing.T) {
-	_, b := newScripted(t, readFixture(t, "dcgm_exporter_l4_gpu_operator.prom"), Config{})
+	_, b := newTotaled(t, readFixture(t, "dcgm_exporter_l4_gpu_operator.prom"), Config{})
 	if b.Name() != NameDCGMExporter {
 		t.Fatalf("Name() = %q", b.Name())
 	}

@@ -213,14 +213,11 @@ type GPUSample struct {
 	Source string
 	// Method is MethodEnergyCounter or MethodPowerIntegration.
 	Method string
-	// Delta is the energy accepted in this sample, in integer millijoules:
-	// the agent adds it to its own total. 0 for a baseline, a failed read or
-	// a rejected step; a late sample carries everything since the last one.
+	// Delta is the energy accepted in this sample, in integer millijoules;
+	// a backend keeps baselines, never totals: the caller (the agent, aiwatt
+	// run) adds deltas to its own. 0 for a baseline, a failed read or a
+	// rejected step; a late sample carries everything since the last one.
 	Delta source.Millijoules
-	// Joules is the backend's own running total since it first saw this GPU
-	// (starts at 0), for callers that keep none (aiwatt run); the agent uses
-	// Delta.
-	Joules float64
 	// PowerWatts is the instantaneous power; 0 unknown.
 	PowerWatts float64
 	// PowerLimitWatts is the enforced power limit; 0 unknown.

@@ -101,17 +101,15 @@ func (f *Fake) AddEnergy(index int, joules float64) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s, err := f.gpu(index)
-	if err != nil {
+	if _, err := f.gpu(index); err != nil {
 		return err
 	}
-	f.addEnergy(index, s, joules)
+	f.addEnergy(index, joules)
 	return nil
 }
 
-// addEnergy adds joules to the GPU's float total and its exact one.
-func (f *Fake) addEnergy(index int, s *dcgm.GPUSample, joules float64) {
-	s.Joules += joules
+// addEnergy adds joules, rounded to the millijoule, to the GPU's exact total.
+func (f *Fake) addEnergy(index int, joules float64) {
 	f.totalMJ[index] += uint64(math.Round(joules * 1000))
 }
 
@@ -157,7 +155,7 @@ func (f *Fake) Advance(d time.Duration) {
 	defer f.mu.Unlock()
 	for i, s := range f.gpus {
 		if s.OK {
-			f.addEnergy(i, s, s.PowerWatts*d.Seconds())
+			f.addEnergy(i, s.PowerWatts*d.Seconds())
 		}
 	}
 }

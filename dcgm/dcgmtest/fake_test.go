@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/inferensys/aiwatt/dcgm"
+	"github.com/inferensys/aiwatt/source"
 )
 
 var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
@@ -32,7 +33,8 @@ func TestFakeStepsEnergy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.GPUs) != 2 || r.GPUs[0].Joules != 3000 || r.GPUs[1].Joules != 1000.5 || len(r.Errors) != 0 {
+	// The first sample hands out everything added so far, exactly.
+	if len(r.GPUs) != 2 || r.GPUs[0].Delta != 3_000_000 || r.GPUs[1].Delta != 1_000_500 || len(r.Errors) != 0 {
 		t.Fatalf("result %+v", r)
 	}
 	g := r.GPUs[0]
@@ -113,19 +115,24 @@ func TestFakeConcurrent(t *testing.T) {
 			}
 		})
 	}
+	var sum [4]source.Millijoules // the deltas handed out, per GPU
 	wg.Go(func() {
 		for range 100 {
-			if _, err := f.Sample(context.Background(), t0); err != nil {
+			r, err := f.Sample(context.Background(), t0)
+			if err != nil {
 				t.Error(err)
 				return
+			}
+			for _, g := range r.GPUs {
+				sum[g.Index] += g.Delta
 			}
 		}
 	})
 	wg.Wait()
 	r, _ := f.Sample(context.Background(), t0)
 	for _, g := range r.GPUs {
-		if g.Joules != 100 {
-			t.Fatalf("GPU %d: %v J", g.Index, g.Joules)
+		if sum[g.Index]+g.Delta != 100_000 {
+			t.Fatalf("GPU %d: deltas add up to %d mJ, want 100000", g.Index, sum[g.Index]+g.Delta)
 		}
 	}
 }

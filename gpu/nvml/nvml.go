@@ -368,7 +368,7 @@ func (b *nvmlBackend) lose(g *nvmlGPU, s GPUSample, errs map[string]uint64, ret 
 }
 
 func (b *nvmlBackend) readGPU(g *nvmlGPU, now time.Time, errs map[string]uint64) GPUSample {
-	s := GPUSample{GPU: g.info, SMUtil: -1, Joules: gpukit.Joules(g.energyMJ()), PowerWatts: g.powerW, PowerLimitWatts: g.limitW}
+	s := GPUSample{GPU: g.info, SMUtil: -1, PowerWatts: g.powerW, PowerLimitWatts: g.limitW}
 	s.Source, s.Method = g.source()
 	if g.dev == nil {
 		if ret := b.attach(g); ret != gonvml.SUCCESS {
@@ -473,7 +473,6 @@ func (b *nvmlBackend) readGPU(g *nvmlGPU, now time.Time, errs map[string]uint64)
 	s.Processes = b.readProcesses(g, dev, errs)
 
 	s.GPU = g.info
-	s.Joules = gpukit.Joules(g.energyMJ())
 	s.Delta = g.take()
 	s.PowerWatts = g.powerW
 	s.PowerLimitWatts = g.limitW

@@ -106,14 +106,16 @@ func newSim(t testing.TB) (*server.Server, []*simGPU) {
 	return srv, sims
 }
 
-func openSim(t testing.TB, srv *server.Server) Backend {
+// openSim opens the backend over srv, wrapped to keep the totals of its
+// deltas (sourcetest.Totals), as its caller would.
+func openSim(t testing.TB, srv *server.Server) *sourcetest.Totals {
 	t.Helper()
 	b, err := NewNVMLBackend(srv, nil)
 	if err != nil {
 		t.Fatalf("NewNVMLBackend: %v", err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return b
+	return sourcetest.NewTotals(b)
 }
 
 func TestNVMLFailedInitMakesNoOtherCall(t *testing.T) {
@@ -176,7 +178,7 @@ func TestNVMLEnergyAdvance(t *testing.T) {
 		if g.Index != i || g.UUID != sims[i].dev.UUID || g.Model != "NVIDIA H200 141GB HBM3e" || g.Driver != "550.54.15" {
 			t.Fatalf("GPU %d identity %+v", i, g.GPU)
 		}
-		if g.Joules != 0 || !g.OK || g.Source != gpu.SourceNVML || g.Method != gpu.MethodEnergyCounter ||
+		if b.Joules(g) != 0 || !g.OK || g.Source != gpu.SourceNVML || g.Method != gpu.MethodEnergyCounter ||
 			g.PowerWatts != 100 || g.PowerLimitWatts != 700 || g.MIGMode != gpu.MIGModeDisabled {
 			t.Fatalf("GPU %d first sample %+v", i, g)
 		}
@@ -191,8 +193,8 @@ func TestNVMLEnergyAdvance(t *testing.T) {
 		r = mustSample(t, b, t0.Add(time.Duration(step)*5*time.Second))
 		wantNoErrors(t, r)
 		for i, g := range r.GPUs {
-			if w := float64(want[i]) / 1000; g.Joules != w {
-				t.Fatalf("step %d GPU %d: %v J, want exactly %v", step, i, g.Joules, w)
+			if w := float64(want[i]) / 1000; b.Joules(g) != w {
+				t.Fatalf("step %d GPU %d: %v J, want exactly %v", step, i, b.Joules(g), w)
 			}
 		}
 	}
@@ -215,14 +217,14 @@ func TestNVMLDriverReload(t *testing.T) {
 	for i, s := range steps {
 		g.set(func(g *simGPU) { g.energyMJ = s.counter })
 		r := mustSample(t, b, t0.Add(time.Duration(i)*5*time.Second))
-		if got := r.GPUs[2].Joules; got != s.wantJ {
+		if got := b.Joules(r.GPUs[2]); got != s.wantJ {
 			t.Fatalf("step %d: %v J, want %v", i, got, s.wantJ)
 		}
 		if r.Errors[gpu.ReasonCounterReset] != s.wantResets {
 			t.Fatalf("step %d: errors %v", i, r.Errors)
 		}
-		if r.GPUs[0].Joules != 0 {
-			t.Fatalf("step %d: untouched GPU 0 has %v J", i, r.GPUs[0].Joules)
+		if b.Joules(r.GPUs[0]) != 0 {
+			t.Fatalf("step %d: untouched GPU 0 has %v J", i, b.Joules(r.GPUs[0]))
 		}
 	}
 }
@@ -234,14 +236,14 @@ func TestNVMLImplausibleDelta(t *testing.T) {
 	// 1 GJ in 5 s is far above 2 × 700 W.
 	sims[1].set(func(g *simGPU) { g.energyMJ += 1_000_000_000_000 })
 	r := mustSample(t, b, t0.Add(5*time.Second))
-	if r.Errors[gpu.ReasonImplausibleDelta] != 1 || r.GPUs[1].Joules != 0 || !r.GPUs[1].OK {
+	if r.Errors[gpu.ReasonImplausibleDelta] != 1 || b.Joules(r.GPUs[1]) != 0 || !r.GPUs[1].OK {
 		t.Fatalf("implausible step: errors %v, GPU %+v", r.Errors, r.GPUs[1])
 	}
 	sims[1].set(func(g *simGPU) { g.energyMJ += 3_000_000 })
 	r = mustSample(t, b, t0.Add(10*time.Second))
 	wantNoErrors(t, r)
-	if r.GPUs[1].Joules != 3000 {
-		t.Fatalf("after rebase: %v J, want 3000", r.GPUs[1].Joules)
+	if b.Joules(r.GPUs[1]) != 3000 {
+		t.Fatalf("after rebase: %v J, want 3000", b.Joules(r.GPUs[1]))
 	}
 }
 
@@ -269,8 +271,8 @@ func TestNVMLPowerIntegration(t *testing.T) {
 		if got.Source != gpu.SourceNVMLPower || got.Method != gpu.MethodPowerIntegration || !got.OK {
 			t.Fatalf("step %d: source %q method %q ok %v", i, got.Source, got.Method, got.OK)
 		}
-		if got.Joules != s.wantJ {
-			t.Fatalf("step %d: %v J, want exactly %v", i, got.Joules, s.wantJ)
+		if b.Joules(got) != s.wantJ {
+			t.Fatalf("step %d: %v J, want exactly %v", i, b.Joules(got), s.wantJ)
 		}
 		if got.PowerWatts != float64(s.mW)/1000 {
 			t.Fatalf("step %d: %v W", i, got.PowerWatts)
@@ -355,11 +357,11 @@ func TestNVMLMIG(t *testing.T) {
 	wantNoErrors(t, r)
 	var sum float64
 	for _, s := range r.GPUs {
-		sum += s.Joules
+		sum += b.Joules(s)
 	}
 	// 8 physical GPUs × 2500 J: the 3 instances add nothing.
-	if r.GPUs[0].Joules != 2500 || sum != 8*2500 {
-		t.Fatalf("MIG GPU %v J, node %v J; want 2500 and 20000", r.GPUs[0].Joules, sum)
+	if b.Joules(r.GPUs[0]) != 2500 || sum != 8*2500 {
+		t.Fatalf("MIG GPU %v J, node %v J; want 2500 and 20000", b.Joules(r.GPUs[0]), sum)
 	}
 	for _, s := range r.GPUs {
 		if s.Delta != 2_500_000 {
@@ -425,10 +427,10 @@ func TestNVMLGPULost(t *testing.T) {
 			t.Fatalf("sample %d: errors %v, want gpu_lost=1", i, r.Errors)
 		}
 		lost := r.GPUs[3]
-		if lost.OK || lost.Joules != 1000 || lost.UUID != sims[3].dev.UUID || lost.Index != 3 {
+		if lost.OK || b.Joules(lost) != 1000 || lost.UUID != sims[3].dev.UUID || lost.Index != 3 {
 			t.Fatalf("sample %d: lost GPU %+v, want OK=false with 1000 J kept", i, lost)
 		}
-		if !r.GPUs[4].OK || r.GPUs[4].Joules != 2000 {
+		if !r.GPUs[4].OK || b.Joules(r.GPUs[4]) != 2000 {
 			t.Fatalf("sample %d: GPU 4 %+v", i, r.GPUs[4])
 		}
 	}
@@ -443,7 +445,7 @@ func TestNVMLGPULost(t *testing.T) {
 	if r.Errors[gpu.ReasonCounterReset] != 1 || r.Errors[gpu.ReasonGPULost] != 0 {
 		t.Fatalf("recovery errors %v", r.Errors)
 	}
-	if g := r.GPUs[3]; !g.OK || g.Joules != 1040 {
+	if g := r.GPUs[3]; !g.OK || b.Joules(g) != 1040 {
 		t.Fatalf("recovered GPU %+v, want OK with 1040 J", g)
 	}
 
@@ -452,7 +454,7 @@ func TestNVMLGPULost(t *testing.T) {
 		s.set(func(g *simGPU) { g.energyRet = gonvml.ERROR_GPU_IS_LOST })
 	}
 	r, err := b.Sample(context.Background(), t0.Add(25*time.Second))
-	if err == nil || r.Errors[gpu.ReasonGPULost] != 8 || len(r.GPUs) != 8 || r.GPUs[0].Joules != 2000 {
+	if err == nil || r.Errors[gpu.ReasonGPULost] != 8 || len(r.GPUs) != 8 || b.Joules(r.GPUs[0]) != 2000 {
 		t.Fatalf("all lost: err %v, errors %v, GPUs %d", err, r.Errors, len(r.GPUs))
 	}
 }
@@ -545,7 +547,7 @@ func TestNVMLMissingSymbols(t *testing.T) {
 	r := mustSample(t, b, t0.Add(time.Second))
 	wantNoErrors(t, r)
 	for _, g := range r.GPUs {
-		if g.Source != gpu.SourceNVMLPower || g.Joules != 100 || g.MIGMode != gpu.MIGModeUnsupported ||
+		if g.Source != gpu.SourceNVMLPower || b.Joules(g) != 100 || g.MIGMode != gpu.MIGModeUnsupported ||
 			len(g.Processes) != 1 || g.Processes[0].SMUtil != -1 {
 			t.Fatalf("degraded GPU %+v", g)
 		}

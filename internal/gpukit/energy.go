@@ -132,6 +132,3 @@ func (a *PowerAcc) Update(mW uint64, now time.Time, ceiling float64, maxGap time
 // Unprime forgets the previous reading; the next reading starts a new
 // trapezoid (used after a gap such as a lost GPU or a method change).
 func (a *PowerAcc) Unprime() { a.primed = false }
-
-// Joules converts integer millijoules to joules.
-func Joules(mJ uint64) float64 { return float64(mJ) / 1000 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/source"
 )
 
 // Hangable is an HTTP endpoint whose body a test sets and which, while hung,
@@ -105,4 +106,45 @@ func WantNoErrors(t testing.TB, r gpu.Result) {
 	if len(r.Errors) != 0 {
 		t.Fatalf("errors %v, want none", r.Errors)
 	}
+}
+
+// Totals is a GPU backend whose test keeps what a backend's caller keeps:
+// per GPU, the sum of the deltas handed out by every Sample. Backends keep
+// baselines only, so a test that wants a GPU's energy so far asks this.
+type Totals struct {
+	gpu.Backend
+
+	mu sync.Mutex
+	mJ map[string]source.Millijoules
+}
+
+// NewTotals wraps b.
+func NewTotals(b gpu.Backend) *Totals {
+	return &Totals{Backend: b, mJ: map[string]source.Millijoules{}}
+}
+
+// Sample samples the backend and adds every GPU's delta to its total.
+func (t *Totals) Sample(ctx context.Context, now time.Time) (gpu.Result, error) {
+	r, err := t.Backend.Sample(ctx, now)
+	t.mu.Lock()
+	for _, g := range r.GPUs {
+		t.mJ[totalsKey(g)] += g.Delta
+	}
+	t.mu.Unlock()
+	return r, err
+}
+
+// Joules returns the sum of g's deltas so far, in joules (exact for
+// millijoule sums below 2^53).
+func (t *Totals) Joules(g gpu.GPUSample) float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return float64(t.mJ[totalsKey(g)]) / 1000
+}
+
+func totalsKey(g gpu.GPUSample) string {
+	if g.UUID != "" {
+		return g.UUID
+	}
+	return "index:" + strconv.Itoa(g.Index)
 }
