@@ -40,10 +40,9 @@ type inferenceSource struct {
 	budget  time.Duration
 	scraper *scrape.Scraper
 
-	mu       sync.Mutex      // guards the prepared targets against a late Sample
-	targets  []scrape.Target // this tick's targets
-	bad      []source.Target // targets that cannot be scraped as given
-	prevErrs map[string]map[string]uint64
+	mu      sync.Mutex      // guards the prepared targets against a late Sample
+	targets []scrape.Target // this tick's targets
+	bad     []source.Target // targets that cannot be scraped as given
 
 	static map[string]scrape.TargetConfig  // static targets by ID, to resolve their workload
 	ledger *scrape.Ledger[attribution.Key] // the agent's totals; counts of an unknown workload are held, never exported empty
@@ -63,7 +62,7 @@ func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource, logger
 	}
 	return &inferenceSource{
 		cfg: cfg.Inference, budget: budget(opts.Interval),
-		prevErrs: map[string]map[string]uint64{}, static: map[string]scrape.TargetConfig{},
+		static:  map[string]scrape.TargetConfig{},
 		scraper: scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt", Retention: cfg.Attribution.Retention}),
 		// Counts of a target whose workload is unknown wait three ticks (at
 		// least 15 s) for it to be resolved.
@@ -113,25 +112,13 @@ func (s *inferenceSource) Sample(ctx context.Context, _ time.Time) (source.Readi
 	sctx, cancel := context.WithTimeout(ctx, min(timeout, s.budget*9/10))
 	results := s.scraper.Scrape(sctx, targets)
 	cancel()
-	s.mu.Lock()
 	for _, res := range results {
-		id := res.Target.ID
-		prevErrs := s.prevErrs[id]
-		var reasons source.Errors
+		var reasons source.Errors // the scraper hands out this scrape's errors only
 		for reason, n := range res.Errors {
-			if n > prevErrs[reason] {
-				reasons = reasons.Add(scrapeReason(reason), n-prevErrs[reason])
-			}
+			reasons = reasons.Add(scrapeReason(reason), n)
 		}
-		s.prevErrs[id] = res.Errors
-		r.Targets = append(r.Targets, source.Target{Name: id, Err: res.Err, Errors: reasons, Duration: res.Duration})
+		r.Targets = append(r.Targets, source.Target{Name: res.Target.ID, Err: res.Err, Errors: reasons, Duration: res.Duration})
 	}
-	for id := range s.prevErrs { // targets gone: forgotten, as the scraper forgets them
-		if !slices.ContainsFunc(targets, func(t scrape.Target) bool { return t.ID == id }) {
-			delete(s.prevErrs, id)
-		}
-	}
-	s.mu.Unlock()
 	r.Detail = results
 	return r, nil
 }

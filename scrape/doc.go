@@ -165,10 +165,10 @@
 //
 // Result.Reason says why a scrape failed (timeout, canceled, connection,
 // http_status, body_too_large, read, parse, bad_target); Result.Errors
-// counts failures and skipped lines or samples by reason since the target
-// was first seen (bad_line, nan, inf, negative, too_large, duplicate_series,
-// unrecognized, models_folded, series_cap), ready to become
-// aiwatt_source_errors_total. A body over the
+// counts the failure and skipped lines or samples by reason in that scrape
+// alone (bad_line, nan, inf, negative, too_large, duplicate_series,
+// unrecognized, models_folded, series_cap): a delta, which the agent adds
+// to aiwatt_source_errors_total, the only total. A body over the
 // limit ([DefaultBodyLimit], 4 MiB) is refused, never truncated.
 //
 // # Captures

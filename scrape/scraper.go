@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -109,8 +108,10 @@ type Result struct {
 	// GPUEnergy is the server's self-reported GPU energy (Triton), monotonic
 	// since first seen. Never add it to aiwatt's own GPU energy.
 	GPUEnergy []GPUEnergy
-	// Errors counts, since the target was first seen, failed scrapes and
-	// skipped lines or samples by reason (the ErrReason constants).
+	// Errors counts, in this scrape alone, a failure and skipped lines or
+	// samples by reason (the ErrReason constants): a delta, which the caller
+	// adds to its own totals (the agent's aiwatt_source_errors_total). nil
+	// when there were none.
 	Errors map[string]uint64
 	// Restarts counts server restarts detected (a counter drop or a changed
 	// process_start_time_seconds).
@@ -145,7 +146,7 @@ type targetState struct {
 	server Server
 	model  string
 	tr     tracker
-	errors map[string]uint64
+	errors map[string]uint64 // counted in the scrape under way; handed out with its Result
 }
 
 // NewScraper returns a Scraper configured by opts.
@@ -485,7 +486,15 @@ func (s *Scraper) resultLocked(t Target, st *targetState, server Server, up bool
 		Duration:  took,
 		Models:    models,
 		GPUEnergy: energy,
-		Errors:    maps.Clone(st.errors),
+		Errors:    st.takeErrors(),
 		Restarts:  st.tr.restarts,
 	}
+}
+
+// takeErrors hands out the errors counted since the previous result and
+// starts counting afresh.
+func (st *targetState) takeErrors() map[string]uint64 {
+	e := st.errors
+	st.errors = nil
+	return e
 }
