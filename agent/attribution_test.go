@@ -167,18 +167,7 @@ carbon:
 	}
 
 	// CO2e: the workload's energy in kWh times the zone's intensity over the tick.
-	table, err := carbon.DefaultTable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	static, err := carbon.NewStatic(table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := static.Intensity(context.Background(), "DE", clk.now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := staticIntensity(t, "DE", clk.now())
 	for _, k := range []attribution.Key{train, serve} {
 		wantG := want[k].Sum() / 3.6e6 * float64(in.Value)
 		if !near(got[k].CO2eLocation, wantG) {
@@ -255,4 +244,22 @@ func TestAgentAttributionConservesProperty(t *testing.T) {
 			}
 		}
 	}
+}
+
+// staticIntensity is the embedded static table's intensity of zone at at.
+func staticIntensity(t *testing.T, zone string, at time.Time) carbon.Intensity {
+	t.Helper()
+	table, err := carbon.DefaultTable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	static, err := carbon.NewStatic(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := static.Intensity(context.Background(), zone, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
 }

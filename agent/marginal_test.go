@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -102,14 +101,6 @@ carbon:
 	defer a.Close()
 	a.Tick()
 
-	table, err := carbon.DefaultTable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	static, err := carbon.NewStatic(table)
-	if err != nil {
-		t.Fatal(err)
-	}
 	key := attribution.Key{Project: "vision", ModelID: "m", WorkloadType: "training"}
 	var wantLoc, wantMarg float64
 	cpuTime := uint64(0)
@@ -135,10 +126,7 @@ carbon:
 		if got == nil {
 			t.Fatalf("tick %d: workloads %+v", i, s.Attribution.Workloads)
 		}
-		in, err := static.Intensity(context.Background(), "DE", from)
-		if err != nil {
-			t.Fatal(err)
-		}
+		in := staticIntensity(t, "DE", from)
 		tickKWh := 36.0 / 3.6e6 // each tick's share: the whole package delta is the trainer's
 		wantLoc += tickKWh * float64(in.Value)
 		switch {

@@ -15,14 +15,7 @@ import (
 // left, counts the timeout, backs it off, and the static table answers the
 // same call.
 func TestChainHungProviderFallsThroughInTime(t *testing.T) {
-	release := make(chan struct{})
-	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	defer close(release)
+	srv := hungServer(t)
 	tok, _ := secretFile(t, "tok")
 	clock := newClock("2024-03-06T19:20:00Z")
 	chain, err := NewChain(ChainOptions{Clock: clock}, Link{Provider: newEM(t, srv.URL, clock, tok)}, Link{Provider: newStaticT(t)})
@@ -109,14 +102,7 @@ func linkStatus(t *testing.T, c *Chain, provider string) LinkStatus {
 // counted (timeout) and backed off before the caller's deadline; without
 // it, the call runs to the caller's deadline and nothing is counted.
 func TestChainBoundLastFailsInTime(t *testing.T) {
-	release := make(chan struct{})
-	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	})
-	defer close(release)
+	srv := hungServer(t)
 	pw, _ := secretFile(t, "pw")
 	clock := newClock("2024-06-01T00:00:00Z")
 	const deadline = 600 * time.Millisecond
@@ -142,4 +128,18 @@ func TestChainBoundLastFailsInTime(t *testing.T) {
 			t.Fatalf("unbound: caller's context %v, status %+v; want the call to run to the caller's deadline", ctxErr, st)
 		}
 	}
+}
+
+// hungServer accepts requests and never answers them (until the request
+// ends or the test does).
+func hungServer(t *testing.T) *server {
+	release := make(chan struct{})
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	return srv
 }
