@@ -72,7 +72,8 @@ func TestAgentMarginalCO2e(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseConfig("aiwatt.yml", []byte(`
+	cfgPath := filepath.Join(t.TempDir(), "aiwatt.yml")
+	writeConfig(t, cfgPath, `
 gpu:
   backend: none
 workloads:
@@ -89,12 +90,13 @@ carbon:
     username: aiwatt
     password: {file: `+pw+`}
     max_age: 1s
-`))
+`)
+	cfg, err := LoadConfigFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clk := newClock() // 12:00:00, a window boundary
-	a, err := New(Options{Interval: 5 * time.Second, SysfsRoot: sys, ProcfsRoot: proc.root, Clock: clk.now}, cfg)
+	a, err := New(Options{Interval: 5 * time.Second, SysfsRoot: sys, ProcfsRoot: proc.root, ConfigFile: cfgPath, Clock: clk.now}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,5 +179,23 @@ carbon:
 				t.Fatalf("tick %d: watttime target %+v, want down with one http_status", i, target)
 			}
 		}
+	}
+
+	// A reload with the same settings keeps the chain and the intensities
+	// last applied: with the provider still failing, the marginal series
+	// stay exported, unchanged, instead of vanishing.
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	proc.stat(cpuTime, 0)
+	clk.step(tick)
+	s := a.Tick()
+	for _, w := range s.Attribution.Workloads {
+		if attribution.Key(w.Key) == key && (!w.HasMarginal || !near(w.CO2eMarginal, wantMarg)) {
+			t.Fatalf("after a reload: marginal %v g (has %v), want %v g", w.CO2eMarginal, w.HasMarginal, wantMarg)
+		}
+	}
+	if n := len(s.Attribution.Intensity); n != 2 || s.Attribution.Intensity[1].Basis != "marginal" {
+		t.Fatalf("after a reload: intensities %+v, want location and marginal", s.Attribution.Intensity)
 	}
 }

@@ -130,9 +130,11 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 	}
 	w.resolver = workload.NewResolver(matcher, w.podLookup())
 	if prev != nil && reflect.DeepEqual(prev.carbon.cfg, cfg.Carbon) {
-		// Same carbon settings: keep the chain (its cache and backoff) and
-		// the interval's start, so a reload leaves no CO2e gap.
+		// Same carbon settings: keep the chain (its cache and backoff), the
+		// interval's start and the intensities last applied, so a reload
+		// leaves no CO2e gap and no CO2e series vanishes for a tick.
 		w.carbon = prev.carbon
+		w.intensity, w.marginal = append(w.intensity, prev.intensity...), prev.marginal
 		return w, nil
 	}
 	w.carbon, err = newCarbonSource(opts, cfg, logger)
