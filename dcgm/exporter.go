@@ -52,14 +52,11 @@ type exGPU struct {
 	util     float64
 	pods     []PodRef
 	present  bool   // in the latest successful scrape
-	reported uint64 // total millijoules already handed out as deltas
 	invalid  uint64 // invalid values in the latest scrape
 }
 
 func (g *exGPU) sample(ok bool) GPUSample {
-	total := g.counter.TotalMJ + g.power.TotalMJ
-	delta := total - g.reported
-	g.reported = total
+	delta := g.counter.Take() + g.power.Take()
 	s := GPUSample{
 		GPU:             g.info,
 		Source:          SourceDCGMExporter,

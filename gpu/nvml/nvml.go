@@ -94,22 +94,15 @@ type nvmlGPU struct {
 	powerW  float64
 	limitW  float64
 	lost    bool
-	// reported is the total millijoules already handed out as deltas.
-	reported uint64
-	logged   [nvmlFuncCount]bool // "not supported" already logged
+	logged  [nvmlFuncCount]bool // "not supported" already logged
 	// warnedNoEnergy: "neither counter nor power" already logged.
 	warnedNoEnergy bool
 }
 
-func (g *nvmlGPU) energyMJ() uint64 { return g.counter.TotalMJ + g.power.TotalMJ }
-
 // take returns the energy accepted since the previous take, as the delta
 // of this sample.
 func (g *nvmlGPU) take() source.Millijoules {
-	t := g.energyMJ()
-	d := t - g.reported
-	g.reported = t
-	return source.Millijoules(d)
+	return source.Millijoules(g.counter.Take() + g.power.Take())
 }
 
 func (g *nvmlGPU) source() (source, method string) {

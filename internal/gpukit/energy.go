@@ -33,12 +33,23 @@ func allowanceMJ(ceiling float64, window, minWindow time.Duration) float64 {
 }
 
 // CounterAcc turns a hardware energy counter (millijoules since driver
-// load) into a monotonic total in integer millijoules.
+// load) into exact deltas in integer millijoules: what it accepts waits in
+// PendingMJ until the backend takes it (Take) for its next sample. It keeps
+// a baseline, never a total.
 type CounterAcc struct {
-	primed  bool
-	last    uint64    // last raw counter value, mJ
-	lastAt  time.Time // when last was first seen
-	TotalMJ uint64
+	primed bool
+	last   uint64    // last raw counter value, mJ
+	lastAt time.Time // when last was first seen
+	// PendingMJ is the energy accepted since the last Take.
+	PendingMJ uint64
+}
+
+// Take returns the energy accepted since the previous Take and starts
+// afresh.
+func (a *CounterAcc) Take() uint64 {
+	d := a.PendingMJ
+	a.PendingMJ = 0
+	return d
 }
 
 // Update feeds one raw reading taken at now. It returns the reasons to
@@ -65,7 +76,7 @@ func (a *CounterAcc) Update(raw uint64, now time.Time, ceiling float64, minWindo
 	if float64(delta) > allowanceMJ(ceiling, now.Sub(a.lastAt), minWindow) {
 		implausible = true
 	} else {
-		a.TotalMJ += delta
+		a.PendingMJ += delta
 	}
 	a.last, a.lastAt = raw, now
 	return reset, implausible
@@ -82,13 +93,23 @@ const halfPicoPerMJ = 2_000_000_000
 // PowerAcc integrates power readings (milliwatts) over the caller's clock
 // with the trapezoid rule, exactly, in integer arithmetic: (p1+p2)·Δt with p
 // in mW and Δt in ns is energy in units of 0.5 pJ; 2e9 of them are 1 mJ.
-// The sub-millijoule remainder is carried to the next step.
+// The sub-millijoule remainder is carried to the next step. Whole
+// millijoules wait in PendingMJ until the backend takes them (Take).
 type PowerAcc struct {
-	primed  bool
-	lastMW  uint64
-	lastAt  time.Time
-	TotalMJ uint64
-	rem     uint64 // < halfPicoPerMJ
+	primed bool
+	lastMW uint64
+	lastAt time.Time
+	// PendingMJ is the energy integrated since the last Take.
+	PendingMJ uint64
+	rem       uint64 // < halfPicoPerMJ
+}
+
+// Take returns the energy integrated since the previous Take and starts
+// afresh; the sub-millijoule remainder stays.
+func (a *PowerAcc) Take() uint64 {
+	d := a.PendingMJ
+	a.PendingMJ = 0
+	return d
 }
 
 // MaxPowerGap is the longest interval integrated with the trapezoid rule:
@@ -121,7 +142,7 @@ func (a *PowerAcc) Update(mW uint64, now time.Time, ceiling float64, maxGap time
 			return true
 		}
 		q, r := bits.Div64(hi, lo, halfPicoPerMJ)
-		a.TotalMJ += q
+		a.PendingMJ += q
 		a.rem = r
 	}
 	// A clock that went backwards only moves the baseline.

@@ -54,13 +54,14 @@ func TestCounterAcc(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var a CounterAcc
+			var total uint64 // the caller's: the sum of what it took
 			for i, s := range tc.steps {
 				reset, impl := a.Update(s.raw, t0.Add(s.at), tc.ceiling, time.Second)
 				if reset != s.reset || impl != s.impl {
 					t.Fatalf("step %d: reset=%v implausible=%v, want %v %v", i, reset, impl, s.reset, s.impl)
 				}
-				if a.TotalMJ != s.wantMJ {
-					t.Fatalf("step %d: total %d mJ, want %d", i, a.TotalMJ, s.wantMJ)
+				if total += a.Take(); total != s.wantMJ || a.PendingMJ != 0 {
+					t.Fatalf("step %d: taken %d mJ in all, want %d", i, total, s.wantMJ)
 				}
 			}
 		})
@@ -69,6 +70,7 @@ func TestCounterAcc(t *testing.T) {
 
 func TestPowerAccTrapezoid(t *testing.T) {
 	var a PowerAcc
+	var total uint64 // the caller's: the sum of what it took
 	steps := []struct {
 		at     time.Duration
 		mW     uint64
@@ -85,8 +87,8 @@ func TestPowerAccTrapezoid(t *testing.T) {
 		if a.Update(s.mW, t0.Add(s.at), 2000, MaxPowerGap) {
 			t.Fatalf("step %d rejected", i)
 		}
-		if a.TotalMJ != s.wantMJ {
-			t.Fatalf("step %d: total %d mJ, want %d (rem %d)", i, a.TotalMJ, s.wantMJ, a.rem)
+		if total += a.Take(); total != s.wantMJ {
+			t.Fatalf("step %d: taken %d mJ in all, want %d (rem %d)", i, total, s.wantMJ, a.rem)
 		}
 	}
 	// 250.5 W over 1 ms is 250.5 mJ: 0.5 mJ is in the remainder, exactly.
@@ -97,29 +99,31 @@ func TestPowerAccTrapezoid(t *testing.T) {
 
 func TestPowerAccRejectsAndGaps(t *testing.T) {
 	var a PowerAcc
+	var total uint64 // the caller's: the sum of what it took
+	taken := func() uint64 { total += a.Take(); return total }
 	if a.Update(100_000, t0, 1400, MaxPowerGap) {
 		t.Fatal("first reading rejected")
 	}
 	if !a.Update(5_000_000, t0.Add(time.Second), 1400, MaxPowerGap) {
 		t.Fatal("5 kW reading accepted under a 1400 W ceiling")
 	}
-	if a.TotalMJ != 0 {
-		t.Fatalf("rejected reading integrated: %d mJ", a.TotalMJ)
+	if taken() != 0 {
+		t.Fatalf("rejected reading integrated: %d mJ", total)
 	}
 	// The trapezoid resumes from the last accepted reading.
 	a.Update(100_000, t0.Add(2*time.Second), 1400, MaxPowerGap)
-	if a.TotalMJ != 200_000 {
-		t.Fatalf("total %d mJ, want 200000", a.TotalMJ)
+	if taken() != 200_000 {
+		t.Fatalf("total %d mJ, want 200000", total)
 	}
 	// A gap longer than maxGap only moves the baseline.
 	a.Update(100_000, t0.Add(2*time.Second+MaxPowerGap+time.Second), 1400, MaxPowerGap)
-	if a.TotalMJ != 200_000 {
-		t.Fatalf("gap integrated: %d mJ", a.TotalMJ)
+	if taken() != 200_000 {
+		t.Fatalf("gap integrated: %d mJ", total)
 	}
 	// A clock going backwards adds nothing.
 	a.Update(100_000, t0, 1400, MaxPowerGap)
-	if a.TotalMJ != 200_000 {
-		t.Fatalf("backwards clock integrated: %d mJ", a.TotalMJ)
+	if taken() != 200_000 {
+		t.Fatalf("backwards clock integrated: %d mJ", total)
 	}
 }
 
