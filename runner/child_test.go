@@ -170,11 +170,18 @@ func TestMeterRealProcessTree(t *testing.T) {
 	gpus := dcgmtest.NewWithGPUs(2)
 	m, err := New(Options{SysfsRoot: rf.root, ProcfsRoot: "/proc", GPU: gpus, Now: clock.now})
 	must(t, err)
-	c, err := StartChild([]string{"sh", "-c", `for i in 1 2; do (while [ ! -e "$0" ]; do :; done) & echo $! >> "$1"; done; wait; exit 3`, stop, pidFile}, ChildOptions{})
+	// The script forks its busy workers only once the baseline is taken: it
+	// blocks, using no CPU, opening a FIFO the test opens after Start, so
+	// however late the test gets to run on a busy machine, no worker burns
+	// CPU before the baseline.
+	gate := filepath.Join(dir, "go")
+	must(t, syscall.Mkfifo(gate, 0o600))
+	c, err := StartChild([]string{"sh", "-c", `read x < "$2"; for i in 1 2; do (while [ ! -e "$0" ]; do :; done) & echo $! >> "$1"; done; wait; exit 3`, stop, pidFile, gate}, ChildOptions{})
 	must(t, err)
 	t.Cleanup(func() { _ = c.Signal(syscall.SIGKILL) })
 	// As in aiwatt run, the baseline follows the fork at once.
 	must(t, m.Start(context.Background(), c.PID()))
+	writeFile(t, gate, "go\n") // opens the FIFO: the script's read returns
 	waitFor(t, "two workers", 10*time.Second, func() bool { return len(readPIDs(pidFile)) == 2 })
 	workers := readPIDs(pidFile)
 
