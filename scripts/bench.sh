@@ -35,8 +35,8 @@ cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 BENCH_PKGS=${BENCH_PKGS:-"./agent ./exporter ./rapl ./dcgm ./agent/workload ./agent/attribution ./scrape"}
-BENCH_PATTERN=${BENCH_PATTERN:-"Tick|BareLoop|BareProcStat|Scrape|MeterSample|BareRead|NVMLSample|ExporterParse|Scan2000$|BareStat2000|AttributeTick|LedgerAdd|ParseVLLM"}
-BENCH_FLOORS=${BENCH_FLOORS:-"agent:Tick=BareLoop agent:TickWorkloads=BareProcStat rapl:MeterSample=BareRead workload:Scan=BareStat"}
+BENCH_PATTERN=${BENCH_PATTERN:-"Tick|BareLoop|Scrape|MeterSample|BareRead|NVMLSample|ExporterParse|Scan2000$|BareStat2000|AttributeTick|LedgerAdd|ParseVLLM"}
+BENCH_FLOORS=${BENCH_FLOORS:-"agent:Tick=TickFloor agent:TickWorkloads=TickFloorWorkloads rapl:MeterSample=BareRead workload:Scan=BareStat"}
 BENCH_COUNT=${BENCH_COUNT:-3}
 BENCH_TIME=${BENCH_TIME:-1s}
 AIWATT_BIN=${AIWATT_BIN:-bin/aiwatt}
@@ -46,6 +46,11 @@ KEPLER=${KEPLER:-}
 SIDE_FLAGS=${SIDE_FLAGS:-"-procs 80,570 -idle 60s -scrapes 1000 -cpu 1"}
 SKIP_SIDE=${SKIP_SIDE:-}
 SKIP_GO=${SKIP_GO:-}
+# SYSCALL_CHECK=1: before the benchmarks, strace each benchmark and its floor
+# (pairs in SYSCALL_PAIRS, "DIR:Benchmark=Floor") and print the file system
+# calls each makes per iteration; they must match (needs strace).
+SYSCALL_CHECK=${SYSCALL_CHECK:-}
+SYSCALL_PAIRS=${SYSCALL_PAIRS:-"agent:Tick2Sockets=TickFloor2Sockets agent:TickRAPLOnly2Sockets=TickFloor2Sockets agent:TickWorkloads2000Procs=TickFloorWorkloads2000Procs agent/workload:Scan2000=BareStat2000 rapl:MeterSample2Sockets=BareRead2Sockets"}
 OUT=${BENCH_OUT:-.bench}
 
 mkdir -p "$OUT"
@@ -74,6 +79,35 @@ echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 echo "load:   $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; other work on the machine skews the numbers)"
 echo "go:     $("$GO" version)"
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo " (with uncommitted changes)")"
+
+# syscalls DIR BENCH N prints "name count" per file system call of one
+# iteration of BENCH: the difference between runs of 2N and N iterations,
+# divided by N, so setup is not counted.
+syscalls() {
+  local dir=$1 bench=$2 n=$3 sc bin
+  sc=$(cd "$OUT" && pwd)/syscheck
+  bin="$sc/$(echo "$dir" | tr / _).test"
+  [ -x "$bin" ] || "$GO" test -c -o "$bin" "./$dir"
+  for k in 1 2; do
+    (cd "$dir" && strace -f -c -o "$sc/$bench.$k.txt" \
+      -e trace=openat,open,read,pread64,close,getdents64,fstat,newfstatat,statx,fcntl,epoll_ctl \
+      "$bin" -test.run '^$' -test.bench "^Benchmark$bench\$" -test.benchtime "$((n * k))x" >/dev/null 2>&1)
+  done
+  join <(awk '$NF ~ /^[a-z_0-9]+$/ && $NF != "total" {print $NF, $4}' "$sc/$bench.1.txt" | sort) \
+       <(awk '$NF ~ /^[a-z_0-9]+$/ && $NF != "total" {print $NF, $4}' "$sc/$bench.2.txt" | sort) |
+    awk -v n="$n" '{ v = ($3 - $2) / n; if (v > 0.5) printf "%s=%.0f ", $1, v }'
+}
+if [ -n "$SYSCALL_CHECK" ]; then
+  echo
+  echo "== file system calls per iteration, benchmark against its floor (strace -c, 2N minus N iterations)"
+  mkdir -p "$OUT/syscheck"
+  for pair in $SYSCALL_PAIRS; do
+    dir=${pair%%:*}; rest=${pair#*:}; bench=${rest%%=*}; floor=${rest#*=}
+    a=$(syscalls "$dir" "$bench" 20); f=$(syscalls "$dir" "$floor" 20)
+    verdict=same; [ "$a" = "$f" ] || verdict=DIFFERENT
+    printf '%-16s %-30s %s\n%-16s %-30s %s  -> %s\n' "$dir" "$bench" "$a" "" "$floor" "$f" "$verdict"
+  done
+fi
 
 if [ -n "$SKIP_GO" ]; then
   echo
@@ -120,7 +154,7 @@ awk -v floors="$BENCH_FLOORS" '
       key = order[k]; p = pkgOf[key]; b = nameOf[key]; ratio = ""
       for (f = 1; f <= nf; f++) {
         split(fl[f], pf, ":"); split(pf[2], pr, "=")
-        if (pf[1] != p || index(b, pr[1]) != 1) continue
+        if (pf[1] != p || index(b, pr[1]) != 1 || index(b, pr[2]) == 1) continue
         if (!match(b, /[0-9].*$/)) continue
         fk = p SUBSEP pr[2] substr(b, RSTART)
         if (fk in ns) ratio = sprintf("%.2fx %s%s", median(ns[key]) / median(ns[fk]), pr[2], substr(b, RSTART))
