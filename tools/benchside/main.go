@@ -19,8 +19,9 @@
 //  3. per second of operation at interval I = idle CPU per second + CPU per
 //     scrape / I.
 //
-// RSS is VmRSS after the idle window and after the scrapes; series are the
-// sample lines of one uncompressed text scrape at the end.
+// RSS is VmRSS after the idle window and after the scrapes, with its
+// anonymous part (RssAnon: heap, stacks) beside it; series are the sample
+// lines of one uncompressed text scrape at the end.
 //
 // Rows: node_exporter with only the rapl collector, the same with
 // --web.disable-exporter-metrics, Kepler (when -kepler names a binary; its
@@ -33,7 +34,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -281,6 +281,8 @@ type result struct {
 	p50, p99  time.Duration
 	rssIdle   int64
 	rssAfter  int64
+	anonIdle  int64 // RssAnon: the part of RSS that is not file-backed (heap, stacks)
+	anonAfter int64
 	series    int
 	gzipBytes int
 }
@@ -376,7 +378,7 @@ func runScenario(ctx context.Context, c config, rows []row, sysfs, dir string, n
 			return nil, err
 		}
 		out[i].idleCPU, out[i].idleWall = after.cpu-before[i].cpu, after.at.Sub(before[i].at)
-		if out[i].rssIdle, err = rss(p.pid); err != nil {
+		if out[i].rssIdle, out[i].anonIdle, err = rss(p.pid); err != nil {
 			return nil, err
 		}
 	}
@@ -582,7 +584,7 @@ func (p *exporterProc) measure(ctx context.Context, client *http.Client, n int, 
 	}
 	r.scrapes = n
 	r.blockCPU, r.blockWall, r.ticksCPU = after.cpu-before.cpu, after.at.Sub(before.at), after.ticks-before.ticks
-	if r.rssAfter, err = rss(p.pid); err != nil {
+	if r.rssAfter, r.anonAfter, err = rss(p.pid); err != nil {
 		return err
 	}
 	slices.Sort(lat)
@@ -741,28 +743,44 @@ func countProcs(pid int) (int, error) {
 	return n, nil
 }
 
-// rss returns the resident set size of pid (VmRSS of /proc/PID/status), in bytes.
-func rss(pid int) (int64, error) {
+// rss returns the resident set size of pid (VmRSS of /proc/PID/status) and
+// its anonymous part (RssAnon), in bytes. The rest of VmRSS is mostly the
+// executable's pages, whose count depends on the kernel's page-cache folio
+// sizes as much as on the program.
+func rss(pid int) (total, anon int64, err error) {
 	path := fmt.Sprintf("/proc/%d/status", pid)
-	f, err := os.Open(path)
+	raw, err := os.ReadFile(path)
 	if err != nil {
-		return 0, fmt.Errorf("open %s: %w", path, err)
+		return 0, 0, fmt.Errorf("read %s: %w", path, err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("parse %s: %w", path, err)
-			}
-			return kb * 1024, nil
+	if total, anon, err = parseStatus(raw); err != nil {
+		return 0, 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return total, anon, nil
+}
+
+// parseStatus returns VmRSS and RssAnon of a /proc/PID/status text, in bytes.
+func parseStatus(raw []byte) (total, anon int64, err error) {
+	total, anon = -1, -1
+	for line := range strings.Lines(string(raw)) {
+		key, v, ok := strings.Cut(line, ":")
+		if !ok || (key != "VmRSS" && key != "RssAnon") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("parse %s: %w", key, err)
+		}
+		if key == "VmRSS" {
+			total = kb * 1024
+		} else {
+			anon = kb * 1024
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("read %s: %w", path, err)
+	if total < 0 || anon < 0 {
+		return 0, 0, errors.New("no VmRSS or RssAnon line")
 	}
-	return 0, fmt.Errorf("%s: no VmRSS line", path)
+	return total, anon, nil
 }
 
 // freePort returns a free 127.0.0.1 address. Another process could take it
@@ -824,7 +842,7 @@ func printTable(w io.Writer, c config, procs int, res []result, took time.Durati
 	for _, iv := range c.intervals {
 		head += fmt.Sprintf("CPU ms/s @%s\t", iv)
 	}
-	head += fmt.Sprintf("ratio @%s\tRSS MiB idle → after\tp50 latency\tgzip B\t", c.intervals[0])
+	head += fmt.Sprintf("ratio @%s\tRSS MiB idle → after\tanon MiB idle → after\tp50 latency\tgzip B\t", c.intervals[0])
 	fmt.Fprintln(tw, head)
 	var base float64
 	for _, r := range res {
@@ -846,7 +864,8 @@ func printTable(w io.Writer, c config, procs int, res []result, took time.Durati
 		if base > 0 {
 			ratio = fmt.Sprintf("%.2f", r.perSecondAt(c.intervals[0])/base)
 		}
-		line += fmt.Sprintf("%s\t%.1f → %.1f\t%s\t%d\t", ratio, float64(r.rssIdle)/(1<<20), float64(r.rssAfter)/(1<<20), round(r.p50), r.gzipBytes)
+		line += fmt.Sprintf("%s\t%.1f → %.1f\t%.1f → %.1f\t%s\t%d\t", ratio, float64(r.rssIdle)/(1<<20), float64(r.rssAfter)/(1<<20),
+			float64(r.anonIdle)/(1<<20), float64(r.anonAfter)/(1<<20), round(r.p50), r.gzipBytes)
 		fmt.Fprintln(tw, line)
 	}
 	_ = tw.Flush()

@@ -46,6 +46,16 @@ func TestParseProcFiles(t *testing.T) {
 	}
 }
 
+func TestParseStatus(t *testing.T) {
+	total, anon, err := parseStatus([]byte("Name:\taiwatt\nVmRSS:\t   51412 kB\nRssAnon:\t    5772 kB\nRssFile:\t   45640 kB\n"))
+	if err != nil || total != 51412*1024 || anon != 5772*1024 {
+		t.Errorf("parseStatus = %d, %d, %v; want %d, %d", total, anon, err, 51412*1024, 5772*1024)
+	}
+	if _, _, err := parseStatus([]byte("Name:\tx\nVmRSS:\t 1 kB\n")); err == nil {
+		t.Error("parseStatus accepted a status without RssAnon")
+	}
+}
+
 func TestCountSeries(t *testing.T) {
 	body := []byte("# HELP a x\n# TYPE a counter\na_total 1\na_total{b=\"c\"} 2\n\nup 1\n# EOF\n")
 	if got := countSeries(body); got != 3 {
