@@ -14,7 +14,7 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
 LISTEN    ?= :28290
 RUN_ARGS  ?=
 
-.PHONY: all build build-cloud run demo test deps mod-check no-outside-paths fmt-check vet unit fuzz golden-check helm-test bench update-golden clean
+.PHONY: all build build-cloud run demo test deps mod-check no-outside-paths fmt-check vet unit fuzz golden-check helm-test bench update-golden clean image e2e e2e-deps fleet-deps fleet-test
 
 all: build
 
@@ -31,7 +31,7 @@ run: build
 	$(BIN) agent --web.listen-address=$(LISTEN) --agent.live $(RUN_ARGS)
 
 ## test: install what the tests need, then gofmt, vet, race tests and promtool checks.
-test: deps mod-check fmt-check vet unit fuzz golden-check helm-test
+test: deps fleet-deps mod-check fmt-check vet unit fuzz golden-check helm-test e2e
 
 deps:
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || { \
@@ -39,10 +39,25 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus prometheus-alertmanager poppler-utils >/dev/null; }
 
+## fleet-deps: what the fleet end-to-end test (internal/fleet) needs beside Prometheus: Debian's
+## victoria-metrics, and Thanos built from its Go module into .cache/thanos/ (once per version).
+fleet-deps:
+	@command -v victoria-metrics >/dev/null 2>&1 || { \
+	  echo "installing Debian's victoria-metrics for the fleet test"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq victoria-metrics >/dev/null; }
+	@GO=$(GO) ./scripts/thanos.sh >/dev/null
+
+## fleet-test: only the fleet end-to-end test (two clusters, Thanos, VictoriaMetrics).
+fleet-test: fleet-deps
+	$(GO) test -race -count=1 -v ./internal/fleet/
+
 ## mod-check: go.mod and go.sum of both modules are tidy (go mod tidy would change nothing).
 mod-check: no-outside-paths
 	$(GO) mod tidy -diff
 	cd helm/test && $(GO) mod tidy -diff
+	cd deploy/e2e && $(GO) mod tidy -diff
+	cd deploy/e2e/servers && $(GO) mod tidy -diff
 
 ## no-outside-paths: no test, script or target reads the fixture set beside the repository.
 no-outside-paths:
@@ -84,6 +99,26 @@ demo: build
 ## bench: Go benchmarks of the hot paths plus the side-by-side run against node_exporter.
 bench: build
 	./scripts/bench.sh
+
+## image: the container image of the binary `make build` made (the Dockerfile's default target,
+## as node_exporter's image is built); `docker build --target full .` builds everything inside docker.
+CONTAINER_ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+IMAGE            ?= aiwatt:$(VERSION)
+IMAGE_CREATED    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+IMAGE_FLAGS      ?=
+image: build
+	$(CONTAINER_ENGINE) build $(IMAGE_FLAGS) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	  --build-arg CREATED=$(IMAGE_CREATED) -t $(IMAGE) .
+
+## e2e-deps: podman, debootstrap, runc, the Debian base image and the test module's Go modules (once).
+e2e-deps:
+	./deploy/e2e/setup.sh
+
+## e2e: build and run the image as the chart runs it, and install the chart on a real kube-apiserver
+## and etcd built from their Go modules (deploy/e2e, its own module; binaries cached in .cache/e2e).
+E2E_TIMEOUT ?= 60m
+e2e: build e2e-deps
+	cd deploy/e2e && $(GO) vet ./... && $(GO) test -race -count=1 -timeout $(E2E_TIMEOUT) ./...
 
 clean:
 	rm -rf bin .bench

@@ -2,18 +2,18 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/inferensys/aiwatt/dcgm"
+	"github.com/inferensys/aiwatt/carbon"
+	"github.com/inferensys/aiwatt/gpu"
 	"github.com/inferensys/aiwatt/rapl"
+	"github.com/inferensys/aiwatt/scrape"
+	"github.com/inferensys/aiwatt/source"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // Options are the agent's fixed settings (flags); Config holds what a reload
@@ -40,7 +40,7 @@ type Options struct {
 	HostRoot string
 	// DCGMExporterURL overrides gpu.exporter_url (--dcgm.exporter-url).
 	DCGMExporterURL string
-	// GPUBackend opens the GPU backend; nil means dcgm.Open. Tests inject fakes.
+	// GPUBackend opens the GPU backend; nil means gpu/backends.Open. Tests inject fakes.
 	GPUBackend GPUBackendFactory
 	// OnTick, when set, is called with every new snapshot from the sampling goroutine.
 	OnTick func(*Snapshot)
@@ -53,26 +53,22 @@ type Agent struct {
 
 	mu      sync.Mutex // Serialises ticks and reloads.
 	cfg     *Config
-	cpu     *cpuSource
-	gpu     *gpuSource
+	rapl    *raplSource // nil while RAPL is disabled
+	model   *modelSource
+	gpu     *gpuSource // nil while the GPU backend is none
 	work    *workloadSource
 	infer   *inferenceSource
+	slots   map[source.Source]*slot
 	ctx     context.Context
 	cancel  context.CancelFunc
 	status  map[statusKey]*sourceState
 	samples uint64
 
+	cpuTotals cpuCounters
+	gpuTotals gpuCounters
+
 	snap   atomic.Pointer[Snapshot]
 	reload atomic.Pointer[ReloadStatus]
-}
-
-type sourceState struct {
-	up       bool
-	seen     bool
-	errors   map[string]uint64
-	duration time.Duration
-	lastErr  string
-	touched  bool
 }
 
 // New builds an agent from its options and configuration (nil means defaults).
@@ -90,7 +86,7 @@ func New(opts Options, cfg *Config) (*Agent, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
-	a := &Agent{opts: opts, logger: opts.Logger, status: map[statusKey]*sourceState{}}
+	a := &Agent{opts: opts, logger: opts.Logger, status: map[statusKey]*sourceState{}, slots: map[source.Source]*slot{}}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	if err := a.apply(cfg); err != nil {
 		return nil, err
@@ -100,34 +96,97 @@ func New(opts Options, cfg *Config) (*Agent, error) {
 	return a, nil
 }
 
-// apply builds the sources for cfg, keeping the exported totals continuous.
+// modelOptions turns the configuration into the CPU model's options.
+func modelOptions(cfg *Config) rapl.ModelOptions {
+	return rapl.ModelOptions{
+		MinWattsPerCPU: *cfg.CPUModel.MinWattsPerCPU,
+		MaxWattsPerCPU: *cfg.CPUModel.MaxWattsPerCPU,
+		CPUs:           cfg.CPUModel.CPUs,
+	}
+}
+
+// apply makes the sources match cfg. It is the one path of configuration
+// changes: a source that exists is reconfigured in place and keeps its
+// baselines, the totals live in the agent, so whatever a reload changes it
+// loses no energy. Only turning a source off and on again starts a new
+// baseline (nothing was measured in between).
 func (a *Agent) apply(cfg *Config) error {
 	// Workloads first: the only part that can refuse a configuration.
 	if err := a.applyWorkloads(cfg); err != nil {
 		return err
 	}
 	a.cfg = cfg
-	// A source whose settings did not change keeps its baselines; a rebuilt
-	// one inherits the totals so that no exported counter resets.
-	if prev := a.cpu; prev == nil || !prev.sameConfig(cfg) {
-		a.cpu = newCPUSource(a.opts, cfg, a.logger)
-		if prev != nil {
-			a.cpu.totals = prev.totals
-			a.cpu.estimateJ = prev.estimateJ
-		}
+	switch {
+	case !cfg.RAPLEnabled():
+		a.rapl = nil
+	case a.rapl == nil:
+		a.rapl = newRAPLSource(a.opts.SysfsRoot, cfg.RAPL.MaxPowerWatts)
+	default:
+		a.rapl.reconfigure(cfg.RAPL.MaxPowerWatts)
 	}
-	if prev := a.gpu; prev == nil || prev.cfg != cfg.GPU {
-		if prev != nil {
-			if err := prev.close(); err != nil {
-				a.logger.Warn("closing the previous GPU backend", "err", err)
+	if a.model == nil {
+		a.model = newModelSource(a.opts.ProcfsRoot, modelOptions(cfg))
+	} else {
+		a.model.reconfigure(modelOptions(cfg))
+	}
+	switch {
+	case cfg.GPU.Backend == gpu.BackendNone:
+		if a.gpu != nil {
+			if err := a.gpu.close(); err != nil {
+				a.logger.Warn("closing the GPU backend", "err", err)
 			}
 		}
+		a.gpu = nil
+	case a.gpu == nil:
 		a.gpu = newGPUSource(a.opts, cfg, a.logger)
-		if prev != nil {
-			a.gpu.totals = prev.totals
-		}
+	default:
+		a.gpu.apply(gpuConfig(a.opts, cfg))
 	}
 	return nil
+}
+
+// sources lists this tick's sources in a stable order.
+func (a *Agent) sources() []source.Source {
+	out := make([]source.Source, 0, 8)
+	if a.rapl != nil {
+		out = append(out, a.rapl)
+	}
+	out = append(out, a.model)
+	if a.gpu != nil {
+		out = append(out, a.gpu)
+	}
+	w := a.work
+	out = append(out, scanSource{w.scanner})
+	if w.pods != nil {
+		out = append(out, kubeSource{w.pods})
+	}
+	if w.podRes != nil {
+		out = append(out, podResSource{w.podRes})
+	}
+	out = append(out, a.infer, w.carbon)
+	return out
+}
+
+// slotsFor returns the slots of srcs, keeping the slot (and a Sample still
+// in flight) of every source that stays, and dropping the others.
+func (a *Agent) slotsFor(srcs []source.Source) []*slot {
+	out := make([]*slot, len(srcs))
+	keep := make(map[source.Source]*slot, len(srcs))
+	for i, src := range srcs {
+		sl := a.slots[src]
+		if sl == nil {
+			sl = newSlot(src)
+		}
+		keep[src] = sl
+		out[i] = sl
+	}
+	for src, sl := range a.slots {
+		if _, ok := keep[src]; !ok {
+			sl.stop()
+		}
+	}
+	a.slots = keep
+	return out
 }
 
 // Snapshot returns the latest published snapshot; never nil.
@@ -191,36 +250,76 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // Tick samples every source once at the clock's current time and publishes
-// a new snapshot, which it returns.
+// a new snapshot, which it returns. The sources run concurrently under one
+// deadline, four fifths of the interval; a source that misses it is
+// reported as timeout, and its energy is counted when its sample returns.
 func (a *Agent) Tick() *Snapshot {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.opts.Clock()
 	a.samples++
 	snap := &Snapshot{Time: now, Samples: a.samples}
-	for _, st := range a.status {
-		st.touched = false
-	}
-	var energy tickEnergy
-	snap.CPU, energy.cpuJ, energy.dramJ, energy.busy = a.cpu.sample(now, a.record)
-	ctx, cancel := context.WithTimeout(a.ctx, a.opts.Interval)
-	snap.GPU, energy.gpus = a.gpu.sample(ctx, now, a.record)
+
+	a.infer.prepare(a.work)
+	b := budget(a.opts.Interval)
+	ctx, cancel := context.WithTimeout(a.ctx, b)
+	outcomes := runSources(ctx, now, a.slotsFor(a.sources()))
 	cancel()
-	snap.Attribution = a.work.sample(a.ctx, now, energy, a.record)
-	snap.Inference = a.infer.sample(a.ctx, now, a.work, a.recordTarget)
-	keys := slices.SortedFunc(maps.Keys(a.status), func(x, y statusKey) int {
-		return strings.Compare(x.source+"\x00"+x.target, y.source+"\x00"+y.target)
-	})
-	for _, k := range keys {
-		st := a.status[k]
-		if !st.touched { // No longer in use (a reload, a target gone): drop it.
-			delete(a.status, k)
-			continue
+
+	var energy tickEnergy
+	var in tickInputs
+	var scraped []scrape.Result
+	energy.busy = -1
+	var modelOuts []*outcome
+	raplOK := false
+	gpuSeen := false
+	for i := range outcomes {
+		o := &outcomes[i]
+		switch o.src.(type) {
+		case *raplSource:
+			raplOK = a.foldRAPL(o, &energy) || raplOK
+		case *modelSource:
+			if d, ok := o.reading.Detail.(modelDetail); ok && !o.late {
+				energy.busy = d.busy
+			}
+			modelOuts = append(modelOuts, o)
+			continue // Health and energy once RAPL's state is known.
+		case *gpuSource:
+			if !gpuSeen {
+				a.gpuTotals.markStale()
+				gpuSeen = true
+			}
+			a.foldGPU(o, &energy)
+		case scanSource:
+			if scan, ok := o.reading.Detail.(*workload.ScanResult); ok {
+				in.scan = scan
+			}
+		case podResSource:
+			if allocs, ok := o.reading.Detail.([]workload.DeviceAllocation); ok {
+				in.allocs = allocs
+			}
+		case *inferenceSource:
+			if res, ok := o.reading.Detail.([]scrape.Result); ok {
+				scraped = append(scraped, res...)
+			}
+		case *carbonSource:
+			if em, ok := o.reading.Detail.(*carbon.Emissions); ok && !o.late {
+				in.em = em
+			}
 		}
-		snap.Sources = append(snap.Sources, SourceStatus{
-			Name: k.source, Target: k.target, Up: st.up, Errors: maps.Clone(st.errors), Duration: st.duration,
-		})
+		a.recordOutcome(*o, b)
 	}
+	for _, o := range modelOuts {
+		a.foldModel(o, raplOK, &energy, b)
+	}
+
+	snap.CPU = a.cpuTotals.counters()
+	if a.gpu != nil || len(a.gpuTotals.last) > 0 {
+		snap.GPU = a.gpuTotals.counters()
+	}
+	snap.Attribution = a.work.attribute(now, energy, in)
+	snap.Inference = a.infer.fold(now, scraped, a.work)
+	snap.Sources = a.statuses()
 	a.snap.Store(snap)
 	if a.opts.OnTick != nil {
 		a.opts.OnTick(snap)
@@ -228,56 +327,77 @@ func (a *Agent) Tick() *Snapshot {
 	return snap
 }
 
+// foldRAPL adds one RAPL outcome to the totals and this tick's CPU and DRAM
+// energy; it reports whether some zone was read.
+func (a *Agent) foldRAPL(o *outcome, e *tickEnergy) bool {
+	zones, _ := o.reading.Detail.([]zoneDetail)
+	ok := false
+	for i, d := range o.reading.Energy {
+		if i >= len(zones) {
+			break
+		}
+		z := zones[i]
+		a.cpuTotals.add(zoneKey{socket: z.socket, zone: z.zone, source: MethodRAPL}, d.Energy, z.watts)
+		switch z.zone {
+		case rapl.ZonePackage:
+			e.cpuJ += d.Energy.Joules()
+		case rapl.ZoneDRAM:
+			e.dramJ += d.Energy.Joules()
+		}
+		ok = ok || z.ok
+	}
+	return ok && !o.late
+}
+
+// foldModel applies the CPU model: its energy counts (and its health shows)
+// only while it is in use: always, or, in auto mode, while no RAPL zone
+// was read.
+func (a *Agent) foldModel(o *outcome, raplOK bool, e *tickEnergy, b time.Duration) {
+	mode := a.cfg.CPUModel.Estimate
+	active := mode == EstimateAlways || (mode == EstimateAuto && !raplOK)
+	if !active {
+		return
+	}
+	a.recordOutcome(*o, b)
+	var d source.Microjoules
+	if len(o.reading.Energy) > 0 {
+		d = o.reading.Energy[0].Energy
+	}
+	watts := 0.0
+	if md, ok := o.reading.Detail.(modelDetail); ok && o.err == nil {
+		watts = md.watts
+	}
+	a.cpuTotals.add(zoneKey{zone: rapl.ZonePackage, source: MethodEstimate}, d, watts)
+	if !raplOK {
+		e.cpuJ += d.Joules()
+	}
+}
+
+// foldGPU adds one GPU outcome to the totals and this tick's GPU energy.
+func (a *Agent) foldGPU(o *outcome, e *tickEnergy) {
+	gpus, _ := o.reading.Detail.([]gpu.GPUSample)
+	for i, g := range gpus {
+		var d source.Microjoules
+		if i < len(o.reading.Energy) {
+			d = o.reading.Energy[i].Energy
+		}
+		a.gpuTotals.add(g, d)
+		e.gpus = append(e.gpus, gpuTick{sample: g, joules: d.Joules()})
+	}
+}
+
 // Close stops the agent's sources (the GPU backend); Run must have returned.
 func (a *Agent) Close() error {
 	a.cancel()
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, sl := range a.slots {
+		sl.stop()
+	}
+	a.slots = map[source.Source]*slot{}
 	a.work.close()
+	if a.gpu == nil {
+		return nil
+	}
 	return a.gpu.close()
-}
-
-// recordFunc reports one source's health after a sample.
-type recordFunc func(source string, err error, reasons map[string]uint64, took time.Duration)
-
-// statusKey names one source, or one target of a source (scrape targets).
-type statusKey struct{ source, target string }
-
-// record updates a source's health (see recordTarget).
-func (a *Agent) record(source string, err error, reasons map[string]uint64, took time.Duration) {
-	a.recordTarget(source, "", err, reasons, took)
-}
-
-// recordTarget updates the health of a source's target: up or not, errors
-// by reason from this sample, and how long the sample took. It logs
-// transitions only, so a source that stays down does not flood the log.
-func (a *Agent) recordTarget(source, target string, err error, reasons map[string]uint64, took time.Duration) {
-	k := statusKey{source, target}
-	st := a.status[k]
-	if st == nil {
-		st = &sourceState{errors: map[string]uint64{}}
-		a.status[k] = st
-	}
-	for r, n := range reasons {
-		st.errors[r] += n
-	}
-	st.duration = took
-	st.touched = true
-	up := err == nil
-	switch {
-	case !up && (st.up || !st.seen || err.Error() != st.lastErr):
-		level := slog.LevelWarn
-		if errors.Is(err, rapl.ErrNoData) || errors.Is(err, dcgm.ErrNoData) || errors.Is(err, errNotConfigured) {
-			level = slog.LevelInfo
-		}
-		a.logger.Log(context.Background(), level, "source down", "source_name", source, "target", target, "err", err)
-	case up && !st.up && st.seen:
-		a.logger.Info("source up", "source_name", source, "target", target)
-	}
-	st.up, st.seen = up, true
-	if err != nil {
-		st.lastErr = err.Error()
-	} else {
-		st.lastErr = ""
-	}
 }

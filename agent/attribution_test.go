@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/dcgm/dcgmtest"
@@ -134,7 +134,7 @@ carbon:
 	}
 	got := map[attribution.Key]WorkloadEnergy{}
 	for _, w := range s.Attribution.Workloads {
-		got[w.Key] = w
+		got[attribution.Key(w.Key)] = w
 	}
 	if len(got) != 2 {
 		t.Fatalf("workloads: %+v", s.Attribution.Workloads)

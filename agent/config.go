@@ -4,16 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
+	"regexp"
 	"strings"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
-	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/internal/yamlconf"
 	"github.com/inferensys/aiwatt/scrape"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // Estimate modes for the CPU power model.
@@ -82,7 +82,7 @@ type InferenceConfig struct {
 	Targets []scrape.TargetConfig `yaml:"targets"`
 	// PodAnnotations scrapes pods on this node annotated aiwatt.io/scrape: "true" (default true).
 	PodAnnotations *bool `yaml:"pod_annotations"`
-	// Timeout bounds one scrape (default 5s, and never more than half the sampling interval).
+	// Timeout bounds one scrape (default 5s, and never more than 9/10 of the tick's deadline, which is 4/5 of the sampling interval).
 	Timeout time.Duration `yaml:"timeout"`
 }
 
@@ -175,6 +175,7 @@ func (c *Config) applyDefaults() {
 type fieldError struct {
 	path []string
 	msg  string
+	at   string // the YAML path whose line is reported, when deeper than path
 }
 
 func (c *Config) validate() []fieldError {
@@ -232,7 +233,18 @@ func (c *Config) validate() []fieldError {
 	}
 	for i, t := range c.Inference.Targets {
 		if err := t.Validate(); err != nil {
-			add(err.Error(), "inference", fmt.Sprintf("targets[%d]", i))
+			target := fmt.Sprintf("targets[%d]", i)
+			for _, e := range unjoin(err) {
+				// The line is the key's own when the message names one.
+				at := "inference." + target
+				if m := targetFieldRE.FindStringSubmatch(e.Error()); m != nil {
+					at += "." + m[1]
+				}
+				errs = append(errs, fieldError{path: []string{"inference", target}, msg: e.Error(), at: at})
+			}
+		}
+		if r := t.Workload.Rule; r != "" && !c.Workloads.HasRule(r) {
+			add(fmt.Sprintf("no workload rule is named %q", r), "inference", fmt.Sprintf("targets[%d]", i), "workload", "rule")
 		}
 	}
 	if c.Inference.Timeout < 0 {
@@ -240,7 +252,8 @@ func (c *Config) validate() []fieldError {
 	}
 	if c.Carbon != nil {
 		if err := c.Carbon.Validate(); err != nil {
-			add(err.Error(), "carbon")
+			// The message names the key; the line is the key's own.
+			errs = append(errs, fieldError{path: []string{"carbon"}, msg: err.Error(), at: "carbon." + carbon.ErrorField(err)})
 		}
 	}
 	if c.CPUModel.CPUs < 0 {
@@ -248,6 +261,10 @@ func (c *Config) validate() []fieldError {
 	}
 	return errs
 }
+
+// targetFieldRE reads the key a scrape.TargetConfig error is about:
+// `scrape target "URL": timeout 2m is not ...`.
+var targetFieldRE = regexp.MustCompile(`^scrape target "(?:[^"\\]|\\.)*": (url|server|timeout|body_limit|model|workload)\b`)
 
 // unjoin splits an errors.Join result into its errors.
 func unjoin(err error) []error {
@@ -260,9 +277,9 @@ func unjoin(err error) []error {
 // LoadConfigFile reads and validates a configuration file. An error names the
 // file, the line and the reason, as "FILE:LINE: reason".
 func LoadConfigFile(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlconf.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	return ParseConfig(path, data)
 }
@@ -280,8 +297,11 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	if errs := cfg.validate(); len(errs) > 0 {
 		msgs := make([]string, 0, len(errs))
 		for _, e := range errs {
-			path := strings.Join(e.path, ".")
-			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, yamlconf.Line(root, path), path, e.msg))
+			path, at := strings.Join(e.path, "."), e.at
+			if at == "" {
+				at = path
+			}
+			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, yamlconf.Line(root, at), path, e.msg))
 		}
 		return nil, errors.New(strings.Join(msgs, "\n"))
 	}

@@ -5,131 +5,180 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"slices"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
-	"github.com/inferensys/aiwatt/dcgm"
+	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/gpu/backends"
+	"github.com/inferensys/aiwatt/source"
 )
 
 // DefaultDCGMExporterURL is where a dcgm-exporter on this node answers when
 // it runs with host networking or as a systemd service (its default port).
-const DefaultDCGMExporterURL = "http://127.0.0.1:9400/metrics"
+const DefaultDCGMExporterURL = backends.DefaultDCGMExporterURL
 
 // GPUBackendFactory opens a GPU backend; tests inject a fake.
-type GPUBackendFactory func(cfg dcgm.Config, logger *slog.Logger) (dcgm.Backend, error)
+type GPUBackendFactory func(cfg gpu.Config, logger *slog.Logger) (gpu.Backend, error)
 
-// GPUCounter is one physical GPU in a snapshot: what the backend sampled,
-// with Joules replaced by the agent's own monotonic total.
-type GPUCounter struct {
-	dcgm.GPUSample
-}
-
-// gpuSource keeps the agent's GPU totals, by UUID, across backend rebuilds.
+// gpuSource samples the GPU backend. It keeps the backend (and so its
+// baselines) across reloads when the backend can take the new settings in
+// place; the agent keeps the totals.
 type gpuSource struct {
-	cfg     GPUConfig
-	backend dcgm.Backend
+	logger *slog.Logger
+	open   GPUBackendFactory
+
+	mu      sync.Mutex // guards the fields below against a reload during a Sample
+	cfg     gpu.Config
+	backend gpu.Backend
 	openErr error
 	name    string // source label while the backend is absent
-	prevJ   map[string]float64
-	totals  map[string]float64
+	retryIn int    // ticks until an absent backend is opened again
 }
 
-func newGPUSource(opts Options, cfg *Config, logger *slog.Logger) *gpuSource {
-	s := &gpuSource{cfg: cfg.GPU, prevJ: map[string]float64{}, totals: map[string]float64{}, name: dcgm.SourceNVML}
-	if cfg.GPU.Backend == dcgm.BackendNone {
-		return s
-	}
-	dc := dcgm.Config{
+// gpuReopen is how many ticks apart an absent GPU backend is opened again
+// (5 minutes at the default interval; opening tries NVML and probes a local
+// dcgm-exporter, which is not free),
+// so a driver loaded (or a dcgm-exporter started) after the agent is picked
+// up without a restart.
+const gpuReopen = 60
+
+var _ source.Source = (*gpuSource)(nil)
+
+// gpuConfig turns the agent's configuration into the backend's.
+func gpuConfig(opts Options, cfg *Config) gpu.Config {
+	gc := gpu.Config{
 		Backend:         cfg.GPU.Backend,
 		ExporterURL:     cfg.GPU.ExporterURL,
 		ExporterTimeout: cfg.GPU.ExporterTimeout,
 		MinRefresh:      cfg.GPU.ExporterMinRefresh,
 	}
 	if opts.DCGMExporterURL != "" {
-		dc.ExporterURL = opts.DCGMExporterURL
+		gc.ExporterURL = opts.DCGMExporterURL
 	}
-	if dc.Backend == dcgm.BackendDCGMExporter {
-		s.name = dcgm.SourceDCGMExporter
-	}
+	return gc
+}
+
+func newGPUSource(opts Options, cfg *Config, logger *slog.Logger) *gpuSource {
 	open := opts.GPUBackend
 	if open == nil {
-		open = dcgm.Open
-	}
-	b, err := open(dc, logger)
-	if err != nil && dc.Backend == dcgm.BackendAuto && dc.ExporterURL == "" && errors.Is(err, dcgm.ErrNoData) && opts.GPUBackend == nil {
-		// No NVML here: a dcgm-exporter on this node may still serve the GPUs.
-		if probeDCGMExporter(DefaultDCGMExporterURL) {
-			dc.ExporterURL = DefaultDCGMExporterURL
-			logger.Info("NVML unavailable; found a dcgm-exporter on this node", "url", dc.ExporterURL, "nvml", err)
-			b, err = open(dc, logger)
+		open = func(c gpu.Config, l *slog.Logger) (gpu.Backend, error) {
+			return backends.Open(c, l, backends.Options{})
 		}
 	}
-	if err != nil {
-		s.openErr = err
-		return s
-	}
-	s.backend = b
-	s.name = b.Name()
-	logger.Info("GPU backend ready", "backend", b.Name())
+	s := &gpuSource{logger: logger, open: open}
+	s.apply(gpuConfig(opts, cfg))
 	return s
 }
 
-// probeDCGMExporter reports whether url answers with DCGM metrics within a second.
-func probeDCGMExporter(url string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
+// apply takes a new configuration: in place when the backend can, else by
+// opening another backend (a new kind of backend starts new baselines).
+func (s *gpuSource) apply(gc gpu.Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.backend != nil && s.cfg == gc {
+		return
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
+	if r, ok := s.backend.(gpu.Reconfigurer); ok && s.cfg.Backend == gc.Backend && r.Reconfigure(gc) {
+		s.cfg = gc
+		return
 	}
-	defer resp.Body.Close()
-	buf := make([]byte, 64<<10)
-	n, _ := resp.Body.Read(buf)
-	return resp.StatusCode == http.StatusOK && strings.Contains(string(buf[:n]), "DCGM_FI_")
+	if s.backend != nil {
+		if err := s.backend.Close(); err != nil {
+			s.logger.Warn("closing the previous GPU backend", "err", err)
+		}
+		s.backend = nil
+	}
+	s.cfg = gc
+	s.name = gpu.NameNVML
+	if gc.Backend == gpu.BackendDCGMExporter {
+		s.name = gpu.NameDCGMExporter
+	}
+	s.tryOpen()
 }
 
-// sample reads the GPUs once and returns them with the agent's totals,
-// and each GPU's energy this tick for attribution.
-func (s *gpuSource) sample(ctx context.Context, now time.Time, record recordFunc) ([]GPUCounter, []gpuTick) {
-	if s.cfg.Backend == dcgm.BackendNone {
-		return nil, nil
+// tryOpen opens the backend of s.cfg; called with s.mu held.
+func (s *gpuSource) tryOpen() {
+	s.retryIn = gpuReopen - 1
+	b, err := s.open(s.cfg, s.logger)
+	if err != nil {
+		s.openErr = err
+		return
 	}
+	s.backend, s.openErr, s.name = b, nil, b.Name()
+	s.logger.Info("GPU backend ready", "backend", b.Name())
+}
+
+// Name implements source.Source: the backend's name (nvml, dcgm_exporter).
+func (s *gpuSource) Name() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.name
+}
+
+// quick reports a source without a backend that will not try to open one
+// this tick: its Sample only reports why.
+func (s *gpuSource) quick() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.backend == nil && s.retryIn > 0
+}
+
+// Sample implements source.Source: one delta per GPU; the GPUs themselves
+// are the detail.
+func (s *gpuSource) Sample(ctx context.Context, now time.Time) (source.Reading, error) {
+	s.mu.Lock()
+	reopen := false
 	if s.backend == nil {
-		record(s.name, s.openErr, nil, 0)
-		return nil, nil
+		if s.retryIn > 0 {
+			s.retryIn--
+		} else if errors.Is(s.openErr, gpu.ErrNoData) {
+			// Absent so far: a driver or an exporter may have come since.
+			reopen, s.retryIn = true, gpuReopen-1
+		}
 	}
-	start := time.Now()
-	res, err := s.backend.Sample(ctx, now)
-	record(s.backend.Name(), err, res.Errors, time.Since(start))
-	out := make([]GPUCounter, 0, len(res.GPUs))
-	ticks := make([]gpuTick, 0, len(res.GPUs))
+	cfg, b, openErr := s.cfg, s.backend, s.openErr
+	s.mu.Unlock()
+	if reopen {
+		b, openErr = s.reopen(cfg)
+	}
+	if b == nil {
+		return source.Reading{}, openErr
+	}
+	res, err := b.Sample(ctx, now)
+	r := source.Reading{Errors: source.Errors(res.Errors).Clone(), Detail: res.GPUs}
 	for _, g := range res.GPUs {
-		key := g.UUID
-		if key == "" {
-			key = "index:" + strconv.Itoa(g.Index)
-		}
-		var delta float64
-		if prev, ok := s.prevJ[key]; ok && g.Joules >= prev {
-			delta = g.Joules - prev
-			s.totals[key] += delta
-		} else if !ok {
-			s.totals[key] += 0
-		}
-		s.prevJ[key] = g.Joules
-		ticks = append(ticks, gpuTick{sample: g, joules: delta})
-		g.Joules = s.totals[key]
-		out = append(out, GPUCounter{GPUSample: g})
+		r.Energy = append(r.Energy, source.Delta{Device: gpuKey(g), Energy: g.Delta.Microjoules()})
 	}
-	return out, ticks
+	return r, err
+}
+
+// reopen opens the backend of cfg outside the lock (opening may probe the
+// network) and installs it unless a reload changed the configuration
+// meanwhile.
+func (s *gpuSource) reopen(cfg gpu.Config) (gpu.Backend, error) {
+	nb, err := s.open(cfg, s.logger)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.backend != nil || s.cfg != cfg {
+		if err == nil {
+			_ = nb.Close()
+		}
+		return s.backend, s.openErr
+	}
+	if err != nil {
+		s.openErr = err
+		return nil, err
+	}
+	s.backend, s.openErr, s.name = nb, nil, nb.Name()
+	s.logger.Info("GPU backend ready", "backend", nb.Name())
+	return nb, nil
 }
 
 func (s *gpuSource) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.backend == nil {
 		return nil
 	}
@@ -137,4 +186,62 @@ func (s *gpuSource) close() error {
 		return fmt.Errorf("close GPU backend: %w", err)
 	}
 	return nil
+}
+
+// gpuKey names a GPU across samples: its UUID, else its index.
+func gpuKey(g gpu.GPUSample) string {
+	if g.UUID != "" {
+		return g.UUID
+	}
+	return "index:" + strconv.Itoa(g.Index)
+}
+
+// gpuCounters holds the agent's GPU totals by GPU, across backend changes.
+type gpuCounters struct {
+	totals map[string]source.Microjoules
+	last   map[string]GPUCounter // latest label-ready view of each GPU
+}
+
+// add folds one GPU's reading into its total and its latest view.
+func (c *gpuCounters) add(g gpu.GPUSample, d source.Microjoules) {
+	if c.totals == nil {
+		c.totals, c.last = map[string]source.Microjoules{}, map[string]GPUCounter{}
+	}
+	k := gpuKey(g)
+	c.totals[k] += d
+	c.last[k] = GPUCounter{
+		Index: g.Index, UUID: g.UUID, Model: g.Model, Driver: g.Driver, MIGMode: g.MIGMode, Source: g.Source,
+		PowerWatts: g.PowerWatts, PowerLimitWatts: g.PowerLimitWatts, OK: g.OK,
+	}
+}
+
+// markStale marks every GPU unread, before this tick's reading (if any)
+// updates the ones it read.
+func (c *gpuCounters) markStale() {
+	for k, g := range c.last {
+		g.OK = false
+		c.last[k] = g
+	}
+}
+
+// counters returns every GPU ever seen, sorted by index then UUID.
+func (c *gpuCounters) counters() []GPUCounter {
+	out := make([]GPUCounter, 0, len(c.last))
+	for k, g := range c.last {
+		g.Joules = c.totals[k].Joules()
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b GPUCounter) int {
+		if a.Index != b.Index {
+			return a.Index - b.Index
+		}
+		switch {
+		case a.UUID < b.UUID:
+			return -1
+		case a.UUID > b.UUID:
+			return 1
+		}
+		return 0
+	})
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func noGPUs(dcgm.Config, *slog.Logger) (dcgm.Backend, error) {
 	return nil, fmt.Errorf("%w: no libnvidia-ml.so.1", dcgm.ErrNoData)
 }
 
-func gpu(t *testing.T, s *Snapshot, uuid string) GPUCounter {
+func gpuOf(t *testing.T, s *Snapshot, uuid string) GPUCounter {
 	t.Helper()
 	for _, g := range s.GPU {
 		if g.UUID == uuid {
@@ -68,7 +69,7 @@ func TestAgentGPUTotals(t *testing.T) {
 			t.Errorf("GPU %d: index %d, %v J", i, g.Index, g.Joules)
 		}
 	}
-	if g := gpu(t, s, "GPU-fake-0003"); g.PowerWatts != 650 || g.Source != dcgm.SourceNVML {
+	if g := gpuOf(t, s, "GPU-fake-0003"); g.PowerWatts != 650 || g.Source != dcgm.SourceNVML {
 		t.Fatalf("GPU 3: %+v", g)
 	}
 	if st, ok := status(s, dcgm.NameNVML); !ok || !st.Up {
@@ -138,10 +139,10 @@ func TestAgentGPUFailureAndLostGPU(t *testing.T) {
 	_ = f.AddEnergy(0, 25)
 	clk.step(time.Second)
 	s = a.Tick()
-	if g := gpu(t, s, "GPU-fake-0000"); g.Joules != 75 || !g.OK {
+	if g := gpuOf(t, s, "GPU-fake-0000"); g.Joules != 75 || !g.OK {
 		t.Fatalf("GPU 0: %+v", g)
 	}
-	if g := gpu(t, s, "GPU-fake-0001"); g.Joules != 70 || g.OK {
+	if g := gpuOf(t, s, "GPU-fake-0001"); g.Joules != 70 || g.OK {
 		t.Fatalf("GPU 1: %+v", g)
 	}
 	if st, _ := status(s, dcgm.NameNVML); !st.Up || st.Errors[dcgm.ReasonGPULost] != 1 {
@@ -172,7 +173,7 @@ func TestAgentGPUReloadKeepsTotals(t *testing.T) {
 	a.Tick() // Baseline of the new backend.
 	_ = f2.AddEnergy(0, 2)
 	clk.step(time.Second)
-	if g := gpu(t, a.Tick(), "GPU-fake-0000"); g.Joules != 42 {
+	if g := gpuOf(t, a.Tick(), "GPU-fake-0000"); g.Joules != 42 {
 		t.Fatalf("after reload: %v J, want 42", g.Joules)
 	}
 	if err := a.Close(); err != nil {
@@ -180,5 +181,45 @@ func TestAgentGPUReloadKeepsTotals(t *testing.T) {
 	}
 	if closed, _ := f2.Closed(); !closed {
 		t.Fatal("Close must close the GPU backend")
+	}
+}
+
+// TestAgentGPUBackendThatAppearsLater: a GPU backend absent at start (no
+// driver yet) is opened again every gpuReopen ticks and serves from then on.
+func TestAgentGPUBackendThatAppearsLater(t *testing.T) {
+	f := dcgmtest.NewWithGPUs(2)
+	var present atomic.Bool
+	open := func(dcgm.Config, *slog.Logger) (dcgm.Backend, error) {
+		if !present.Load() {
+			return nil, fmt.Errorf("%w: no libnvidia-ml.so.1 yet", dcgm.ErrNoData)
+		}
+		return f, nil
+	}
+	clk := newClock()
+	a, err := New(Options{Interval: time.Second, SysfsRoot: t.TempDir(), ProcfsRoot: t.TempDir(), Clock: clk.now, GPUBackend: open}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if st, ok := status(a.Tick(), dcgm.NameNVML); !ok || st.Up || len(st.Errors) != 0 {
+		t.Fatalf("absent GPU: %+v", st)
+	}
+	present.Store(true)
+	var s *Snapshot
+	for n := 1; n <= gpuReopen; n++ {
+		clk.step(time.Second)
+		if s = a.Tick(); len(s.GPU) == 2 {
+			break
+		}
+	}
+	if len(s.GPU) != 2 {
+		t.Fatalf("the GPU backend was not opened within %d ticks", gpuReopen)
+	}
+	if err := f.AddEnergy(1, 42); err != nil {
+		t.Fatal(err)
+	}
+	clk.step(time.Second)
+	if g := gpuOf(t, a.Tick(), "GPU-fake-0001"); g.Joules != 42 {
+		t.Fatalf("%v J, want 42", g.Joules)
 	}
 }

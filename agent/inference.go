@@ -2,23 +2,24 @@ package agent
 
 import (
 	"context"
-	"net"
-	"net/url"
+	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
-	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/scrape"
+	"github.com/inferensys/aiwatt/source"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // Inference counter kinds.
 const (
-	InferenceRequests     = "requests"
-	InferenceInputTokens  = "input_tokens"
-	InferenceOutputTokens = "output_tokens"
+	InferenceRequests     = scrape.KindRequests
+	InferenceInputTokens  = scrape.KindInputTokens
+	InferenceOutputTokens = scrape.KindOutputTokens
+	InferenceInferences   = scrape.KindInferences
 )
 
 // SourceScrape is the source label of inference-server targets.
@@ -29,155 +30,127 @@ const SourceScrape = "scrape"
 // regular container, else its first.
 const AnnotationContainer = "aiwatt.io/container"
 
-// InferenceCounter is one inference counter of a workload, with exactly the
-// workload labels of its energy so that energy per request is one division.
-type InferenceCounter struct {
-	// Key is the workload of the inference server.
-	Key attribution.Key
-	// Server is the server type (vllm, tgi, …).
-	Server string
-	// Kind is requests, input_tokens or output_tokens.
-	Kind string
-	// FinishedReason is the reason of finished requests (requests only).
-	FinishedReason string
-	// Value is the monotonic total kept by the agent.
-	Value float64
-}
-
-type inferSeries struct {
-	key                  attribution.Key
-	server, kind, reason string
-}
-
-type inferValue struct {
-	v    float64
-	seen time.Time
-}
-
-type prevKey struct{ target, model, kind, reason string }
-
 // inferenceSource scrapes inference servers and keeps the agent's own
 // monotonic totals per workload, so a server restart or a target that moves
-// never makes a counter go backwards.
+// never makes a counter go backwards. Its targets are prepared by the tick
+// before the sources run; their workloads are resolved after the process
+// scan of the same tick.
 type inferenceSource struct {
-	cfg       InferenceConfig
-	interval  time.Duration
-	retention time.Duration
-	procRoot  string
-	scraper   *scrape.Scraper
-	prev      map[prevKey]float64
-	prevErrs  map[string]map[string]uint64
-	totals    map[inferSeries]*inferValue
-	ports     map[int]portPIDs
+	cfg     InferenceConfig
+	budget  time.Duration
+	scraper *scrape.Scraper
+
+	mu       sync.Mutex      // guards the prepared targets against a late Sample
+	targets  []scrape.Target // this tick's targets
+	bad      []source.Target // targets that cannot be scraped as given
+	prevErrs map[string]map[string]uint64
+
+	static map[string]scrape.TargetConfig  // static targets by ID, to resolve their workload
+	ledger *scrape.Ledger[attribution.Key] // the agent's totals; counts of an unknown workload are held, never exported empty
+	owners *scrape.PortOwners              // who listens on a port, looked up again when the owner is gone
 }
 
-type portPIDs struct {
-	pids []int
-	at   time.Time
-}
+var _ source.Source = (*inferenceSource)(nil)
 
-func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource) *inferenceSource {
-	s := &inferenceSource{
-		cfg: cfg.Inference, interval: opts.Interval, retention: cfg.Attribution.Retention, procRoot: opts.ProcfsRoot,
-		prev: map[prevKey]float64{}, prevErrs: map[string]map[string]uint64{}, totals: map[inferSeries]*inferValue{},
-		ports: map[int]portPIDs{},
-	}
+func newInferenceSource(opts Options, cfg *Config, prev *inferenceSource, logger *slog.Logger) *inferenceSource {
 	if prev != nil {
-		s.scraper, s.prev, s.prevErrs, s.totals = prev.scraper, prev.prev, prev.prevErrs, prev.totals
-	} else {
-		s.scraper = scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt"})
+		// One source for the agent's life: its baselines and totals stay,
+		// and a scrape still in flight finishes against the same state.
+		prev.mu.Lock()
+		prev.cfg, prev.static = cfg.Inference, map[string]scrape.TargetConfig{}
+		prev.mu.Unlock()
+		return prev
 	}
-	return s
+	return &inferenceSource{
+		cfg: cfg.Inference, budget: budget(opts.Interval),
+		prevErrs: map[string]map[string]uint64{}, static: map[string]scrape.TargetConfig{},
+		scraper: scrape.NewScraper(scrape.Options{Timeout: cfg.Inference.Timeout, UserAgent: "aiwatt", Retention: cfg.Attribution.Retention}),
+		// Counts of a target whose workload is unknown wait three ticks (at
+		// least 15 s) for it to be resolved.
+		ledger: scrape.NewLedger[attribution.Key](scrape.LedgerOptions{Retention: cfg.Attribution.Retention,
+			Hold: max(3*opts.Interval, 15*time.Second), Logger: logger}),
+		owners: scrape.NewPortOwners(opts.ProcfsRoot),
+	}
 }
 
-// sample scrapes every target once, within half the sampling interval.
-func (s *inferenceSource) sample(ctx context.Context, now time.Time, w *workloadSource, record func(source, target string, err error, reasons map[string]uint64, took time.Duration)) []InferenceCounter {
-	targets := s.targets(now, w, record)
-	if len(targets) > 0 {
-		timeout := min(s.cfg.Timeout, s.interval/2)
-		sctx, cancel := context.WithTimeout(ctx, timeout)
-		results := s.scraper.Scrape(sctx, targets)
-		cancel()
-		for _, r := range results {
-			s.add(now, r, record)
-		}
+// Name implements source.Source.
+func (s *inferenceSource) Name() string { return SourceScrape }
+
+// quick reports a tick without targets to scrape.
+func (s *inferenceSource) quick() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.targets) == 0
+}
+
+// targetNames names this tick's targets (see targetLister).
+func (s *inferenceSource) targetNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.targets)+len(s.bad))
+	for _, t := range s.targets {
+		out = append(out, t.ID)
 	}
-	for k, v := range s.totals {
-		if now.Sub(v.seen) > s.retention {
-			delete(s.totals, k)
-		}
+	for _, t := range s.bad {
+		out = append(out, t.Name)
 	}
-	out := make([]InferenceCounter, 0, len(s.totals))
-	for k, v := range s.totals {
-		out = append(out, InferenceCounter{Key: k.key, Server: k.server, Kind: k.kind, FinishedReason: k.reason, Value: v.v})
-	}
-	slices.SortFunc(out, func(a, b InferenceCounter) int {
-		if c := a.Key.Compare(b.Key); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Server+"\x00"+a.Kind+"\x00"+a.FinishedReason, b.Server+"\x00"+b.Kind+"\x00"+b.FinishedReason)
-	})
 	return out
 }
 
-// add folds one target's totals into the workload's series.
-func (s *inferenceSource) add(now time.Time, r scrape.Result, record func(string, string, error, map[string]uint64, time.Duration)) {
-	id := r.Target.ID
-	prevErrs := s.prevErrs[id]
-	reasons := map[string]uint64{}
-	for reason, n := range r.Errors {
-		if n > prevErrs[reason] {
-			reasons[reason] = n - prevErrs[reason]
+// Sample implements source.Source: it scrapes every prepared target once,
+// within the scrape timeout and the tick's deadline. The results are the
+// detail; each target's health is a target.
+func (s *inferenceSource) Sample(ctx context.Context, _ time.Time) (source.Reading, error) {
+	s.mu.Lock()
+	targets, bad, timeout := s.targets, s.bad, s.cfg.Timeout
+	s.mu.Unlock()
+	r := source.Reading{Targets: append([]source.Target(nil), bad...)}
+	if len(targets) == 0 {
+		return r, nil
+	}
+	// Nine tenths of the budget: a hung server times out inside the scrape,
+	// which then reports it per target, just before the tick's deadline.
+	sctx, cancel := context.WithTimeout(ctx, min(timeout, s.budget*9/10))
+	results := s.scraper.Scrape(sctx, targets)
+	cancel()
+	s.mu.Lock()
+	for _, res := range results {
+		id := res.Target.ID
+		prevErrs := s.prevErrs[id]
+		var reasons source.Errors
+		for reason, n := range res.Errors {
+			if n > prevErrs[reason] {
+				reasons = reasons.Add(scrapeReason(reason), n-prevErrs[reason])
+			}
+		}
+		s.prevErrs[id] = res.Errors
+		r.Targets = append(r.Targets, source.Target{Name: id, Err: res.Err, Errors: reasons, Duration: res.Duration})
+	}
+	for id := range s.prevErrs { // targets gone: forgotten, as the scraper forgets them
+		if !slices.ContainsFunc(targets, func(t scrape.Target) bool { return t.ID == id }) {
+			delete(s.prevErrs, id)
 		}
 	}
-	s.prevErrs[id] = r.Errors
-	record(SourceScrape, id, r.Err, reasons, r.Duration)
-	key, _ := r.Target.Workload.(attribution.Key)
-	server := string(r.Server)
-	bump := func(model, kind, reason string, v float64) {
-		pk := prevKey{id, model, kind, reason}
-		p, ok := s.prev[pk]
-		d := v
-		if ok && v >= p {
-			d = v - p
-		}
-		s.prev[pk] = v
-		sk := inferSeries{key: key, server: server, kind: kind, reason: reason}
-		cur := s.totals[sk]
-		if cur == nil {
-			cur = &inferValue{}
-			s.totals[sk] = cur
-		}
-		cur.v += d
-		cur.seen = now
-	}
-	for _, m := range r.Models {
-		for reason, v := range m.Requests {
-			bump(m.Model, InferenceRequests, reason, v)
-		}
-		if m.HasInputTokens {
-			bump(m.Model, InferenceInputTokens, "", m.InputTokens)
-		}
-		if m.HasOutputTokens {
-			bump(m.Model, InferenceOutputTokens, "", m.OutputTokens)
-		}
-	}
+	s.mu.Unlock()
+	r.Detail = results
+	return r, nil
 }
 
-// targets lists this tick's targets: the static ones and the pods on this
-// node that opt in by annotation, each tied to its workload.
-func (s *inferenceSource) targets(now time.Time, w *workloadSource, record func(string, string, error, map[string]uint64, time.Duration)) []scrape.Target {
+// prepare lists this tick's targets: the static ones and the pods on this
+// node that opt in by annotation (whose workload is known from the pod).
+func (s *inferenceSource) prepare(w *workloadSource) {
 	var out []scrape.Target
+	var bad []source.Target
 	for _, tc := range s.cfg.Targets {
 		t, err := tc.Target()
 		if err != nil {
-			record(SourceScrape, tc.URL, err, map[string]uint64{"bad_target": 1}, 0)
+			bad = append(bad, source.Target{Name: tc.URL, Err: err, Errors: source.Errors{source.ReasonBadTarget: 1}})
 			continue
 		}
 		if t.ID == "" {
 			t.ID = t.URL
 		}
-		t.Workload = s.staticKey(now, tc, t, w)
+		s.static[t.ID] = tc
 		out = append(out, t)
 	}
 	if w.pods != nil && (s.cfg.PodAnnotations == nil || *s.cfg.PodAnnotations) {
@@ -190,14 +163,52 @@ func (s *inferenceSource) targets(now time.Time, w *workloadSource, record func(
 				continue
 			}
 			if err != nil {
-				record(SourceScrape, "pod/"+p.Namespace+"/"+p.Name, err, map[string]uint64{"bad_target": 1}, 0)
+				bad = append(bad, source.Target{Name: "pod/" + p.Namespace + "/" + p.Name, Err: err, Errors: source.Errors{source.ReasonBadTarget: 1}})
 				continue
 			}
 			t.Workload = w.matcher.PodKey(p, podContainer(p))
 			out = append(out, t)
 		}
 	}
+	s.mu.Lock()
+	s.targets, s.bad = out, bad
+	s.mu.Unlock()
+}
+
+// fold adds the scraped counters to the workloads' totals (results is nil
+// when the scrape was late) and returns every series, sorted; counts whose
+// workload could not be resolved in time come last, as Unattributed.
+func (s *inferenceSource) fold(now time.Time, results []scrape.Result, w *workloadSource) []InferenceCounter {
+	for _, r := range results {
+		s.add(now, r, w)
+	}
+	s.ledger.Expire(now)
+	series, lost := s.ledger.Series(), s.ledger.Unattributed()
+	out := make([]InferenceCounter, 0, len(series)+len(lost))
+	for _, v := range series {
+		out = append(out, InferenceCounter{Key: Workload(v.Key), Server: v.Server, Kind: v.Kind, FinishedReason: v.Reason, Value: v.Value})
+	}
+	for _, v := range lost {
+		out = append(out, InferenceCounter{Server: v.Server, Kind: v.Kind, Value: v.Value, Unattributed: true, Reason: v.Reason})
+	}
+	slices.SortFunc(out, func(a, b InferenceCounter) int {
+		if c := attribution.Key(a.Key).Compare(attribution.Key(b.Key)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Server+"\x00"+a.Kind+"\x00"+a.FinishedReason+"\x00"+a.Reason, b.Server+"\x00"+b.Kind+"\x00"+b.FinishedReason+"\x00"+b.Reason)
+	})
 	return out
+}
+
+// add folds one target's totals into the workload's series.
+func (s *inferenceSource) add(now time.Time, r scrape.Result, w *workloadSource) {
+	key, ok := r.Target.Workload.(attribution.Key)
+	if !ok {
+		if tc, static := s.static[r.Target.ID]; static {
+			key = s.staticKey(now, tc, r.Target, w)
+		}
+	}
+	s.ledger.Add(now, r, key, !key.IsZero()) // an unknown workload is held, never exported empty
 }
 
 // podContainer is the container whose server a pod's annotations describe.
@@ -230,30 +241,47 @@ func (s *inferenceSource) staticKey(now time.Time, tc scrape.TargetConfig, t scr
 		}
 		return attribution.Key{Namespace: h.Namespace, Pod: h.Pod}
 	case h.PID > 0:
-		return w.pidKeys[h.PID]
+		k, _ := w.owners.PID(h.PID)
+		return k
+	case h.Rule != "":
+		k, _ := w.owners.Rule(h.Rule)
+		return k
+	case h.SystemdUnit != "":
+		k, _ := w.owners.Unit(h.SystemdUnit)
+		return k
 	}
 	port := h.Port
 	if port == 0 {
-		if u, err := url.Parse(t.URL); err == nil {
-			if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
-				port, _ = strconv.Atoi(u.Port())
-			}
-		}
+		port = scrape.LocalPort(t.URL)
 	}
 	if port == 0 {
 		return attribution.Key{}
 	}
-	// Walking every process's fds is dear: look a port up once a minute.
-	pp, ok := s.ports[port]
-	if !ok || now.Sub(pp.at) > time.Minute {
-		pids, _ := scrape.ListeningPIDs(s.procRoot, port)
-		pp = portPIDs{pids: pids, at: now}
-		s.ports[port] = pp
-	}
-	for _, pid := range pp.pids {
-		if k, ok := w.pidKeys[pid]; ok {
+	// The owner is looked up again when the cached one is gone or was
+	// never found (a restart, a late start), and once a minute otherwise.
+	for _, pid := range s.owners.Owners(now, port, w.owners.Alive) {
+		if k, ok := w.owners.PID(pid); ok && !k.IsZero() {
 			return k
 		}
 	}
 	return attribution.Key{}
+}
+
+// scrapeReason maps the scraper's error reasons onto the shared reason
+// vocabulary; reasons only a scrape has (duplicate_series, unrecognized)
+// keep their names.
+func scrapeReason(r string) source.Reason {
+	switch r {
+	case scrape.ErrReasonCanceled: // the tick's deadline cut the scrape
+		return source.ReasonTimeout
+	case scrape.ErrReasonConnection:
+		return source.ReasonRequestError
+	case scrape.ErrReasonRead:
+		return source.ReasonReadError
+	case scrape.ErrReasonParse, scrape.ErrReasonBadLine:
+		return source.ReasonParseError
+	case scrape.ErrReasonNaN, scrape.ErrReasonInf, scrape.ErrReasonNegative, scrape.ErrReasonTooLarge:
+		return source.ReasonInvalidValue
+	}
+	return r // timeout, http_status, body_too_large, bad_target are shared already
 }

@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
-	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/carbon"
-	"github.com/inferensys/aiwatt/dcgm"
+	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/source"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // Source names of the attribution inputs.
@@ -22,49 +24,6 @@ const (
 	SourceCarbon       = "carbon"
 )
 
-// WorkloadEnergy is one workload's totals in a snapshot.
-type WorkloadEnergy struct {
-	// Key is the workload label set.
-	Key attribution.Key
-	// Joules holds the energy per component (cpu, dram, gpu) since the
-	// workload was first seen.
-	Joules attribution.Totals
-	// CO2eLocation is location-based grams CO2e since first seen.
-	CO2eLocation float64
-	// CO2eMarket is market-based grams CO2e; valid when HasMarket.
-	CO2eMarket float64
-	// HasMarket is true when market instruments are configured.
-	HasMarket bool
-}
-
-// Intensity is the grid carbon intensity the agent used last.
-type Intensity struct {
-	// Zone, Provider and Basis identify the value.
-	Zone, Provider, Basis string
-	// GramsPerKWh is the intensity.
-	GramsPerKWh float64
-	// ValidFrom is the start of the value's validity window.
-	ValidFrom time.Time
-}
-
-// Attribution is the workload part of a snapshot.
-type Attribution struct {
-	// Policy is the idle policy in force (node or allocation).
-	Policy string
-	// Workloads are the live workloads, sorted, the folded "other" last.
-	Workloads []WorkloadEnergy
-	// Idle is node idle energy per component.
-	Idle attribution.Totals
-	// Unattributed is active energy of processes in no workload, per component.
-	Unattributed attribution.Totals
-	// FoldedKeys counts workloads folded into "other" by the cardinality cap.
-	FoldedKeys uint64
-	// FoldedJoules is the energy folded into "other", per component.
-	FoldedJoules attribution.Totals
-	// Intensity holds the grid intensities used for the last CO2e (location, and market when configured).
-	Intensity []Intensity
-}
-
 // tickEnergy is what the device sources measured in one tick.
 type tickEnergy struct {
 	cpuJ, dramJ float64
@@ -74,7 +33,7 @@ type tickEnergy struct {
 
 // gpuTick is one GPU's energy this tick and what runs on it.
 type gpuTick struct {
-	sample dcgm.GPUSample
+	sample gpu.GPUSample
 	joules float64
 }
 
@@ -86,6 +45,7 @@ type workloadSource struct {
 	policy   attribution.Policy
 
 	scanner  *workload.Scanner
+	cpuAcct  *workload.CPUAccount
 	matcher  *workload.Matcher
 	resolver *workload.Resolver
 	pods     *workload.PodWatcher
@@ -96,16 +56,21 @@ type workloadSource struct {
 	co2Loc     *attribution.Ledger
 	co2Mkt     *attribution.Ledger
 
-	calc      *carbon.Calculator
-	carbonErr error
-	zone      string
+	carbon    *carbonSource
 	intensity []Intensity
 	lastTick  time.Time
+	procs     []workload.Process // the latest scan's processes, used again while a scan is late
+	keys      []attribution.Key  // their workloads
 
 	attrCfg      AttributionConfig
 	podResSocket string
 
-	pidKeys map[int]attribution.Key // this tick's processes, for GPUs and inference targets
+	unaccountedCPU float64             // seconds since start
+	cpuShares      []attribution.Share // the latest scan's CPU time per workload
+	cpuBusy        float64             // the latest scan's busy share without steal; -1 unknown
+
+	pidKeys map[int]attribution.Key // this tick's processes, for GPUs
+	owners  *workload.Owners        // this tick's processes, for inference targets
 	pidIdx  map[int]int             // this tick's PID → index in the scan, reused across ticks
 	scaled  []attribution.Result
 }
@@ -121,6 +86,7 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 		logger: logger, procRoot: opts.ProcfsRoot, policy: policy, matcher: matcher,
 		scanner:    workload.NewScanner(opts.ProcfsRoot, workload.ScannerOptions{}),
 		attributor: attribution.Attributor{Policy: policy},
+		cpuBusy:    -1,
 	}
 	w.attrCfg = cfg.Attribution
 	if prev != nil && prev.attrCfg == cfg.Attribution {
@@ -135,6 +101,8 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 	if prev != nil {
 		// Same procfs, same node: keep the scan baselines and the pod watcher.
 		w.scanner, w.pods, w.lastTick = prev.scanner, prev.pods, prev.lastTick
+		w.cpuAcct, w.unaccountedCPU = prev.cpuAcct, prev.unaccountedCPU
+		w.procs, w.keys, w.cpuShares, w.cpuBusy = prev.procs, prev.keys, prev.cpuShares, prev.cpuBusy
 		if prev.podResSocket == cfg.Kubernetes.PodResourcesSocket {
 			w.podRes, w.podResSocket = prev.podRes, prev.podResSocket
 		}
@@ -155,36 +123,29 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 			logger.Info("kubelet pod-resources socket not found; GPUs are attributed by their processes", "socket", cfg.Kubernetes.PodResourcesSocket)
 		}
 	}
+	if w.cpuAcct == nil {
+		w.cpuAcct = workload.NewCPUAccount(opts.ProcfsRoot, workload.CgroupRoot(opts.SysfsRoot), w.scanner.ClockTicks())
+	}
 	w.resolver = workload.NewResolver(matcher, w.podLookup())
-	switch {
-	case cfg.Carbon == nil || cfg.Carbon.Zone == "":
-		w.carbonErr = fmt.Errorf("%w: no grid zone (carbon.zone), so CO2e is not computed", errNotConfigured)
-	default:
-		ccfg := *cfg.Carbon
-		if ccfg.Zone == ZoneFromNode {
-			zone, err := nodeZone(opts)
-			if err != nil {
-				w.carbonErr = fmt.Errorf("carbon.zone: node: %w", err)
-				return w, nil
-			}
-			logger.Info("grid zone from the node's cloud region", "zone", zone)
-			ccfg.Zone = zone
-		}
-		src, err := ccfg.Build(carbon.BuildOptions{Logger: logger})
-		if err != nil {
-			return nil, err
-		}
-		if w.calc, err = src.Calculator(); err != nil {
-			return nil, err
-		}
-		w.zone = ccfg.Zone
+	if prev != nil && reflect.DeepEqual(prev.carbon.cfg, cfg.Carbon) {
+		// Same carbon settings: keep the chain (its cache and backoff) and
+		// the interval's start, so a reload leaves no CO2e gap.
+		w.carbon = prev.carbon
+		return w, nil
+	}
+	w.carbon, err = newCarbonSource(opts, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil {
+		w.carbon.continueFrom(prev.carbon)
 	}
 	return w, nil
 }
 
 // errNotConfigured marks a source that is off by configuration: absent,
 // not failed (logged at info level, never counted as an error).
-var errNotConfigured = errors.New("not configured")
+var errNotConfigured = fmt.Errorf("%w: not configured", source.ErrAbsent)
 
 // ZoneFromNode as carbon.zone takes the zone from this node's cloud
 // provider and region (providerID and topology.kubernetes.io/region), as the
@@ -243,14 +204,19 @@ func (w *workloadSource) close() {
 	}
 }
 
-// sample attributes one tick and returns the totals.
-func (w *workloadSource) sample(ctx context.Context, now time.Time, e tickEnergy, record recordFunc) Attribution {
-	start := time.Now()
-	scan, err := w.scanner.Scan()
-	var procs []workload.Process
-	var keys []attribution.Key
-	if err == nil {
-		procs = scan.Processes
+// tickInputs are the readings of the attribution sources in one tick; nil
+// fields were not read in time (the previous scan is used again).
+type tickInputs struct {
+	scan   *workload.ScanResult
+	allocs []workload.DeviceAllocation
+	em     *carbon.Emissions
+}
+
+// attribute splits one tick's device energy between workloads and returns
+// the totals.
+func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) Attribution {
+	if in.scan != nil {
+		procs := in.scan.Processes
 		if w.pidIdx == nil {
 			w.pidIdx = make(map[int]int, len(procs))
 		}
@@ -258,35 +224,30 @@ func (w *workloadSource) sample(ctx context.Context, now time.Time, e tickEnergy
 		for i := range procs {
 			w.pidIdx[procs[i].PID] = i
 		}
-		keys = inheritKeys(procs, w.resolver.Resolve(procs), w.pidIdx)
-		var skipErr error
-		if scan.Err != nil && len(procs) == 0 {
-			skipErr = scan.Err
+		w.procs, w.keys = procs, inheritKeys(procs, w.resolver.Resolve(procs), w.pidIdx)
+		clear(w.pidKeys)
+		if w.pidKeys == nil {
+			w.pidKeys = make(map[int]attribution.Key, len(procs))
 		}
-		record(SourceProcfs, skipErr, scan.Skipped, time.Since(start))
-	} else {
-		record(SourceProcfs, fmt.Errorf("scan processes: %w", err), map[string]uint64{"read_error": 1}, time.Since(start))
-	}
-	clear(w.pidKeys)
-	if w.pidKeys == nil {
-		w.pidKeys = make(map[int]attribution.Key, len(procs))
-	}
-	for i := range procs {
-		w.pidKeys[procs[i].PID] = keys[i]
-	}
-	if w.pods != nil {
-		var perr error
-		if !w.pods.Synced() {
-			perr = errors.New("pods not listed yet")
+		for i := range procs {
+			w.pidKeys[procs[i].PID] = w.keys[i]
 		}
-		record(SourceKubernetes, perr, nil, 0)
+		w.owners = w.resolver.Owners(procs, w.keys)
+		// CPU time per workload from cgroup counters where they stand for one
+		// workload, else from the processes (reaped children included).
+		ct := w.cpuAcct.Tick(procs, w.keys)
+		w.unaccountedCPU += ct.UnaccountedSeconds
+		w.cpuShares, w.cpuBusy = ct.Shares, ct.Busy
 	}
-
-	busy := e.busy
+	// While a scan is late the previous tick's shares are used again.
+	cpuShares := w.cpuShares
+	busy := w.cpuBusy // steal excluded; -1 when unknown
+	if busy < 0 {
+		busy = e.busy
+	}
 	if busy < 0 {
 		busy = 1 // Unknown: treat all energy as active, split by CPU time.
 	}
-	cpuShares := workload.CPUShares(procs, keys)
 	var cpuAlloc []attribution.Share
 	if w.pods != nil && w.policy.Idle == attribution.IdleAllocation {
 		cpuAlloc = w.matcher.CPUAllocation(w.pods.Pods())
@@ -295,121 +256,33 @@ func (w *workloadSource) sample(ctx context.Context, now time.Time, e tickEnergy
 		{ID: "cpu", Component: attribution.CPU, Joules: e.cpuJ, Busy: busy, Claims: attribution.Claims{Activity: cpuShares, Allocation: cpuAlloc}},
 		{ID: "dram", Component: attribution.DRAM, Joules: e.dramJ, Busy: busy, Claims: attribution.Claims{Activity: cpuShares, Allocation: cpuAlloc}},
 	}
-	devices = append(devices, w.gpuDevices(ctx, e.gpus, record)...)
+	devices = append(devices, w.gpuDevices(e.gpus, in.allocs)...)
 	results := w.attributor.Attribute(devices)
 	w.energy.Add(now, results)
-	w.addCO2e(ctx, now, results, record)
+	w.addCO2e(now, results, in.em)
 	w.lastTick = now
 	return w.snapshot()
 }
 
 // gpuDevices builds the attribution input of every GPU: an exclusive holder
 // from the kubelet's allocations (or a single dcgm-exporter pod), else the
-// SM-utilisation shares of its processes.
-func (w *workloadSource) gpuDevices(ctx context.Context, gpus []gpuTick, record recordFunc) []attribution.Device {
+// SM-utilisation shares of its processes. A MIG GPU is split by the slice
+// count its backend reports.
+func (w *workloadSource) gpuDevices(gpus []gpuTick, allocs []workload.DeviceAllocation) []attribution.Device {
 	if len(gpus) == 0 {
 		return nil
 	}
-	byUUID := map[string][]workload.DeviceAllocation{}
-	byMIG := map[string]workload.DeviceAllocation{}
-	byIndex := map[int][]workload.DeviceAllocation{}
-	if w.podRes != nil {
-		start := time.Now()
-		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		allocs, err := w.podRes.List(lctx, "nvidia.com/")
-		cancel()
-		var reasons map[string]uint64
-		if err != nil {
-			reasons = map[string]uint64{"read_error": 1}
-		}
-		record(SourcePodResources, err, reasons, time.Since(start))
-		for _, a := range allocs {
-			switch {
-			case a.Device.MIGUUID != "":
-				byMIG[a.Device.MIGUUID] = a
-			case a.Device.UUID != "":
-				byUUID[a.Device.UUID] = append(byUUID[a.Device.UUID], a)
-			case a.Device.Index >= 0:
-				byIndex[a.Device.Index] = append(byIndex[a.Device.Index], a)
-			}
-		}
+	ix := workload.IndexGPUAllocations(allocs)
+	claimer := workload.GPUClaimer{
+		KeyOf:    func(pid int) attribution.Key { return w.pidKeys[pid] }, // A PID not in the scan belongs to no workload.
+		AllocKey: w.allocKey,
+		PodKey:   w.podRefKey,
 	}
 	out := make([]attribution.Device, 0, len(gpus))
 	for _, g := range gpus {
-		s := g.sample
-		d := attribution.Device{ID: s.UUID, Component: attribution.GPU, Joules: g.joules}
-		allocs := append(append([]workload.DeviceAllocation(nil), byUUID[s.UUID]...), byIndex[s.Index]...)
-		switch {
-		case len(s.MIG) > 0 && s.MIGMode == dcgm.MIGModeEnabled:
-			d.Busy = busyOf(s)
-			for _, inst := range s.MIG {
-				mi := attribution.MIGInstance{Profile: inst.Profile}
-				if a, ok := byMIG[inst.UUID]; ok && inst.UUID != "" {
-					k := w.allocKey(a)
-					mi.Holder = &k
-				} else {
-					mi.Activity = w.processShares(s.Processes, inst.GPUInstanceID)
-				}
-				d.MIG = append(d.MIG, mi)
-			}
-		case len(allocs) == 1 && !allocs[0].Device.Shared:
-			k := w.allocKey(allocs[0])
-			d.Holder = &k
-		case len(allocs) == 0 && len(s.Pods) == 1 && len(s.Processes) == 0:
-			k := w.podRefKey(s.Pods[0])
-			d.Holder = &k
-		default:
-			d.Busy = busyOf(s)
-			d.Activity = w.processShares(s.Processes, -1)
-			for _, a := range allocs {
-				d.Allocation = append(d.Allocation, attribution.Share{Key: w.allocKey(a), Weight: 1})
-			}
-			if len(d.Activity) == 0 && len(s.Pods) > 1 {
-				// dcgm-exporter names the pods but not their processes: split evenly.
-				for _, p := range s.Pods {
-					d.Activity = append(d.Activity, attribution.Share{Key: w.podRefKey(p), Weight: 1})
-				}
-			}
-		}
+		d, _ := claimer.Claim(&g.sample, &ix)
+		d.Joules = g.joules
 		out = append(out, d)
-	}
-	return out
-}
-
-// busyOf is a GPU's busy share: its SM utilisation, or, when unknown, 1
-// while processes run on it and 0 otherwise.
-func busyOf(s dcgm.GPUSample) float64 {
-	if s.SMUtil >= 0 {
-		return s.SMUtil / 100
-	}
-	if len(s.Processes) > 0 || len(s.Pods) > 0 {
-		return 1
-	}
-	return 0
-}
-
-// processShares sums the SM utilisation of a GPU's processes by workload
-// (only those in MIG GPU instance gi, unless gi is -1). A process whose
-// utilisation is unknown weighs 1.
-func (w *workloadSource) processShares(procs []dcgm.Process, gi int) []attribution.Share {
-	var out []attribution.Share
-	idx := map[attribution.Key]int{}
-	for _, p := range procs {
-		if gi >= 0 && p.MIGGPUInstanceID != gi {
-			continue
-		}
-		k := w.pidKeys[int(p.PID)] // A PID not in the scan belongs to no workload.
-		weight := p.SMUtil
-		if weight < 0 {
-			weight = 1
-		}
-		j, ok := idx[k]
-		if !ok {
-			j = len(out)
-			idx[k] = j
-			out = append(out, attribution.Share{Key: k})
-		}
-		out[j].Weight += weight
 	}
 	return out
 }
@@ -422,7 +295,7 @@ func (w *workloadSource) allocKey(a workload.DeviceAllocation) attribution.Key {
 	return w.matcher.AllocationKey(a, pod)
 }
 
-func (w *workloadSource) podRefKey(p dcgm.PodRef) attribution.Key {
+func (w *workloadSource) podRefKey(p gpu.PodRef) attribution.Key {
 	if w.pods != nil {
 		if pod, ok := w.pods.PodByName(p.Namespace, p.Pod); ok {
 			return w.matcher.PodKey(pod, p.Container)
@@ -432,35 +305,22 @@ func (w *workloadSource) podRefKey(p dcgm.PodRef) attribution.Key {
 }
 
 // addCO2e turns this tick's attributed energy into grams with the grid
-// intensity valid over the tick, and adds them to the CO2e ledgers, which
-// see the same workloads at the same times as the energy ledger and so fold
-// and expire them identically.
-func (w *workloadSource) addCO2e(ctx context.Context, now time.Time, results []attribution.Result, record recordFunc) {
-	if w.calc == nil {
-		record(SourceCarbon, w.carbonErr, nil, 0)
+// intensity valid over the tick (em, the emissions of 1 kWh over it; nil
+// when the lookup failed or was late: this tick is a gap, nothing is
+// invented), and adds them to the CO2e ledgers, which see the same workloads
+// at the same times as the energy ledger and so fold and expire them
+// identically.
+func (w *workloadSource) addCO2e(now time.Time, results []attribution.Result, em *carbon.Emissions) {
+	if w.carbon.calc == nil {
 		return
 	}
-	// Both CO2e ledgers see every tick, with zero grams when the intensity is
-	// unknown, so that they admit, fold and expire exactly the workloads the
-	// energy ledger does.
 	var loc, mkt float64
-	if !w.lastTick.IsZero() && now.After(w.lastTick) {
-		start := time.Now()
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		em, err := w.calc.Emissions(cctx, carbon.Interval{Start: w.lastTick, End: now, Energy: 3.6e6})
-		cancel()
-		var reasons map[string]uint64
-		if err != nil {
-			reasons = map[string]uint64{"lookup_error": 1}
+	if em != nil {
+		loc = float64(em.Location) / 3.6e6
+		if em.HasMarket {
+			mkt = float64(em.Market) / 3.6e6
 		}
-		record(SourceCarbon, err, reasons, time.Since(start))
-		if err == nil { // On error this tick is a gap: nothing is invented.
-			loc = float64(em.Location) / 3.6e6
-			if em.HasMarket {
-				mkt = float64(em.Market) / 3.6e6
-			}
-			w.setIntensity(em)
-		}
+		w.setIntensity(*em)
 	}
 	w.co2Loc.Add(now, w.scale(results, loc))
 	w.co2Mkt.Add(now, w.scale(results, mkt))
@@ -514,16 +374,16 @@ func (w *workloadSource) snapshot() Attribution {
 	}
 	locByKey, mktByKey := co2(loc), co2(mkt)
 	out := Attribution{
-		Policy: string(w.policy.Idle), Idle: es.Idle, Unattributed: es.Unattributed,
-		FoldedKeys: es.FoldedKeys, FoldedJoules: es.FoldedJoules,
+		Policy: string(w.policy.Idle), Idle: Joules(es.Idle), Unattributed: Joules(es.Unattributed),
+		FoldedKeys: es.FoldedKeys, FoldedJoules: Joules(es.FoldedJoules), UnaccountedCPUSeconds: w.unaccountedCPU,
 		Intensity: append([]Intensity(nil), w.intensity...),
 	}
 	if out.Policy == "" {
 		out.Policy = string(attribution.IdleNode)
 	}
 	for _, wt := range es.Workloads {
-		we := WorkloadEnergy{Key: wt.Key, Joules: wt.Joules}
-		if w.calc != nil {
+		we := WorkloadEnergy{Key: Workload(wt.Key), Joules: Joules(wt.Joules)}
+		if w.carbon.calc != nil {
 			we.CO2eLocation = locByKey[wt.Key]
 			we.CO2eMarket, we.HasMarket = mktByKey[wt.Key], len(w.intensity) > 1
 		}
@@ -545,7 +405,7 @@ func (a *Agent) applyWorkloads(cfg *Config) error {
 		prev.close()
 	}
 	a.work = w
-	a.infer = newInferenceSource(a.opts, cfg, a.infer)
+	a.infer = newInferenceSource(a.opts, cfg, a.infer, a.logger)
 	return nil
 }
 

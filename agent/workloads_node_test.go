@@ -35,11 +35,11 @@ func TestCarbonZoneFromNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a.work.zone != tc.zone {
-			t.Errorf("%s: zone %q, want %q", tc.node, a.work.zone, tc.zone)
+		if a.work.carbon.zone != tc.zone {
+			t.Errorf("%s: zone %q, want %q", tc.node, a.work.carbon.zone, tc.zone)
 		}
-		if tc.err != "" && (a.work.carbonErr == nil || !strings.Contains(a.work.carbonErr.Error(), tc.err)) {
-			t.Errorf("%s: error %v, want %q", tc.node, a.work.carbonErr, tc.err)
+		if tc.err != "" && (a.work.carbon.err == nil || !strings.Contains(a.work.carbon.err.Error(), tc.err)) {
+			t.Errorf("%s: error %v, want %q", tc.node, a.work.carbon.err, tc.err)
 		}
 		a.Tick()
 		clk.step(time.Second)

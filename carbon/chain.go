@@ -15,6 +15,10 @@ import (
 // failure that came without a Retry-After delay, or after a stale answer.
 const DefaultRetryInterval = time.Minute
 
+// DefaultMaxRetryInterval caps the backoff of a provider that keeps failing:
+// each consecutive failure doubles its wait, from RetryInterval up to this.
+const DefaultMaxRetryInterval = 30 * time.Minute
+
 // Link is one provider in a Chain.
 type Link struct {
 	// Provider answers for this link.
@@ -36,8 +40,12 @@ type ChainOptions struct {
 	// of another basis are skipped.
 	Basis Basis
 	// RetryInterval is how long a failed or stale provider is left alone
-	// when it gave no Retry-After; default DefaultRetryInterval.
+	// after its first failure when it gave no Retry-After; default
+	// DefaultRetryInterval. Each further consecutive failure doubles it.
 	RetryInterval time.Duration
+	// MaxRetryInterval caps the doubling; default DefaultMaxRetryInterval
+	// (never less than RetryInterval).
+	MaxRetryInterval time.Duration
 	// Clock tells the time; nil: SystemClock.
 	Clock Clock
 	// Logger gets one line per provider state change; nil: discard.
@@ -52,17 +60,23 @@ type ChainOptions struct {
 //
 // It caches the latest value per link and zone: a cached value whose window
 // contains the time asked is served without a call (an hourly source is
-// called about once an hour per zone). After an error the link is not called
-// again until the server's Retry-After (429) or RetryInterval has passed;
+// called about once an hour per zone). While later links remain, a link's
+// call gets at most half of the time left before the caller's deadline, so
+// a provider that accepts connections and never answers fails in time for
+// the next link (ultimately the static table) to answer the same call.
+// After an error the link is not called again until the server's
+// Retry-After (429) or its backoff (RetryInterval, doubling with each
+// consecutive failure up to MaxRetryInterval) has passed;
 // meanwhile its cached value is served if it is within MaxAge, otherwise the
 // link is skipped with the reason and the remaining wait, e.g.
 // "rate limited (retry after 25s)".
 type Chain struct {
-	links []Link
-	basis Basis
-	retry time.Duration
-	clock Clock
-	log   *slog.Logger
+	links    []Link
+	basis    Basis
+	retry    time.Duration
+	maxRetry time.Duration
+	clock    Clock
+	log      *slog.Logger
 
 	mu    sync.Mutex
 	state map[linkKey]*linkState
@@ -114,13 +128,17 @@ func NewChain(o ChainOptions, links ...Link) (*Chain, error) {
 	if o.RetryInterval <= 0 {
 		o.RetryInterval = DefaultRetryInterval
 	}
+	if o.MaxRetryInterval <= 0 {
+		o.MaxRetryInterval = DefaultMaxRetryInterval
+	}
+	o.MaxRetryInterval = max(o.MaxRetryInterval, o.RetryInterval)
 	if o.Clock == nil {
 		o.Clock = SystemClock
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Chain{links: append([]Link(nil), links...), basis: o.Basis, retry: o.RetryInterval,
+	return &Chain{links: append([]Link(nil), links...), basis: o.Basis, retry: o.RetryInterval, maxRetry: o.MaxRetryInterval,
 		clock: o.Clock, log: o.Logger, state: map[linkKey]*linkState{}}, nil
 }
 
@@ -198,18 +216,20 @@ func (c *Chain) tryLink(ctx context.Context, i int, l Link, zone string, at time
 		return Intensity{}, &Skip{Provider: name, Reason: why, Err: lastErr}, nil
 	}
 
-	in, err := l.Provider.Intensity(ctx, zone, at)
+	lctx, cancel := c.linkContext(ctx, i)
+	in, err := l.Provider.Intensity(lctx, zone, at)
+	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return Intensity{}, nil, fmt.Errorf("carbon: %s: %w", name, ctx.Err())
 		}
-		wait := c.retry
+		var retryAfter time.Duration
 		var rl *RateLimitError
 		if errors.As(err, &rl) && rl.RetryAfter > 0 {
-			wait = rl.RetryAfter
+			retryAfter = rl.RetryAfter
 		}
 		base := reasonFor(err)
-		c.fail(key, name, zone, now.Add(wait), base, ErrorReason(err), err)
+		wait := c.fail(key, name, zone, now, retryAfter, base, ErrorReason(err), err)
 		why := fmt.Sprintf("%s (retry after %s)", base, wait)
 		if has && c.fresh(cached, l, at) {
 			cached.Provenance.Notes = append(append([]string(nil), cached.Provenance.Notes...),
@@ -220,7 +240,7 @@ func (c *Chain) tryLink(ctx context.Context, i int, l Link, zone string, at time
 	}
 	if err := in.Validate(); err != nil {
 		err = fmt.Errorf("%s: invalid answer: %w", name, err)
-		c.fail(key, name, zone, now.Add(c.retry), err.Error(), ReasonInvalid, err)
+		c.fail(key, name, zone, now, 0, err.Error(), ReasonInvalid, err)
 		return Intensity{}, &Skip{Provider: name, Reason: err.Error(), Err: err}, nil
 	}
 	if in.Basis != c.basis {
@@ -249,7 +269,7 @@ func (c *Chain) tryLink(ctx context.Context, i int, l Link, zone string, at time
 		why := fmt.Sprintf("stale: newest value ends %s, %s before %s (limit %s)",
 			in.ValidTo.UTC().Format(time.RFC3339), age, at.UTC().Format(time.RFC3339), l.MaxAge)
 		err := fmt.Errorf("%s: %s: %w", name, why, ErrStale)
-		c.fail(key, name, zone, now.Add(c.retry), "stale", ReasonStale, err)
+		c.fail(key, name, zone, now, 0, "stale", ReasonStale, err)
 		return Intensity{}, &Skip{Provider: name, Reason: why, Err: err}, nil
 	}
 	return in, nil, nil
@@ -260,12 +280,33 @@ func (c *Chain) fresh(in Intensity, l Link, at time.Time) bool {
 	return l.MaxAge == 0 || in.Age(at) <= l.MaxAge
 }
 
-func (c *Chain) fail(key linkKey, name, zone string, until time.Time, reason, class string, err error) {
+// linkContext bounds the call of link i: while later links remain and ctx
+// has a deadline, to half the time left before it.
+func (c *Chain) linkContext(ctx context.Context, i int) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok || i == len(c.links)-1 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, time.Until(dl)/2)
+}
+
+// fail records a failed call at now and returns how long the link is left
+// alone: retryAfter when the server said so, else the backoff, which
+// doubles with each consecutive failure up to maxRetry.
+func (c *Chain) fail(key linkKey, name, zone string, now time.Time, retryAfter time.Duration, reason, class string, err error) time.Duration {
 	c.mu.Lock()
 	st := c.state[key]
 	first := st.failures == 0
 	st.failures++
-	st.until, st.reason, st.lastErr = until, reason, err
+	wait := retryAfter
+	if wait <= 0 {
+		wait = c.retry
+		for n := 1; n < st.failures && wait < c.maxRetry; n++ {
+			wait *= 2
+		}
+		wait = min(wait, c.maxRetry)
+	}
+	st.until, st.reason, st.lastErr = now.Add(wait), reason, err
 	if st.errors == nil {
 		st.errors = map[string]uint64{}
 	}
@@ -274,8 +315,9 @@ func (c *Chain) fail(key linkKey, name, zone string, until time.Time, reason, cl
 	if first {
 		c.log.Warn("carbon intensity provider unavailable; falling back", "provider", name, "zone", zone, "err", err)
 	} else {
-		c.log.Debug("carbon intensity provider still unavailable", "provider", name, "zone", zone, "err", err)
+		c.log.Debug("carbon intensity provider still unavailable", "provider", name, "zone", zone, "err", err, "retry_in", wait)
 	}
+	return wait
 }
 
 // reasonFor turns an error into a short skip reason.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"time"
 )
 
@@ -144,6 +145,25 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// errorFieldRE reads the key out of a Validate or Build error:
+// "carbon.providers[0]: token: ...", "carbon.zone is required".
+var errorFieldRE = regexp.MustCompile(`^carbon\.([a-z_]+(?:\[\d+\])?)(?:: ([a-z_]+):)?`)
+
+// ErrorField returns the key an error of Validate or Build is about, as a
+// path relative to the carbon section ("providers[1].token", "marginal",
+// "zone"), for callers that place the error at its line in a file; "" when
+// the error names no key.
+func ErrorField(err error) string {
+	m := errorFieldRE.FindStringSubmatch(err.Error())
+	switch {
+	case m == nil:
+		return ""
+	case m[2] != "":
+		return m[1] + "." + m[2]
+	}
+	return m[1]
 }
 
 func (p *ProviderConfig) validate() error {

@@ -9,9 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/inferensys/aiwatt/internal/retry"
 )
 
 // Defaults for the HTTP providers.
@@ -130,7 +131,7 @@ func (c *apiClient) getJSON(ctx context.Context, endpoint, path string, query ur
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 	case resp.StatusCode == http.StatusTooManyRequests:
 		return &APIError{Provider: c.provider, Endpoint: endpoint, StatusCode: resp.StatusCode,
-			Err: &RateLimitError{RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), c.clock.Now())}}
+			Err: &RateLimitError{RetryAfter: retry.ParseAfter(resp.Header.Get("Retry-After"), c.clock.Now())}}
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return &APIError{Provider: c.provider, Endpoint: endpoint, StatusCode: resp.StatusCode, Err: ErrAuth}
 	default:
@@ -163,27 +164,6 @@ func describeJSONError(err error) error {
 		return fmt.Errorf("field %q: got JSON %s, want %s", te.Field, te.Value, te.Type)
 	}
 	return err
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
-// It returns zero when absent or unparseable.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d
-		}
-	}
-	return 0
 }
 
 // parseTime accepts the timestamp shapes the providers use: RFC 3339 with or

@@ -1,7 +1,9 @@
 package carbon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -63,12 +65,39 @@ type ukNational struct {
 }
 
 type ukRegional struct {
-	Data []struct {
-		RegionID  int        `json:"regionid"`
-		DNORegion string     `json:"dnoregion"`
-		ShortName string     `json:"shortname"`
-		Data      []ukPeriod `json:"data"`
-	} `json:"data"`
+	Data ukRegions `json:"data"`
+}
+
+// ukRegion is one region's periods.
+type ukRegion struct {
+	RegionID  int        `json:"regionid"`
+	DNORegion string     `json:"dnoregion"`
+	ShortName string     `json:"shortname"`
+	Data      []ukPeriod `json:"data"`
+}
+
+// ukRegions is the "data" of a regional answer: an array of regions (the
+// current-period endpoint, and the range endpoint in the published
+// examples) or one region object (what the live range endpoint
+// /regional/intensity/{from}/{to}/regionid/{id} answers). Both are read.
+type ukRegions []ukRegion
+
+// UnmarshalJSON accepts an array of regions or a single region object.
+func (r *ukRegions) UnmarshalJSON(b []byte) error {
+	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
+		var one ukRegion
+		if err := json.Unmarshal(t, &one); err != nil {
+			return err
+		}
+		*r = ukRegions{one}
+		return nil
+	}
+	var many []ukRegion
+	if err := json.Unmarshal(b, &many); err != nil {
+		return err
+	}
+	*r = many
+	return nil
 }
 
 // ukTimeLayout is the API's path timestamp format (UTC).

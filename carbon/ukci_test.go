@@ -2,8 +2,11 @@ package carbon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -90,5 +93,53 @@ func TestUKCarbonIntensityForecastWhenNoActual(t *testing.T) {
 	in, err := u.Intensity(context.Background(), "GB", mustTime("2018-01-20T12:05:00Z"))
 	if err != nil || in.Value != 250 || in.Provenance.Method != "forecast" {
 		t.Fatalf("%v %s", err, in)
+	}
+}
+
+// TestUKCarbonIntensityLiveRegionalShape reads the regional range answer in
+// the shape the live API sends ({"data": {"regionid": …, "data": [ … ]}}, an
+// object where the published example has a one-element array), built here
+// from the recorded example, for a past look-up and for History.
+func TestUKCarbonIntensityLiveRegionalShape(t *testing.T) {
+	var doc struct {
+		Data []json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(fixtureEntry(t, "uk_carbonintensity_api_examples.json", "GET /regional/intensity/{from}/{to}/regionid/{regionid}"), &doc); err != nil || len(doc.Data) != 1 {
+		t.Fatalf("fixture: %v (%d regions)", err, len(doc.Data))
+	}
+	live := []byte(`{"data": ` + string(doc.Data[0]) + `}`)
+	var answer atomic.Pointer[[]byte]
+	answer.Store(&live)
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/regional/intensity/2018-01-20T12:00Z/2018-01-20T12:30Z/regionid/3" {
+			t.Errorf("unexpected request %s", r.URL.Path)
+			http.NotFound(w, r)
+			return
+		}
+		writeJSON(w, *answer.Load())
+	})
+	u, err := NewUKCarbonIntensity(HTTPOptions{BaseURL: srv.URL, Clock: newClock("2018-02-01T00:00:00Z")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := u.Intensity(context.Background(), "GB-3", mustTime("2018-01-20T12:10:00Z"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Value != 266 || in.Provenance.Method != "forecast" || in.Zone != "GB-3" {
+		t.Fatalf("got %s %+v", in, in.Provenance)
+	}
+	hist, err := u.History(context.Background(), "GB-3", mustTime("2018-01-20T12:00:00Z"), mustTime("2018-01-20T12:30:00Z"))
+	if err != nil || len(hist) != 1 || hist[0].Value != 266 {
+		t.Fatalf("history %v %v", hist, err)
+	}
+	// The object names its region; another region is refused.
+	wrong := []byte(strings.Replace(string(live), `"regionid": 3`, `"regionid": 4`, 1))
+	if string(wrong) == string(live) {
+		t.Fatal("fixture changed: no regionid 3")
+	}
+	answer.Store(&wrong)
+	if _, err := u.Intensity(context.Background(), "GB-3", mustTime("2018-01-20T12:10:00Z")); err == nil {
+		t.Fatal("answer for region 4 accepted for GB-3")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -99,22 +98,5 @@ func TestRetrierBackoffAndRetryAfter(t *testing.T) {
 	err = r.Do(context.Background(), func(context.Context) error { calls++; return &HTTPError{Status: 403, Err: errors.New("denied")} })
 	if err == nil || calls != 1 {
 		t.Fatalf("403: err=%v calls=%d", err, calls)
-	}
-}
-
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	h := http.Header{}
-	h.Set("Retry-After", "3")
-	if d := ParseRetryAfter(h, now); d != 3*time.Second {
-		t.Errorf("seconds: %v", d)
-	}
-	h.Set("Retry-After", now.Add(90*time.Second).Format(http.TimeFormat))
-	if d := ParseRetryAfter(h, now); d != 90*time.Second {
-		t.Errorf("date: %v", d)
-	}
-	h.Set("x-ms-retry-after-ms", "1500")
-	if d := ParseRetryAfter(h, now); d != 1500*time.Millisecond {
-		t.Errorf("ms: %v", d)
 	}
 }

@@ -2,7 +2,6 @@ package cloud
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"time"
 
@@ -75,9 +74,9 @@ var (
 
 // LoadConfig reads and checks the file; errors read "FILE:LINE: reason".
 func LoadConfig(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := yamlconf.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	return ParseConfig(path, data)
 }

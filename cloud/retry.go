@@ -2,22 +2,18 @@ package cloud
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/inferensys/aiwatt/internal/retry"
 )
 
 // RetryableError is implemented by provider errors that know whether
 // another attempt may succeed (throttling, 5xx, timeouts) and how long the
 // server asked to wait (Retry-After; zero when it did not say).
-type RetryableError interface {
-	error
-	Retryable() bool
-	RetryAfter() time.Duration
-}
+type RetryableError = retry.Error
 
 // HTTPError is a provider error classified from an HTTP status and headers.
 type HTTPError struct {
@@ -37,27 +33,6 @@ func (e *HTTPError) Retryable() bool {
 
 // RetryAfter returns the server's requested wait.
 func (e *HTTPError) RetryAfter() time.Duration { return e.After }
-
-// ParseRetryAfter reads a Retry-After header (seconds or an HTTP date,
-// relative to now) and the x-ms-retry-after-ms variant Azure sends.
-func ParseRetryAfter(h http.Header, now time.Time) time.Duration {
-	if v := h.Get("x-ms-retry-after-ms"); v != "" {
-		if ms, err := strconv.Atoi(v); err == nil && ms > 0 {
-			return time.Duration(ms) * time.Millisecond
-		}
-	}
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.Atoi(v); err == nil && s > 0 {
-		return time.Duration(s) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
-}
 
 // Retrier runs calls with exponential backoff and full jitter, waiting at
 // least as long as a Retry-After asks (capped at MaxDelay).
@@ -79,58 +54,17 @@ type Retrier struct {
 // Retries returns how many retries the Retrier has made.
 func (r *Retrier) Retries() int64 { return r.retries.Load() }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // Do calls fn until it succeeds, returns a non-retryable error, the attempts
-// run out or ctx ends.
+// run out or ctx ends (internal/retry's Policy with full jitter).
 func (r *Retrier) Do(ctx context.Context, fn func(context.Context) error) error {
-	attempts, base, maxd := r.Attempts, r.BaseDelay, r.MaxDelay
-	if attempts <= 0 {
-		attempts = 5
-	}
-	if base <= 0 {
-		base = time.Second
-	}
-	if maxd <= 0 {
-		maxd = time.Minute
-	}
-	sleep, jitter := r.Sleep, r.Jitter
-	if sleep == nil {
-		sleep = sleepCtx
-	}
+	jitter := r.Jitter
 	if jitter == nil {
 		jitter = rand.Float64
 	}
-	var err error
-	for i := 0; i < attempts; i++ {
-		if err = fn(ctx); err == nil {
-			return nil
-		}
-		var re RetryableError
-		if !errors.As(err, &re) || !re.Retryable() || i == attempts-1 || ctx.Err() != nil {
-			return err
-		}
-		ceil := base << i
-		if ceil > maxd || ceil <= 0 {
-			ceil = maxd
-		}
-		d := time.Duration(jitter() * float64(ceil))
-		if ra := re.RetryAfter(); ra > d {
-			d = min(ra, maxd)
-		}
-		r.retries.Add(1)
-		if serr := sleep(ctx, d); serr != nil {
-			return errors.Join(err, serr)
-		}
+	p := retry.Policy{Attempts: r.Attempts, Base: r.BaseDelay, Max: r.MaxDelay, Jitter: jitter, Sleep: r.Sleep}
+	n, err := p.Do(ctx, fn)
+	if n > 1 {
+		r.retries.Add(int64(n - 1))
 	}
 	return err
 }

@@ -101,7 +101,11 @@ const (
 	unitShort       = units.Short
 )
 
-// Label filters from the template variables. `node` and `cluster` come from Prometheus relabelling.
+// Label filters from the template variables. `node` comes from Prometheus relabelling; `cluster` from
+// relabelling or, in a fleet, from each Prometheus's external labels, which a global view (Thanos,
+// VictoriaMetrics) keeps. With one Prometheus and no cluster label the variable lists nothing and
+// "All" (.*) matches the empty label, so every filter below works both ways. Per-node panels keep
+// cluster in their grouping and legends: node names repeat across clusters.
 const (
 	fCluster   = `cluster=~"$cluster"`
 	fNode      = `cluster=~"$cluster", node=~"$node"`
@@ -112,7 +116,7 @@ const (
 
 // workloadJoin restricts workload energy to the workloads that serve inference, exactly as the
 // recording rules do (alerts/rules/aiwatt-recording.yml).
-const workloadJoin = `and on (cluster, node, instance, job, namespace, pod, container, project, model_id, workload_type) aiwatt_inference_requests_total`
+const workloadJoin = `and on (cluster, node, instance, job, namespace, pod, container, project, model_id, workload_type) aiwatt_inference_requests_total{` + fCluster + `}`
 
 func datasource() common.DataSourceRef {
 	return common.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.ToPtr("${datasource}")}
@@ -308,30 +312,30 @@ func nodeGPUPower() *dashboard.DashboardBuilder {
 		"Per-node CPU, DRAM and GPU power from the raw energy counters, GPU power against its limit, and the agent's sources.").
 		WithRow(row("CPU")).
 		WithPanel(ts("CPU power by zone", "RAPL zones nest: core and uncore are parts of package; psys covers the SoC. Sum package and dram for CPU power. source=estimate is the CPU power model.", unitWatt, 12,
-			q{expr: `sum by (node, socket, zone, source) (rate(aiwatt_cpu_energy_joules_total{` + fNode + `}[$__rate_interval]))`, legend: "{{node}} socket {{socket}} {{zone}} ({{source}})"})).
+			q{expr: `sum by (cluster, node, socket, zone, source) (rate(aiwatt_cpu_energy_joules_total{` + fNode + `}[$__rate_interval]))`, legend: "{{cluster}} {{node}} socket {{socket}} {{zone}} ({{source}})"})).
 		WithPanel(ts("CPU power per node", "package + dram; measured RAPL where the rapl source is up, else the estimate.", unitWatt, 12,
-			q{expr: `instance:aiwatt_cpu_power_watts:rate5m{` + fNode + `}`, legend: "{{node}}"})).
+			q{expr: `instance:aiwatt_cpu_power_watts:rate5m{` + fNode + `}`, legend: "{{cluster}} {{node}}"})).
 		WithRow(row("GPU")).
 		WithPanel(ts("GPU power (energy counter)", "Rate of the GPU energy counter: the authoritative power figure.", unitWatt, 12,
-			q{expr: `sum by (node, gpu, uuid) (rate(aiwatt_gpu_energy_joules_total{` + fNode + `}[$__rate_interval]))`, legend: "{{node}} gpu {{gpu}}"})).
+			q{expr: `sum by (cluster, node, gpu, uuid) (rate(aiwatt_gpu_energy_joules_total{` + fNode + `}[$__rate_interval]))`, legend: "{{cluster}} {{node}} gpu {{gpu}}"})).
 		WithPanel(ts("GPU power and limit", "Instantaneous power at the last sample, with the enforced limit.", unitWatt, 12,
-			q{expr: `aiwatt_gpu_power_watts{` + fNode + `}`, legend: "{{node}} gpu {{gpu}}"},
-			q{expr: `aiwatt_gpu_power_limit_watts{` + fNode + `}`, legend: "{{node}} gpu {{gpu}} limit"})).
+			q{expr: `aiwatt_gpu_power_watts{` + fNode + `}`, legend: "{{cluster}} {{node}} gpu {{gpu}}"},
+			q{expr: `aiwatt_gpu_power_limit_watts{` + fNode + `}`, legend: "{{cluster}} {{node}} gpu {{gpu}} limit"})).
 		WithPanel(ts("GPU power / limit", "AiwattGPUPowerNearLimit fires when the 10-minute average stays above 95%.", unitPercentUnit, 12,
-			q{expr: `aiwatt_gpu_power_watts{` + fNode + `} / (aiwatt_gpu_power_limit_watts{` + fNode + `} > 0)`, legend: "{{node}} gpu {{gpu}}"})).
+			q{expr: `aiwatt_gpu_power_watts{` + fNode + `} / (aiwatt_gpu_power_limit_watts{` + fNode + `} > 0)`, legend: "{{cluster}} {{node}} gpu {{gpu}}"})).
 		WithPanel(tbl("GPUs", "", unitShort, 12,
 			q{expr: `aiwatt_gpu_info{` + fNode + `}`})).
 		WithRow(row("Attribution")).
 		WithPanel(stacked("Attributed and idle power", "Energy charged to workloads, and node idle energy charged to none, by component. They add up to the devices' energy.", unitWatt, 24,
-			q{expr: `sum by (node, component) (rate(aiwatt_workload_energy_joules_total{` + fWorkload + `}[$__rate_interval]))`, legend: "{{node}} {{component}} workloads"},
-			q{expr: `sum by (node, component) (rate(aiwatt_node_idle_energy_joules_total{` + fNode + `}[$__rate_interval]))`, legend: "{{node}} {{component}} idle"})).
+			q{expr: `sum by (cluster, node, component) (rate(aiwatt_workload_energy_joules_total{` + fWorkload + `}[$__rate_interval]))`, legend: "{{cluster}} {{node}} {{component}} workloads"},
+			q{expr: `sum by (cluster, node, component) (rate(aiwatt_node_idle_energy_joules_total{` + fNode + `}[$__rate_interval]))`, legend: "{{cluster}} {{node}} {{component}} idle"})).
 		WithRow(row("Agent")).
 		WithPanel(ts("Sources up", "", unitShort, 8,
-			q{expr: `aiwatt_source_up{` + fNode + `}`, legend: "{{node}} {{source}}"})).
+			q{expr: `aiwatt_source_up{` + fNode + `}`, legend: "{{cluster}} {{node}} {{source}}"})).
 		WithPanel(ts("Sample duration", "How long each source's last sample took; close to the interval means the loop is at risk.", unitSeconds, 8,
-			q{expr: `aiwatt_sample_duration_seconds{` + fNode + `}`, legend: "{{node}} {{source}}"})).
+			q{expr: `aiwatt_sample_duration_seconds{` + fNode + `}`, legend: "{{cluster}} {{node}} {{source}}"})).
 		WithPanel(ts("Sample age", "", unitSeconds, 8,
-			q{expr: `time() - aiwatt_last_sample_timestamp_seconds{` + fNode + `}`, legend: "{{node}}"}))
+			q{expr: `time() - aiwatt_last_sample_timestamp_seconds{` + fNode + `}`, legend: "{{cluster}} {{node}}"}))
 }
 
 func inferenceEfficiency() *dashboard.DashboardBuilder {
@@ -410,8 +414,8 @@ func carbonDisclosure() *dashboard.DashboardBuilder {
 		WithPanel(bars("Facility energy per day by project", "Average facility power (IT × PUE) over each day times its length.", unitKWh, "1d", 12,
 			q{expr: `sum by (project) (avg_over_time(project:aiwatt_facility_power_watts:rate5m{` + fCluster + `}[$__interval])) * $__interval_ms / 3.6e9`, legend: "{{project}}"})).
 		WithPanel(ts("Budget burn rate", "1 spends a project's energy budget exactly over its window; the alerts page above 14.4 (1h) and ticket above 6 (6h).", unitShort, 12,
-			q{expr: `project_window:aiwatt_energy_budget_burn_rate:rate1h`, legend: "{{project}} {{window}} 1h"},
-			q{expr: `project_window:aiwatt_energy_budget_burn_rate:rate6h`, legend: "{{project}} {{window}} 6h"})).
+			q{expr: `project_window:aiwatt_energy_budget_burn_rate:rate1h{` + fCluster + `}`, legend: "{{cluster}} {{project}} {{window}} 1h"},
+			q{expr: `project_window:aiwatt_energy_budget_burn_rate:rate6h{` + fCluster + `}`, legend: "{{cluster}} {{project}} {{window}} 6h"})).
 		WithRow(row("Grid")).
 		WithPanel(ts("Grid carbon intensity", "", unitIntensity, 12,
 			q{expr: `max by (zone, provider, basis) (aiwatt_grid_carbon_intensity_grams_per_kwh{` + fCluster + `, basis=~"$basis"})`, legend: "{{zone}} {{provider}} ({{basis}})"})).

@@ -170,7 +170,8 @@ func TestDashboardContent(t *testing.T) {
 }
 
 // checkExpr parses a dashboard query and checks its metric names and ranges: rate() over
-// $__rate_interval, never a fixed window (recording rules carry their window in their name).
+// $__rate_interval, never a fixed window (recording rules carry their window in their name); every
+// selector filters by the cluster variable, and per-node aggregations keep the cluster.
 func checkExpr(t *testing.T, where, expr string, queryable map[string]bool) {
 	t.Helper()
 	for _, m := range regexp.MustCompile(`\[([^\]]*)\]`).FindAllStringSubmatch(expr, -1) {
@@ -202,6 +203,18 @@ func checkExpr(t *testing.T, where, expr string, queryable map[string]bool) {
 			}
 			if !queryable[name] {
 				t.Errorf("%s: selects %q, which is neither in the metric contract, nor up, nor a recording rule", where, name)
+			}
+			// The cluster variable filters everything but its own list: a global view
+			// (Thanos, VictoriaMetrics) holds every cluster of the fleet.
+			if !strings.HasSuffix(where, "variable cluster") && !slices.ContainsFunc(n.LabelMatchers, func(m *labels.Matcher) bool {
+				return m.Name == "cluster" && m.Type == labels.MatchRegexp && m.Value == "$cluster"
+			}) {
+				t.Errorf("%s: %s has no cluster=~\"$cluster\" matcher", where, n)
+			}
+		case *parser.AggregateExpr:
+			// Node names repeat across clusters: a per-node series must keep its cluster.
+			if slices.Contains(n.Grouping, "node") && !slices.Contains(n.Grouping, "cluster") && !n.Without {
+				t.Errorf("%s: %s groups by node but not by cluster", where, n)
 			}
 		}
 		return nil

@@ -1,331 +1,66 @@
 package dcgm
 
-import (
-	"context"
-	"errors"
-	"fmt"
-	"log/slog"
-	"time"
+import "github.com/inferensys/aiwatt/gpu"
+
+// The contract types and constants live in package gpu; these aliases keep
+// the names this package was first written with.
+type (
+	// Config is gpu.Config.
+	Config = gpu.Config
+	// GPU is gpu.GPU.
+	GPU = gpu.GPU
+	// MIGInstance is gpu.MIGInstance.
+	MIGInstance = gpu.MIGInstance
+	// Process is gpu.Process.
+	Process = gpu.Process
+	// PodRef is gpu.PodRef.
+	PodRef = gpu.PodRef
+	// GPUSample is gpu.GPUSample.
+	GPUSample = gpu.GPUSample
+	// Result is gpu.Result.
+	Result = gpu.Result
+	// Backend is gpu.Backend.
+	Backend = gpu.Backend
 )
 
-// ErrNoData reports that there is no GPU to read: no NVIDIA driver or
-// library, NVML Init failed, no device, or the backend is "none". The source
-// is absent, not failed; test for it with errors.Is.
-var ErrNoData = errors.New("dcgm: no GPU found")
+// Sentinels of package gpu.
+var (
+	// ErrNoData is gpu.ErrNoData.
+	ErrNoData = gpu.ErrNoData
+	// ErrClosed is gpu.ErrClosed.
+	ErrClosed = gpu.ErrClosed
+)
 
-// Energy sources, used as the source label of GPU energy.
+// Constants of package gpu, under their first names.
 const (
-	// SourceNVML is the NVML hardware energy counter.
-	SourceNVML = "nvml"
-	// SourceNVMLPower is NVML power integrated over time, used where the
-	// energy counter is not supported.
-	SourceNVMLPower = "nvml_power"
-	// SourceDCGMExporter is a dcgm-exporter endpoint; GPUSample.Method says
-	// whether its energy counter or its power gauge was used.
-	SourceDCGMExporter = "dcgm_exporter"
+	SourceNVML             = gpu.SourceNVML
+	SourceNVMLPower        = gpu.SourceNVMLPower
+	SourceDCGMExporter     = gpu.SourceDCGMExporter
+	MethodEnergyCounter    = gpu.MethodEnergyCounter
+	MethodPowerIntegration = gpu.MethodPowerIntegration
+	BackendAuto            = gpu.BackendAuto
+	BackendNVML            = gpu.BackendNVML
+	BackendDCGMExporter    = gpu.BackendDCGMExporter
+	BackendNone            = gpu.BackendNone
+	NameNVML               = gpu.NameNVML
+	NameDCGMExporter       = gpu.NameDCGMExporter
+	MIGModeEnabled         = gpu.MIGModeEnabled
+	MIGModeDisabled        = gpu.MIGModeDisabled
+	MIGModeUnsupported     = gpu.MIGModeUnsupported
+	MIGModeUnknown         = gpu.MIGModeUnknown
+	ReasonReadError        = gpu.ReasonReadError
+	ReasonCounterReset     = gpu.ReasonCounterReset
+	ReasonImplausibleDelta = gpu.ReasonImplausibleDelta
+	ReasonTimeout          = gpu.ReasonTimeout
+	ReasonRequestError     = gpu.ReasonRequestError
+	ReasonHTTPStatus       = gpu.ReasonHTTPStatus
+	ReasonParseError       = gpu.ReasonParseError
+	ReasonBodyTooLarge     = gpu.ReasonBodyTooLarge
+	ReasonGPULost          = gpu.ReasonGPULost
+	ReasonMissingEnergy    = gpu.ReasonMissingEnergy
+	ReasonInvalidValue     = gpu.ReasonInvalidValue
+	DefaultExporterTimeout = gpu.DefaultExporterTimeout
+	DefaultMaxBodyBytes    = gpu.DefaultMaxBodyBytes
 )
 
-// Measurement methods, reported in GPUSample.Method.
-const (
-	// MethodEnergyCounter means Joules come from a hardware energy counter.
-	MethodEnergyCounter = "energy_counter"
-	// MethodPowerIntegration means Joules are power integrated over the
-	// caller's clock (trapezoid rule between samples).
-	MethodPowerIntegration = "power_integration"
-)
-
-// Backend names accepted in Config.Backend.
-const (
-	// BackendAuto prefers NVML, then dcgm-exporter when ExporterURL is set.
-	BackendAuto = "auto"
-	// BackendNVML reads NVML in process.
-	BackendNVML = "nvml"
-	// BackendDCGMExporter scrapes Config.ExporterURL.
-	BackendDCGMExporter = "dcgm-exporter"
-	// BackendNone disables GPU energy; Open returns ErrNoData.
-	BackendNone = "none"
-)
-
-// Names returned by Backend.Name (the source label of aiwatt_source_up).
-const (
-	// NameNVML is the name of the NVML backend.
-	NameNVML = "nvml"
-	// NameDCGMExporter is the name of the dcgm-exporter backend.
-	NameDCGMExporter = "dcgm_exporter"
-)
-
-// MIG modes reported in GPU.MIGMode.
-const (
-	// MIGModeEnabled means the GPU runs MIG instances.
-	MIGModeEnabled = "enabled"
-	// MIGModeDisabled means the GPU supports MIG but it is off.
-	MIGModeDisabled = "disabled"
-	// MIGModeUnsupported means the GPU (or driver) has no MIG.
-	MIGModeUnsupported = "unsupported"
-	// MIGModeUnknown is used by the dcgm-exporter backend when no MIG row
-	// was seen: the exporter cannot tell "disabled" from "unsupported".
-	MIGModeUnknown = "unknown"
-)
-
-// Error reasons counted in Result.Errors.
-const (
-	// ReasonReadError is a failed NVML read other than the cases below.
-	ReasonReadError = "read_error"
-	// ReasonCounterReset is an energy counter that went backwards (driver
-	// reload, GPU reset); the energy since the reset is still counted.
-	ReasonCounterReset = "counter_reset"
-	// ReasonImplausibleDelta is an energy step (or power reading) above the
-	// plausibility ceiling; it is rejected.
-	ReasonImplausibleDelta = "implausible_delta"
-	// ReasonTimeout is a dcgm-exporter scrape that ran past its timeout.
-	ReasonTimeout = "timeout"
-	// ReasonRequestError is a dcgm-exporter request that failed for another
-	// reason (connection refused, reset).
-	ReasonRequestError = "request_error"
-	// ReasonHTTPStatus is a dcgm-exporter answer with a status other than 200.
-	ReasonHTTPStatus = "http_status"
-	// ReasonParseError is a dcgm-exporter body that is not valid text
-	// exposition.
-	ReasonParseError = "parse_error"
-	// ReasonBodyTooLarge is a dcgm-exporter body over Config.MaxBodyBytes.
-	ReasonBodyTooLarge = "body_too_large"
-	// ReasonGPULost is a GPU that fell off the bus or vanished from the
-	// exporter output; its total is kept.
-	ReasonGPULost = "gpu_lost"
-	// ReasonMissingEnergy is a dcgm-exporter GPU with neither an energy
-	// counter nor a power gauge.
-	ReasonMissingEnergy = "missing_energy"
-)
-
-// Defaults applied by Open and NewExporterBackend to zero Config fields.
-const (
-	// DefaultExporterTimeout bounds one dcgm-exporter scrape.
-	DefaultExporterTimeout = 5 * time.Second
-	// DefaultMaxBodyBytes bounds one dcgm-exporter body (16 MiB).
-	DefaultMaxBodyBytes = 16 << 20
-)
-
-// Config selects and tunes the backend.
-type Config struct {
-	// Backend is "auto" (prefer NVML, then dcgm-exporter if ExporterURL is
-	// set), "nvml", "dcgm-exporter" or "none". Empty means "auto".
-	Backend string
-	// ExporterURL is the dcgm-exporter metrics URL
-	// (--dcgm.exporter-url, e.g. http://127.0.0.1:9400/metrics).
-	ExporterURL string
-	// ExporterTimeout bounds one scrape, body included (default 5s).
-	ExporterTimeout time.Duration
-	// MaxBodyBytes bounds the exporter body (default 16 MiB); a larger
-	// body is an error, never silently truncated.
-	MaxBodyBytes int64
-	// MinRefresh is the shortest time between two scrapes of the exporter,
-	// which itself refreshes every 30s by default. Samples inside the window
-	// return the previous values without a request. Zero scrapes on every
-	// sample; an unchanged counter then adds nothing and is not an error.
-	MinRefresh time.Duration
-}
-
-func (c Config) withDefaults() Config {
-	if c.Backend == "" {
-		c.Backend = BackendAuto
-	}
-	if c.ExporterTimeout <= 0 {
-		c.ExporterTimeout = DefaultExporterTimeout
-	}
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.MinRefresh < 0 {
-		c.MinRefresh = 0
-	}
-	return c
-}
-
-// GPU identifies one physical GPU.
-type GPU struct {
-	// Index is the NVML device index (the exporter's gpu label); -1 unknown.
-	Index int
-	// UUID is the GPU UUID, e.g. GPU-c2f76b33-7953-256e-8f33-1343419b1a1c.
-	UUID string
-	// Model is the product name, e.g. "NVIDIA H200".
-	Model string
-	// Driver is the NVIDIA driver version.
-	Driver string
-	// MIGMode is MIGModeEnabled, MIGModeDisabled, MIGModeUnsupported or
-	// MIGModeUnknown.
-	MIGMode string
-	// MIG lists the MIG instances, for attribution. Energy is per physical
-	// GPU, never per instance.
-	MIG []MIGInstance
-}
-
-// MIGInstance is one MIG compute instance of a GPU.
-type MIGInstance struct {
-	// GPUInstanceID is the GPU instance (GI) id.
-	GPUInstanceID int
-	// ComputeInstanceID is the compute instance (CI) id; -1 unknown (the
-	// exporter does not report it).
-	ComputeInstanceID int
-	// UUID is the MIG device UUID (MIG-...); empty when unknown.
-	UUID string
-	// Profile is the instance profile, e.g. "1g.18gb"; empty when unknown.
-	Profile string
-}
-
-// Process is one process holding a GPU context.
-type Process struct {
-	// PID is the process id as NVML sees it (host PID namespace).
-	PID uint32
-	// UsedMemoryBytes is the GPU memory used; 0 when not available.
-	UsedMemoryBytes uint64
-	// SMUtil is the process's SM utilisation 0..100 over the last interval,
-	// from GetProcessUtilization; -1 unknown (no sample).
-	SMUtil float64
-	// MIGGPUInstanceID is the MIG GPU instance the process runs in; -1 when
-	// the GPU is not in MIG mode.
-	MIGGPUInstanceID int
-}
-
-// PodRef is the pod labels of a dcgm-exporter row, passed through raw. The
-// exported_ form of a label (added by Prometheus relabelling) wins over the
-// plain one, which wins over the 1.x pod_name/pod_namespace/container_name.
-type PodRef struct {
-	// Namespace is the pod's namespace.
-	Namespace string
-	// Pod is the pod name.
-	Pod string
-	// Container is the container name.
-	Container string
-}
-
-// GPUSample is one physical GPU after a sample.
-type GPUSample struct {
-	GPU
-	// Source is SourceNVML, SourceNVMLPower or SourceDCGMExporter.
-	Source string
-	// Method is MethodEnergyCounter or MethodPowerIntegration.
-	Method string
-	// Joules is the monotonic total since the backend first saw this GPU
-	// (starts at 0).
-	Joules float64
-	// PowerWatts is the instantaneous power; 0 unknown.
-	PowerWatts float64
-	// PowerLimitWatts is the enforced power limit; 0 unknown.
-	PowerLimitWatts float64
-	// SMUtil is the device utilisation 0..100; -1 unknown.
-	SMUtil float64
-	// Processes are the compute processes on the GPU (NVML only).
-	Processes []Process
-	// Pods are the pods of the dcgm-exporter rows of this GPU
-	// (deduplicated, sorted), for attribution when the GPU Operator labels
-	// them; empty otherwise.
-	Pods []PodRef
-	// Hostname is the dcgm-exporter Hostname label; empty for NVML. A
-	// changing value means the URL reaches more than one node.
-	Hostname string
-	// OK reports that the GPU was read successfully in this sample.
-	OK bool
-}
-
-// Result is the outcome of one sample.
-type Result struct {
-	// GPUs is sorted by Index (then UUID). A GPU that disappeared mid-run
-	// stays with OK=false and its total kept.
-	GPUs []GPUSample
-	// Errors counts error reasons (Reason* constants) in this sample. It is
-	// never nil.
-	Errors map[string]uint64
-}
-
-func newResult(n int) Result {
-	return Result{GPUs: make([]GPUSample, 0, n), Errors: make(map[string]uint64)}
-}
-
-// Backend is one GPU energy source.
-//
-// Sample must return when ctx is cancelled. It returns an error only when
-// nothing could be read at all; partial failures are counted in
-// Result.Errors. The error wraps ErrNoData when the source turned out to be
-// absent. Calls are safe from several goroutines but are serialised.
-type Backend interface {
-	// Name is "nvml" or "dcgm_exporter" (label source of aiwatt_source_up).
-	Name() string
-	// Sample reads every GPU at the caller's time now.
-	Sample(ctx context.Context, now time.Time) (Result, error)
-	// Close releases the backend; Sample fails afterwards.
-	Close() error
-}
-
-// ErrClosed is returned by Sample after Close.
-var ErrClosed = errors.New("dcgm: backend closed")
-
-// Open builds the backend selected by cfg. It returns an error wrapping
-// ErrNoData, with the reason, when there is no GPU, no NVML library, NVML
-// Init failed, or the backend is "none"; any other error is a configuration
-// error. It never panics. A nil logger discards logs.
-func Open(cfg Config, logger *slog.Logger) (Backend, error) {
-	cfg = cfg.withDefaults()
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	switch cfg.Backend {
-	case BackendNone:
-		return nil, fmt.Errorf("%w: GPU backend is %q", ErrNoData, BackendNone)
-	case BackendNVML:
-		return openNVML(logger)
-	case BackendDCGMExporter:
-		if cfg.ExporterURL == "" {
-			return nil, fmt.Errorf("dcgm: backend %q needs an exporter URL", BackendDCGMExporter)
-		}
-		return NewExporterBackend(cfg, nil, logger)
-	case BackendAuto:
-		b, err := openNVML(logger)
-		if err == nil {
-			return b, nil
-		}
-		if cfg.ExporterURL == "" {
-			return nil, err
-		}
-		logger.Info("NVML unavailable, using dcgm-exporter", "reason", err, "url", cfg.ExporterURL)
-		return NewExporterBackend(cfg, nil, logger)
-	default:
-		return nil, fmt.Errorf("dcgm: unknown backend %q (want %s, %s, %s or %s)",
-			cfg.Backend, BackendAuto, BackendNVML, BackendDCGMExporter, BackendNone)
-	}
-}
-
-// lock is a mutex whose acquisition gives up when a context ends.
-type lock chan struct{}
-
-func newLock() lock { return make(lock, 1) }
-
-func (l lock) acquire(ctx context.Context) error {
-	select {
-	case l <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (l lock) release() { <-l }
-
-// ctxResult is the result of a sample cut short by its context.
-func ctxResult(err error) Result {
-	r := newResult(0)
-	if errors.Is(err, context.DeadlineExceeded) {
-		r.Errors[ReasonTimeout]++
-	}
-	return r
-}
-
-// clampUtil bounds a utilisation to 0..100.
-func clampUtil(u float64) float64 {
-	switch {
-	case u < 0:
-		return 0
-	case u > 100:
-		return 100
-	}
-	return u
-}
+func newResult(n int) Result { return gpu.NewResult(n) }

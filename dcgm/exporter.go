@@ -17,6 +17,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/internal/gpukit"
+	"github.com/inferensys/aiwatt/source"
 )
 
 // exporterMinWindow is the shortest window the plausibility ceiling is
@@ -41,21 +45,27 @@ type exGPU struct {
 	info     GPU
 	hostname string
 	method   exMethod
-	counter  counterAcc
-	power    powerAcc
+	counter  gpukit.CounterAcc
+	power    gpukit.PowerAcc
 	powerW   float64
 	limitW   float64
 	util     float64
 	pods     []PodRef
-	present  bool // in the latest successful scrape
+	present  bool   // in the latest successful scrape
+	reported uint64 // total millijoules already handed out as deltas
+	invalid  uint64 // invalid values in the latest scrape
 }
 
 func (g *exGPU) sample(ok bool) GPUSample {
+	total := g.counter.TotalMJ + g.power.TotalMJ
+	delta := total - g.reported
+	g.reported = total
 	s := GPUSample{
 		GPU:             g.info,
 		Source:          SourceDCGMExporter,
 		Method:          MethodEnergyCounter,
-		Joules:          joules(g.counter.totalMJ + g.power.totalMJ),
+		Delta:           source.Millijoules(delta),
+		Joules:          gpukit.Joules(total),
 		PowerWatts:      g.powerW,
 		PowerLimitWatts: g.limitW,
 		SMUtil:          g.util,
@@ -82,7 +92,7 @@ type exporterBackend struct {
 	client *http.Client
 	logger *slog.Logger
 
-	mu         lock
+	mu         gpukit.Lock
 	closed     bool
 	parser     expfmt.TextParser
 	buf        bytes.Buffer
@@ -100,7 +110,7 @@ var _ Backend = (*exporterBackend)(nil)
 // missing exporter shows as Sample errors, so the source can come up later.
 // A nil logger discards logs.
 func NewExporterBackend(cfg Config, client *http.Client, logger *slog.Logger) (Backend, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -123,10 +133,30 @@ func NewExporterBackend(cfg Config, client *http.Client, logger *slog.Logger) (B
 		url:    u.String(),
 		client: client,
 		logger: logger,
-		mu:     newLock(),
+		mu:     gpukit.NewLock(),
 		parser: expfmt.NewTextParser(model.UTF8Validation),
 		gpus:   make(map[string]*exGPU),
 	}, nil
+}
+
+// Reconfigure takes a new timeout, body limit, refresh window or URL in
+// place and keeps every GPU's baseline (GPUs are known by UUID, whatever
+// URL reaches them). It returns false for another backend kind or a URL
+// that is not http(s).
+func (b *exporterBackend) Reconfigure(cfg Config) bool {
+	cfg = cfg.WithDefaults()
+	if cfg.Backend == BackendNVML || cfg.Backend == BackendNone || cfg.ExporterURL == "" {
+		return false
+	}
+	u, err := url.Parse(cfg.ExporterURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return false
+	}
+	_ = b.mu.Acquire(context.Background())
+	defer b.mu.Release()
+	b.cfg, b.url = cfg, u.String()
+	b.scraped = false
+	return true
 }
 
 // Name returns "dcgm_exporter".
@@ -136,10 +166,10 @@ func (b *exporterBackend) Name() string { return NameDCGMExporter }
 func (b *exporterBackend) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.ExporterTimeout)
 	defer cancel()
-	if err := b.mu.acquire(ctx); err != nil {
+	if err := b.mu.Acquire(ctx); err != nil {
 		return fmt.Errorf("dcgm-exporter close: %w", err)
 	}
-	defer b.mu.release()
+	defer b.mu.Release()
 	b.closed = true
 	b.client.CloseIdleConnections()
 	return nil
@@ -149,10 +179,10 @@ func (b *exporterBackend) Close() error {
 // younger than Config.MinRefresh, in which case the previous values are
 // returned without a request.
 func (b *exporterBackend) Sample(ctx context.Context, now time.Time) (Result, error) {
-	if err := b.mu.acquire(ctx); err != nil {
-		return ctxResult(err), fmt.Errorf("dcgm-exporter sample: %w", err)
+	if err := b.mu.Acquire(ctx); err != nil {
+		return gpukit.CtxResult(err), fmt.Errorf("dcgm-exporter sample: %w", err)
 	}
-	defer b.mu.release()
+	defer b.mu.Release()
 	if b.closed {
 		return newResult(0), ErrClosed
 	}
@@ -160,6 +190,9 @@ func (b *exporterBackend) Sample(ctx context.Context, now time.Time) (Result, er
 		if age := now.Sub(b.lastScrape); age >= 0 && age < b.cfg.MinRefresh {
 			r := newResult(len(b.cached))
 			r.GPUs = append(r.GPUs, b.cached...)
+			for i := range r.GPUs {
+				r.GPUs[i].Delta = 0 // Handed out with the scrape that read it.
+			}
 			return r, nil
 		}
 	}
@@ -231,7 +264,7 @@ func requestReason(err error) string {
 }
 
 // markAllAbsent fills r with every known GPU, not read (totals kept). A
-// power integration resumes across the gap if it is short (maxPowerGap).
+// power integration resumes across the gap if it is short (gpukit.MaxPowerGap).
 func (b *exporterBackend) markAllAbsent(r *Result) {
 	for _, g := range b.gpus {
 		r.GPUs = append(r.GPUs, g.sample(false))
@@ -273,7 +306,7 @@ func (b *exporterBackend) apply(fams map[string]*dto.MetricFamily, now time.Time
 			b.logger.Warn("GPU missing from dcgm-exporter output, keeping its energy total", "uuid", g.info.UUID)
 		}
 		g.present = false
-		g.power.unprime()
+		g.power.Unprime()
 		r.Errors[ReasonGPULost]++
 		r.GPUs = append(r.GPUs, g.sample(false))
 	}
@@ -302,6 +335,11 @@ func (b *exporterBackend) applyGPU(g *exGPU, row *gpuRows, now time.Time, errs m
 	}
 	if len(g.info.MIG) > 0 {
 		g.info.MIGMode = MIGModeEnabled
+		g.info.MIGSlices = gpu.SlicesOf(g.info.Model)
+	}
+	if row.invalid > 0 {
+		errs[ReasonInvalidValue] += row.invalid
+		b.logger.Warn("invalid GPU value dropped (NaN, negative, infinite or beyond any counter)", "uuid", row.uuid, "values", row.invalid)
 	}
 	g.hostname = firstNonEmpty(row.hostname, g.hostname)
 	g.pods = row.podList()
@@ -313,9 +351,9 @@ func (b *exporterBackend) applyGPU(g *exGPU, row *gpuRows, now time.Time, errs m
 	}
 	g.util = -1
 	if row.hasUtil {
-		g.util = clampUtil(row.util)
+		g.util = gpukit.ClampUtil(row.util)
 	}
-	ceiling := ceilingWatts(g.limitW)
+	ceiling := gpukit.CeilingWatts(g.limitW)
 	if row.hasPower && row.power <= ceiling {
 		g.powerW = row.power
 	}
@@ -323,10 +361,10 @@ func (b *exporterBackend) applyGPU(g *exGPU, row *gpuRows, now time.Time, errs m
 	switch {
 	case row.hasEnergy:
 		if g.method != exMethodCounter {
-			g.counter.unprime()
+			g.counter.Unprime()
 			g.method = exMethodCounter
 		}
-		reset, implausible := g.counter.update(row.energy, now, ceiling, minWindow)
+		reset, implausible := g.counter.Update(row.energy, now, ceiling, minWindow)
 		if reset {
 			errs[ReasonCounterReset]++
 			b.logger.Warn("GPU energy counter went backwards (driver reload or GPU reset)", "uuid", row.uuid)
@@ -338,11 +376,11 @@ func (b *exporterBackend) applyGPU(g *exGPU, row *gpuRows, now time.Time, errs m
 		row.readOK = true
 	case row.hasPower:
 		if g.method != exMethodPower {
-			g.power.unprime()
-			g.counter.unprime()
+			g.power.Unprime()
+			g.counter.Unprime()
 			g.method = exMethodPower
 		}
-		if g.power.update(uint64(math.Round(row.power*1000)), now, ceiling, maxPowerGap) {
+		if g.power.Update(uint64(math.Round(row.power*1000)), now, ceiling, gpukit.MaxPowerGap) {
 			errs[ReasonImplausibleDelta]++
 			b.logger.Warn("implausible GPU power reading rejected", "uuid", row.uuid, "watts", row.power)
 		} else {

@@ -92,7 +92,8 @@ type gpuRows struct {
 	mig  []MIGInstance
 	pods []PodRef
 
-	readOK bool // set by the backend
+	invalid uint64 // energy, power, limit or utilisation values that cannot be one
+	readOK  bool   // set by the backend
 }
 
 // rowLabels are the labels of one row this package uses.
@@ -182,10 +183,17 @@ func metricValue(m *dto.Metric) (float64, bool) {
 	default:
 		return 0, false
 	}
-	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-		return 0, false
-	}
 	return v, true
+}
+
+// maxPlausible is above every DCGM blank sentinel (about 9.2e18 as a float)
+// and below what no GPU counter or gauge can reach: a value beyond it is
+// invalid, not blank.
+const maxPlausible = 1e19
+
+// invalidValue reports a value that cannot be energy, power or utilisation.
+func invalidValue(v float64) bool {
+	return math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > maxPlausible
 }
 
 // collectGPUs groups the rows of a scrape by GPU UUID. Rows without a UUID
@@ -213,6 +221,10 @@ func collectGPUs(mfs map[string]*dto.MetricFamily) map[string]*gpuRows {
 			}
 			v, ok := metricValue(m)
 			if !ok {
+				continue
+			}
+			if invalidValue(v) {
+				g.invalid++
 				continue
 			}
 			switch kind {

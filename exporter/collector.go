@@ -7,7 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inferensys/aiwatt/agent"
-	"github.com/inferensys/aiwatt/agent/attribution"
 )
 
 // Source is what the collector reads: the agent, or a fake in tests.
@@ -33,12 +32,15 @@ type Collector struct {
 	workloadCO2e   *prometheus.Desc
 	nodeIdle       *prometheus.Desc
 	unattributed   *prometheus.Desc
+	unaccountedCPU *prometheus.Desc
 	folded         *prometheus.Desc
 	foldedEnergy   *prometheus.Desc
 	attribution    *prometheus.Desc
 	requests       *prometheus.Desc
 	inputTokens    *prometheus.Desc
 	outputTokens   *prometheus.Desc
+	inferences     *prometheus.Desc
+	inferLost      *prometheus.Desc
 	intensity      *prometheus.Desc
 	intensityAge   *prometheus.Desc
 	sourceUp       *prometheus.Desc
@@ -83,6 +85,9 @@ func NewCollector(src Source) *Collector {
 		unattributed: prometheus.NewDesc("aiwatt_node_unattributed_energy_joules_total",
 			"Active energy of processes that belong to no workload (system daemons, kernel threads).",
 			[]string{"component"}, nil),
+		unaccountedCPU: prometheus.NewDesc("aiwatt_node_unaccounted_cpu_seconds_total",
+			"Busy CPU time of the node (steal excluded) that no scanned process or workload cgroup accounts for; its energy went to the workloads seen.",
+			nil, nil),
 		folded: prometheus.NewDesc("aiwatt_workloads_folded_total",
 			"Workloads folded into workload_type=\"other\" by the cardinality cap (attribution.max_workloads).",
 			nil, nil),
@@ -101,6 +106,12 @@ func NewCollector(src Source) *Collector {
 		outputTokens: prometheus.NewDesc("aiwatt_inference_output_tokens_total",
 			"Generated (output) tokens of a workload's inference server.",
 			append(append([]string(nil), workloadLabels...), "server"), nil),
+		inferences: prometheus.NewDesc("aiwatt_inference_inferences_total",
+			"Inferences of a workload's inference server, batch items counted one by one (Triton's nv_inference_count): energy per inference for batched models.",
+			append(workloadLabels, "server"), nil),
+		inferLost: prometheus.NewDesc("aiwatt_inference_unattributed_total",
+			"Inference counts not exported under any workload because the target's workload could not be resolved, by counter (requests, input_tokens, output_tokens, inferences) and reason.",
+			[]string{"server", "counter", "reason"}, nil),
 		intensity: prometheus.NewDesc("aiwatt_grid_carbon_intensity_grams_per_kwh",
 			"Grid carbon intensity applied to the last sample (time-weighted over it).",
 			[]string{"zone", "provider", "basis"}, nil),
@@ -130,8 +141,8 @@ func NewCollector(src Source) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.cpuEnergy, c.gpuEnergy, c.gpuPower, c.gpuPowerLimit, c.gpuInfo,
-		c.workloadEnergy, c.workloadCO2e, c.nodeIdle, c.unattributed, c.folded, c.foldedEnergy, c.attribution,
-		c.requests, c.inputTokens, c.outputTokens, c.intensity, c.intensityAge, c.sourceUp, c.sourceErrors, c.sampleDuration,
+		c.workloadEnergy, c.workloadCO2e, c.nodeIdle, c.unattributed, c.unaccountedCPU, c.folded, c.foldedEnergy, c.attribution,
+		c.requests, c.inputTokens, c.outputTokens, c.inferences, c.inferLost, c.intensity, c.intensityAge, c.sourceUp, c.sourceErrors, c.sampleDuration,
 		c.samples, c.lastSample, c.reloadOK, c.reloadTime} {
 		ch <- d
 	}
@@ -194,9 +205,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // inference counters.
 var workloadLabels = []string{"namespace", "pod", "container", "project", "model_id", "workload_type"}
 
-func keyLabels(k attribution.Key, extra ...string) []string {
-	return append([]string{k.Namespace, k.Pod, k.Container, k.Project, k.ModelID, k.WorkloadType}, extra...)
-}
+func keyLabels(k agent.Workload, extra ...string) []string { return k.Labels(extra...) }
 
 // collectAttribution exports workload energy, CO2e, node idle, inference
 // counters and grid intensity.
@@ -206,17 +215,17 @@ func (c *Collector) collectAttribution(ch chan<- prometheus.Metric, s *agent.Sna
 		return // No tick yet.
 	}
 	ch <- prometheus.MustNewConstMetric(c.attribution, prometheus.GaugeValue, 1, at.Policy)
-	for comp := attribution.Component(0); comp < attribution.NumComponents; comp++ {
-		name := comp.String()
+	for comp, name := range agent.Components {
 		ch <- prometheus.MustNewConstMetric(c.nodeIdle, prometheus.CounterValue, at.Idle[comp], name)
 		ch <- prometheus.MustNewConstMetric(c.unattributed, prometheus.CounterValue, at.Unattributed[comp], name)
 		ch <- prometheus.MustNewConstMetric(c.foldedEnergy, prometheus.CounterValue, at.FoldedJoules[comp], name)
 	}
+	ch <- prometheus.MustNewConstMetric(c.unaccountedCPU, prometheus.CounterValue, at.UnaccountedCPUSeconds)
 	ch <- prometheus.MustNewConstMetric(c.folded, prometheus.CounterValue, float64(at.FoldedKeys))
 	hasCO2e := len(at.Intensity) > 0
 	for _, w := range at.Workloads {
-		for comp := attribution.Component(0); comp < attribution.NumComponents; comp++ {
-			ch <- prometheus.MustNewConstMetric(c.workloadEnergy, prometheus.CounterValue, w.Joules[comp], append([]string{comp.String()}, keyLabels(w.Key)...)...)
+		for comp, name := range agent.Components {
+			ch <- prometheus.MustNewConstMetric(c.workloadEnergy, prometheus.CounterValue, w.Joules[comp], append([]string{name}, keyLabels(w.Key)...)...)
 		}
 		if hasCO2e {
 			ch <- prometheus.MustNewConstMetric(c.workloadCO2e, prometheus.CounterValue, w.CO2eLocation, keyLabels(w.Key, "location")...)
@@ -226,6 +235,10 @@ func (c *Collector) collectAttribution(ch chan<- prometheus.Metric, s *agent.Sna
 		}
 	}
 	for _, in := range s.Inference {
+		if in.Unattributed {
+			ch <- prometheus.MustNewConstMetric(c.inferLost, prometheus.CounterValue, in.Value, in.Server, in.Kind, in.Reason)
+			continue
+		}
 		switch in.Kind {
 		case agent.InferenceRequests:
 			ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, in.Value, keyLabels(in.Key, in.Server, in.FinishedReason)...)
@@ -233,6 +246,8 @@ func (c *Collector) collectAttribution(ch chan<- prometheus.Metric, s *agent.Sna
 			ch <- prometheus.MustNewConstMetric(c.inputTokens, prometheus.CounterValue, in.Value, keyLabels(in.Key, in.Server)...)
 		case agent.InferenceOutputTokens:
 			ch <- prometheus.MustNewConstMetric(c.outputTokens, prometheus.CounterValue, in.Value, keyLabels(in.Key, in.Server)...)
+		case agent.InferenceInferences:
+			ch <- prometheus.MustNewConstMetric(c.inferences, prometheus.CounterValue, in.Value, keyLabels(in.Key, in.Server)...)
 		}
 	}
 	for _, i := range at.Intensity {

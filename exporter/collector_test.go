@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/inferensys/aiwatt/agent"
-	"github.com/inferensys/aiwatt/agent/attribution"
 )
 
 // staticSource serves a fixed snapshot.
@@ -25,7 +24,7 @@ type staticSource struct {
 func (s *staticSource) Snapshot() *agent.Snapshot        { return s.snap }
 func (s *staticSource) ReloadStatus() agent.ReloadStatus { return s.reload }
 
-var vllm = attribution.Key{Namespace: "llm", Pod: "vllm-0", Container: "vllm", Project: "chat", ModelID: "llama-3-8b", WorkloadType: "inference"}
+var vllm = agent.Workload{Namespace: "llm", Pod: "vllm-0", Container: "vllm", Project: "chat", ModelID: "llama-3-8b", WorkloadType: "inference"}
 
 func testSnapshot() *agent.Snapshot {
 	return &agent.Snapshot{
@@ -45,13 +44,14 @@ func testSnapshot() *agent.Snapshot {
 			Policy: "node",
 			Workloads: []agent.WorkloadEnergy{{
 				Key:          vllm,
-				Joules:       attribution.Totals{100, 10, 900},
+				Joules:       agent.Joules{100, 10, 900},
 				CO2eLocation: 0.25, CO2eMarket: 0.1, HasMarket: true,
 			}},
-			Idle:         attribution.Totals{50, 5, 20},
-			Unattributed: attribution.Totals{7, 1, 0},
-			FoldedKeys:   2,
-			FoldedJoules: attribution.Totals{3, 0, 0},
+			Idle:                  agent.Joules{50, 5, 20},
+			Unattributed:          agent.Joules{7, 1, 0},
+			FoldedKeys:            2,
+			FoldedJoules:          agent.Joules{3, 0, 0},
+			UnaccountedCPUSeconds: 1.5,
 			Intensity: []agent.Intensity{
 				{Zone: "DE", Provider: "static", Basis: "location", GramsPerKWh: 362.92, ValidFrom: time.Unix(1764331200-3600, 0)},
 			},
@@ -60,6 +60,8 @@ func testSnapshot() *agent.Snapshot {
 			{Key: vllm, Server: "vllm", Kind: agent.InferenceRequests, FinishedReason: "stop", Value: 40},
 			{Key: vllm, Server: "vllm", Kind: agent.InferenceInputTokens, Value: 4000},
 			{Key: vllm, Server: "vllm", Kind: agent.InferenceOutputTokens, Value: 800},
+			{Key: vllm, Server: "triton", Kind: agent.InferenceInferences, Value: 96},
+			{Server: "vllm", Kind: agent.InferenceRequests, Value: 3, Unattributed: true, Reason: "workload_unresolved"},
 		},
 	}
 }
@@ -87,12 +89,18 @@ aiwatt_grid_carbon_intensity_age_seconds{basis="location",provider="static",zone
 # HELP aiwatt_grid_carbon_intensity_grams_per_kwh Grid carbon intensity applied to the last sample (time-weighted over it).
 # TYPE aiwatt_grid_carbon_intensity_grams_per_kwh gauge
 aiwatt_grid_carbon_intensity_grams_per_kwh{basis="location",provider="static",zone="DE"} 362.92
+# HELP aiwatt_inference_inferences_total Inferences of a workload's inference server, batch items counted one by one (Triton's nv_inference_count): energy per inference for batched models.
+# TYPE aiwatt_inference_inferences_total counter
+aiwatt_inference_inferences_total{container="vllm",model_id="llama-3-8b",namespace="llm",pod="vllm-0",project="chat",server="triton",workload_type="inference"} 96
 # HELP aiwatt_inference_input_tokens_total Prompt (input) tokens processed by a workload's inference server.
 # TYPE aiwatt_inference_input_tokens_total counter
 aiwatt_inference_input_tokens_total{container="vllm",model_id="llama-3-8b",namespace="llm",pod="vllm-0",project="chat",server="vllm",workload_type="inference"} 4000
 # HELP aiwatt_inference_output_tokens_total Generated (output) tokens of a workload's inference server.
 # TYPE aiwatt_inference_output_tokens_total counter
 aiwatt_inference_output_tokens_total{container="vllm",model_id="llama-3-8b",namespace="llm",pod="vllm-0",project="chat",server="vllm",workload_type="inference"} 800
+# HELP aiwatt_inference_unattributed_total Inference counts not exported under any workload because the target's workload could not be resolved, by counter (requests, input_tokens, output_tokens, inferences) and reason.
+# TYPE aiwatt_inference_unattributed_total counter
+aiwatt_inference_unattributed_total{counter="requests",reason="workload_unresolved",server="vllm"} 3
 # HELP aiwatt_inference_requests_total Finished inference requests of a workload's server, by finished_reason.
 # TYPE aiwatt_inference_requests_total counter
 aiwatt_inference_requests_total{container="vllm",finished_reason="stop",model_id="llama-3-8b",namespace="llm",pod="vllm-0",project="chat",server="vllm",workload_type="inference"} 40
@@ -109,6 +117,9 @@ aiwatt_node_idle_energy_joules_total{component="gpu"} 20
 aiwatt_node_unattributed_energy_joules_total{component="cpu"} 7
 aiwatt_node_unattributed_energy_joules_total{component="dram"} 1
 aiwatt_node_unattributed_energy_joules_total{component="gpu"} 0
+# HELP aiwatt_node_unaccounted_cpu_seconds_total Busy CPU time of the node (steal excluded) that no scanned process or workload cgroup accounts for; its energy went to the workloads seen.
+# TYPE aiwatt_node_unaccounted_cpu_seconds_total counter
+aiwatt_node_unaccounted_cpu_seconds_total 1.5
 # HELP aiwatt_sample_duration_seconds How long the source's last sample took.
 # TYPE aiwatt_sample_duration_seconds gauge
 aiwatt_sample_duration_seconds{source="cpu_model",target=""} 0.00025

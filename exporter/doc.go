@@ -4,5 +4,7 @@
 // landing page, /metrics, health endpoints and POST /-/reload. TLS and basic
 // auth come from the Prometheus exporter-toolkit in cmd/aiwatt.
 //
-// The exporter only reads snapshots: it never samples a source itself.
+// The exporter only reads snapshots: it never samples a source itself, and a
+// snapshot is self-contained (label-ready values), so the exporter imports
+// no hardware or attribution package.
 package exporter

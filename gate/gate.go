@@ -10,6 +10,8 @@ import (
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/inferensys/aiwatt/internal/energyql"
 )
 
 // DefaultMetric is the counter a gate sums when no query is given.
@@ -17,6 +19,15 @@ const DefaultMetric = "aiwatt_workload_energy_joules_total"
 
 // ErrNoData means the query matched no series: never a pass.
 var ErrNoData = errors.New("no data: the selector matched no energy series in the window")
+
+// ErrBadData means the engine answered, but with a value or warnings that
+// cannot be trusted (a negative energy, a partial response): never a pass.
+var ErrBadData = errors.New("untrustworthy result")
+
+// ErrPartial means the query engine answered with warnings, as Thanos does
+// when a store behind it is down: the energy may be incomplete, so the result
+// may be partial; never a pass. It is an ErrBadData.
+var ErrPartial = fmt.Errorf("%w: partial response: the query engine warned, so the result may be partial", ErrBadData)
 
 // Querier is the part of the Prometheus API client a gate uses.
 type Querier interface {
@@ -76,7 +87,7 @@ func BuildQuery(r Request) string {
 	if metric == "" {
 		metric = DefaultMetric
 	}
-	return fmt.Sprintf("sum(increase(%s%s[%s]))", metric, sel, model.Duration(r.Window))
+	return fmt.Sprintf("sum(%s)", energyql.Increase(metric+sel, model.Duration(r.Window).String()))
 }
 
 // Check runs the request against Prometheus.
@@ -97,11 +108,21 @@ func Check(ctx context.Context, q Querier, r Request) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("query %s: %w", res.Query, err)
 	}
+	if len(warnings) > 0 {
+		// Thanos, Mimir and Prometheus warn when a result is partial (a store
+		// or a shard did not answer): the energy may be undercounted.
+		return res, fmt.Errorf("query %s: %w: %s", res.Query, ErrPartial, strings.Join(warnings, "; "))
+	}
 	j, err := joules(val)
 	if err != nil {
 		return res, err
 	}
 	res.Joules = j
+	if j < 0 {
+		// increase() of a counter is never negative; a negative result is a
+		// wrong --query or broken data, and must not pass a budget.
+		return res, fmt.Errorf("%w: the query returned %s, a negative energy (check --query and the counter)", ErrBadData, FormatEnergy(j))
+	}
 	res.Used = j / r.Budget
 	res.Over = j > r.Budget
 	return res, nil

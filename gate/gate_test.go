@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 
 	"github.com/inferensys/aiwatt/internal/promtest"
 )
@@ -186,5 +187,69 @@ func TestRender(t *testing.T) {
 	}
 	if err := Render(&b, "yaml", pass, nil); err == nil {
 		t.Fatal("unknown format accepted")
+	}
+}
+
+// fakeQuerier answers every query with one value and the given warnings.
+type fakeQuerier struct {
+	value    model.Value
+	warnings v1.Warnings
+}
+
+func (f fakeQuerier) Query(context.Context, string, time.Time, ...v1.Option) (model.Value, v1.Warnings, v1.Infos, error) {
+	return f.value, f.warnings, nil, nil
+}
+
+func TestCheckRefusesUntrustworthyResults(t *testing.T) {
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	vec := func(v float64) model.Value {
+		return model.Vector{{Value: model.SampleValue(v), Timestamp: model.TimeFromUnix(at.Unix())}}
+	}
+	for _, tc := range []struct {
+		name string
+		q    fakeQuerier
+		want []string
+	}{
+		{"negative", fakeQuerier{value: vec(-5e6)}, []string{"negative energy", "-1.389 kWh"}},
+		{"negative scalar", fakeQuerier{value: &model.Scalar{Value: -1}}, []string{"negative energy", "-1 J"}},
+		{"partial under budget", fakeQuerier{value: vec(1e3), warnings: v1.Warnings{"partial response: store eu-1 unavailable"}},
+			[]string{"may be partial", "store eu-1 unavailable"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Check(context.Background(), tc.q, Request{Selector: `{project="x"}`, Window: time.Hour, Budget: 3.6e6, At: at})
+			if !errors.Is(err, ErrBadData) || ExitCode(r, err) != 2 || Verdict(r, err) != VerdictError {
+				t.Fatalf("err %v, exit %d", err, ExitCode(r, err))
+			}
+			var b bytes.Buffer
+			if err := Render(&b, FormatText, r, err); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("output %q lacks %q", b.String(), w)
+				}
+			}
+		})
+	}
+	// Zero and a clean answer still pass.
+	r, err := Check(context.Background(), fakeQuerier{value: vec(0)}, Request{Selector: `{project="x"}`, Window: time.Hour, Budget: 1, At: at})
+	if err != nil || ExitCode(r, err) != 0 {
+		t.Fatalf("zero: %v %d", err, ExitCode(r, err))
+	}
+}
+
+func TestParseEnergyRefusesMilli(t *testing.T) {
+	for in, want := range map[string]string{
+		"5mJ": "write MJ", "5 mWh": "write MWh", "5mj": "write MJ", "1 mwh": "write MWh",
+	} {
+		_, err := ParseEnergy(in)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "milli") {
+			t.Errorf("ParseEnergy(%q): %v, want %q", in, err, want)
+		}
+	}
+	for in, want := range map[string]float64{"5MJ": 5e6, "5 MWh": 5 * 3.6e9, "5 Mwh": 5 * 3.6e9, "5 KWH": 5 * 3.6e6} {
+		if got, err := ParseEnergy(in); err != nil || got != want {
+			t.Errorf("ParseEnergy(%q) = %v, %v; want %v", in, got, err, want)
+		}
 	}
 }

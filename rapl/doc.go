@@ -6,9 +6,13 @@
 // The package owns the hardware side of CPU energy and nothing else:
 //
 //   - Discovery of RAPL zones under a sysfs root (class/powercap: intel-rapl and intel-rapl-mmio,
-//     which the kernel also uses for AMD), see [NewMeter] and [Zone].
-//   - Wrap-safe accumulation of each zone's energy_uj counter into a uint64 microjoule total,
-//     with implausible jumps rejected and counted, see [Meter.Sample].
+//     which the kernel also uses for AMD), see [NewMeter] and [Zone], and, with
+//     [Options.Rediscover], re-discovery of zones and sockets that appear or vanish later. A zone
+//     whose name or max_energy_range_uj cannot be read fails alone (read_error every sample).
+//   - Wrap-safe accumulation of each zone's energy_uj counter: every sample returns the exact
+//     microjoule delta since the previous good read ([ZoneEnergy.Delta]; the caller keeps the
+//     totals), with implausible jumps rejected and counted, see [Meter.Sample]. Reconfiguring
+//     ([Meter.SetMaxPowerWatts], [Estimator.SetOptions]) keeps every baseline.
 //   - A CPU power model from /proc/stat utilisation for machines without RAPL (most cloud VMs),
 //     see [Estimator].
 //

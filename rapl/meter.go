@@ -6,23 +6,29 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/inferensys/aiwatt/source"
 )
 
-// Error reasons, used as the value of the reason label of aiwatt_source_errors_total.
+// Error reasons, used as the value of the reason label of aiwatt_source_errors_total. They are
+// the shared vocabulary of package source.
 const (
 	// ReasonPermissionDenied counts reads refused by file permissions (energy_uj is root-only).
-	ReasonPermissionDenied = "permission_denied"
-	// ReasonReadError counts any other failure to read energy_uj.
-	ReasonReadError = "read_error"
+	ReasonPermissionDenied = source.ReasonPermissionDenied
+	// ReasonReadError counts any other failure to read energy_uj, and every sample of a zone
+	// whose name or max_energy_range_uj cannot be read.
+	ReasonReadError = source.ReasonReadError
 	// ReasonParseError counts energy_uj contents that are not a decimal counter.
-	ReasonParseError = "parse_error"
+	ReasonParseError = source.ReasonParseError
 	// ReasonImplausibleDelta counts deltas rejected by the plausibility check.
-	ReasonImplausibleDelta = "implausible_delta"
+	ReasonImplausibleDelta = source.ReasonImplausibleDelta
 )
 
 // DefaultMaxPowerWatts is the plausibility ceiling per zone when Options.MaxPowerWatts is 0. It
@@ -36,13 +42,22 @@ type Options struct {
 	// than this over the elapsed time is rejected (not added) and counted as implausible_delta.
 	// 0 means DefaultMaxPowerWatts.
 	MaxPowerWatts float64
+	// Rediscover is the number of samples between two checks for zones that appeared or
+	// vanished (a hot-plugged socket, a zone whose files became readable). A check lists
+	// class/powercap once and re-reads the zones only when the listing changed or a zone is
+	// broken. 0 never checks: the zones are those NewMeter found.
+	Rediscover int
 }
 
 // ZoneEnergy is one zone's state after a sample.
 type ZoneEnergy struct {
 	Zone
+	// Delta is the energy accepted in this sample: the wrap-safe difference since the previous
+	// good read (0 for a baseline, a failure or a rejected jump). Exact: integer arithmetic.
+	Delta source.Microjoules
 	// Microjoules is the monotonic total since the meter's first successful read of this zone
-	// (it starts at 0). It is exact: integer arithmetic only.
+	// (it starts at 0). The agent keeps its own totals from Delta; this one serves callers
+	// that keep none (aiwatt run).
 	Microjoules uint64
 	// Watts is the average power over the last accepted interval (0 until one is accepted).
 	Watts float64
@@ -67,11 +82,15 @@ type Sample struct {
 // Meter reads the RAPL zones of one machine and keeps a wrap-safe total per zone. Its methods
 // are safe for concurrent use; Sample is meant to be called from one sampling loop.
 type Meter struct {
-	maxPowerWatts float64
+	powercap   string
+	rediscover int
 
-	mu    sync.Mutex
-	zones []zoneState
-	buf   [64]byte // energy_uj is at most 20 digits and a newline
+	mu            sync.Mutex
+	maxPowerWatts float64
+	zones         []zoneState
+	listing       []string // entry names of class/powercap at the last discovery
+	sinceCheck    int      // samples since the last re-discovery check
+	buf           [64]byte // energy_uj is at most 20 digits and a newline
 
 	// readFile reads a whole small file into buf and returns the filled part. Tests replace it.
 	readFile func(path string, buf []byte) ([]byte, error)
@@ -94,33 +113,116 @@ type zoneState struct {
 // when class/powercap is missing or holds no RAPL zone, and another error when sysfsRoot itself
 // is missing or the zones cannot be listed. No energy is read until the first Sample.
 func NewMeter(sysfsRoot string, opts Options) (*Meter, error) {
-	maxW := opts.MaxPowerWatts
-	switch {
-	case maxW == 0:
-		maxW = DefaultMaxPowerWatts
-	case maxW < 0 || math.IsNaN(maxW) || math.IsInf(maxW, 0):
-		return nil, fmt.Errorf("rapl: MaxPowerWatts must be a positive number, got %v", opts.MaxPowerWatts)
+	maxW, err := maxPower(opts.MaxPowerWatts)
+	if err != nil {
+		return nil, err
 	}
 	zones, err := discover(sysfsRoot)
 	if err != nil {
 		return nil, err
 	}
 	m := &Meter{
+		powercap:      filepath.Join(sysfsRoot, "class", "powercap"),
+		rediscover:    max(opts.Rediscover, 0),
 		maxPowerWatts: maxW,
-		zones:         make([]zoneState, len(zones)),
 		readFile:      readSmallFile,
 	}
-	for i, z := range zones {
-		m.zones[i] = zoneState{zone: z, energyPath: filepath.Join(z.Path, "energy_uj")}
-	}
+	m.listing, _ = listNames(m.powercap)
+	m.setZones(zones)
 	return m, nil
 }
 
-// Zones returns the zones this meter reads, in the order of Sample.Zones.
+// maxPower applies the default to a MaxPowerWatts option and checks it.
+func maxPower(w float64) (float64, error) {
+	switch {
+	case w == 0:
+		return DefaultMaxPowerWatts, nil
+	case w < 0 || math.IsNaN(w) || math.IsInf(w, 0):
+		return 0, fmt.Errorf("rapl: MaxPowerWatts must be a positive number, got %v", w)
+	}
+	return w, nil
+}
+
+// SetMaxPowerWatts changes the plausibility ceiling (0: the default) and keeps every baseline,
+// so a configuration reload loses no energy.
+func (m *Meter) SetMaxPowerWatts(w float64) error {
+	maxW, err := maxPower(w)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.maxPowerWatts = maxW
+	m.mu.Unlock()
+	return nil
+}
+
+// setZones installs zones, keeping the state (baseline, total) of every zone already known by
+// its directory.
+func (m *Meter) setZones(zones []Zone) {
+	old := make(map[string]zoneState, len(m.zones))
+	for _, z := range m.zones {
+		old[z.zone.Path] = z
+	}
+	next := make([]zoneState, len(zones))
+	for i, z := range zones {
+		st, ok := old[z.Path]
+		if !ok {
+			st = zoneState{energyPath: filepath.Join(z.Path, "energy_uj")}
+		}
+		st.zone = z
+		next[i] = st
+	}
+	m.zones = next
+}
+
+// listNames lists the entry names of the powercap directory, sorted.
+func listNames(powercap string) ([]string, error) {
+	f, err := os.Open(powercap)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	slices.Sort(names)
+	return names, err
+}
+
+// maybeRediscover re-reads the zones every m.rediscover samples when class/powercap lists
+// other entries than at the last discovery, or some zone is broken. Called with m.mu held.
+func (m *Meter) maybeRediscover() {
+	if m.rediscover == 0 {
+		return
+	}
+	if m.sinceCheck++; m.sinceCheck < m.rediscover {
+		return
+	}
+	m.sinceCheck = 0
+	names, err := listNames(m.powercap)
+	if err != nil {
+		return // The zones' own reads report the failure.
+	}
+	broken := slices.ContainsFunc(m.zones, func(z zoneState) bool { return z.zone.Err != nil })
+	if !broken && slices.Equal(names, m.listing) {
+		return
+	}
+	zones, err := discoverNames(m.powercap, names)
+	if err != nil {
+		if !errors.Is(err, ErrNoData) {
+			return
+		}
+		zones = nil // Every zone vanished: keep none; their totals stay with the caller.
+	}
+	m.listing = names
+	m.setZones(zones)
+}
+
+// Zones returns the zones this meter reads now, in the order of Sample.Zones.
 func (m *Meter) Zones() []Zone {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	out := make([]Zone, len(m.zones))
 	for i := range m.zones {
-		out[i] = m.zones[i].zone // immutable after NewMeter
+		out[i] = m.zones[i].zone
 	}
 	return out
 }
@@ -132,16 +234,26 @@ func (m *Meter) Zones() []Zone {
 func (m *Meter) Sample(now time.Time) Sample {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.maybeRediscover()
 
 	out := Sample{Zones: make([]ZoneEnergy, len(m.zones))}
 	var good int
 	var firstErr, permErr error
 	for i := range m.zones {
 		z := &m.zones[i]
-		cur, reason, err := m.read(z.energyPath)
+		var cur uint64
+		var reason string
+		err := z.zone.Err
+		if err != nil {
+			reason = ReasonReadError
+		} else {
+			cur, reason, err = m.read(z.energyPath)
+		}
+		var delta uint64
 		if err == nil {
 			good++
-			if !z.advance(cur, now, m.maxPowerWatts) {
+			var ok bool
+			if delta, ok = z.advance(cur, now, m.maxPowerWatts); !ok {
 				reason = ReasonImplausibleDelta
 			}
 		} else {
@@ -158,7 +270,7 @@ func (m *Meter) Sample(now time.Time) Sample {
 			}
 			out.Errors[reason]++
 		}
-		out.Zones[i] = ZoneEnergy{Zone: z.zone, Microjoules: z.total, Watts: z.watts, OK: err == nil, Err: err}
+		out.Zones[i] = ZoneEnergy{Zone: z.zone, Delta: source.Microjoules(delta), Microjoules: z.total, Watts: z.watts, OK: err == nil, Err: err}
 	}
 	switch {
 	case good > 0 || len(m.zones) == 0:
@@ -189,12 +301,12 @@ func (m *Meter) read(path string) (uint64, string, error) {
 	return v, "", nil
 }
 
-// advance adds the energy between the baseline and cur, read at now. It reports false when the
-// delta was rejected as implausible; the zone then re-baselines at cur.
-func (z *zoneState) advance(cur uint64, now time.Time, maxWatts float64) bool {
+// advance adds the energy between the baseline and cur, read at now, and returns it. It reports
+// false when the delta was rejected as implausible; the zone then re-baselines at cur.
+func (z *zoneState) advance(cur uint64, now time.Time, maxWatts float64) (uint64, bool) {
 	if !z.primed {
 		z.primed, z.prev, z.prevTime = true, cur, now
-		return true
+		return 0, true
 	}
 	var delta uint64
 	switch top := z.zone.MaxEnergyRangeUJ; {
@@ -209,17 +321,17 @@ func (z *zoneState) advance(cur uint64, now time.Time, maxWatts float64) bool {
 	default:
 		// A reading above the advertised range: the wrap cannot be computed.
 		z.prev, z.prevTime = cur, now
-		return false
+		return 0, false
 	}
 	dt := now.Sub(z.prevTime).Seconds()
 	if dt <= 0 || float64(delta) > maxWatts*dt*1e6 {
 		z.prev, z.prevTime = cur, now
-		return false
+		return 0, false
 	}
 	z.total += delta
 	z.watts = float64(delta) / 1e6 / dt
 	z.prev, z.prevTime = cur, now
-	return true
+	return delta, true
 }
 
 // readSmallFile reads the file at path into buf with one open, as few reads as possible (sysfs

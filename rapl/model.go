@@ -37,6 +37,8 @@ type ModelOptions struct {
 type Estimate struct {
 	// Joules is the monotonic modelled energy since the first sample (which is 0).
 	Joules float64
+	// Delta is the modelled energy of this sample alone (0 for a baseline or a failed read).
+	Delta float64
 	// Watts is the modelled power over the last interval: CPUs * (min + u*(max-min)).
 	Watts float64
 	// Utilisation is u, the busy share (0..1) of all CPUs over the last interval, where busy is
@@ -61,6 +63,7 @@ type Estimator struct {
 	prevTotal float64
 	prevTime  time.Time
 	last      Estimate
+	counted   int // CPUs counted from stat at NewEstimator
 }
 
 // NewEstimator builds a CPU power model reading procfsRoot/stat (procfsRoot is normally /proc)
@@ -68,18 +71,9 @@ type Estimator struct {
 // count the CPUs; it fails when stat is unreadable or lists no CPU, or when the options are
 // inconsistent.
 func NewEstimator(procfsRoot string, opts ModelOptions) (*Estimator, error) {
-	minW, maxW := opts.MinWattsPerCPU, opts.MaxWattsPerCPU
-	if minW == 0 {
-		minW = DefaultMinWattsPerCPU
-	}
-	if maxW == 0 {
-		maxW = DefaultMaxWattsPerCPU
-	}
-	if !(minW > 0) || !(maxW >= minW) || math.IsInf(maxW, 0) {
-		return nil, fmt.Errorf("rapl: need 0 < MinWattsPerCPU <= MaxWattsPerCPU, got %v and %v", minW, maxW)
-	}
-	if opts.CPUs < 0 {
-		return nil, fmt.Errorf("rapl: CPUs must not be negative, got %d", opts.CPUs)
+	minW, maxW, err := modelWatts(opts)
+	if err != nil {
+		return nil, err
 	}
 	pfs, err := procfs.NewFS(procfsRoot)
 	if err != nil {
@@ -97,7 +91,42 @@ func NewEstimator(procfsRoot string, opts ModelOptions) (*Estimator, error) {
 		return nil, fmt.Errorf("rapl: %s lists no cpuN line", e.statPath)
 	}
 	e.last = Estimate{CPUs: e.cpus}
+	e.counted = e.cpus
 	return e, nil
+}
+
+// modelWatts applies the defaults to the model's coefficients and checks the options.
+func modelWatts(opts ModelOptions) (minW, maxW float64, err error) {
+	minW, maxW = opts.MinWattsPerCPU, opts.MaxWattsPerCPU
+	if minW == 0 {
+		minW = DefaultMinWattsPerCPU
+	}
+	if maxW == 0 {
+		maxW = DefaultMaxWattsPerCPU
+	}
+	if !(minW > 0) || !(maxW >= minW) || math.IsInf(maxW, 0) {
+		return 0, 0, fmt.Errorf("rapl: need 0 < MinWattsPerCPU <= MaxWattsPerCPU, got %v and %v", minW, maxW)
+	}
+	if opts.CPUs < 0 {
+		return 0, 0, fmt.Errorf("rapl: CPUs must not be negative, got %d", opts.CPUs)
+	}
+	return minW, maxW, nil
+}
+
+// SetOptions changes the model's coefficients and CPU count and keeps its /proc/stat baseline,
+// so a configuration reload loses no modelled energy. CPUs 0 goes back to the count from stat.
+func (e *Estimator) SetOptions(opts ModelOptions) error {
+	minW, maxW, err := modelWatts(opts)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.minW, e.maxW, e.cpus = minW, maxW, opts.CPUs
+	if e.cpus == 0 {
+		e.cpus = e.counted
+	}
+	return nil
 }
 
 // Sample reads /proc/stat at time now (from the caller's clock) and advances the model. The first
@@ -110,9 +139,12 @@ func (e *Estimator) Sample(now time.Time) (Estimate, error) {
 
 	st, err := e.fs.Stat()
 	if err != nil {
-		return e.last, fmt.Errorf("read %s: %w", e.statPath, err)
+		l := e.last
+		l.Delta = 0
+		return l, fmt.Errorf("read %s: %w", e.statPath, err)
 	}
 	busy, total := cpuTimes(st.CPUTotal)
+	e.last.Delta = 0
 	if !e.primed {
 		e.primed = true
 		e.prevBusy, e.prevTotal, e.prevTime = busy, total, now
@@ -130,7 +162,7 @@ func (e *Estimator) Sample(now time.Time) (Estimate, error) {
 		u = min(max(dBusy/dTotal, 0), 1)
 	}
 	w := float64(e.cpus) * (e.minW + u*(e.maxW-e.minW))
-	e.last = Estimate{Joules: e.last.Joules + w*dt, Watts: w, Utilisation: u, CPUs: e.cpus}
+	e.last = Estimate{Joules: e.last.Joules + w*dt, Delta: w * dt, Watts: w, Utilisation: u, CPUs: e.cpus}
 	return e.last, nil
 }
 

@@ -33,6 +33,7 @@ func TestMeterWrapExact(t *testing.T) {
 				t.Fatalf("baseline: %+v", s.Zones[0])
 			}
 			start, wraps := trueE, 0
+			var deltas uint64 // the agent's total: the sum of the deltas
 			for step := range steps {
 				p := 1 + r.Float64()*(ceiling-2)        // W, in [1, ceiling-1)
 				wrapNs := int64(float64(mod) / p * 1e3) // ns for top+1 µJ at p W
@@ -50,9 +51,10 @@ func TestMeterWrapExact(t *testing.T) {
 				if len(s.Errors) != 0 || !z.OK {
 					t.Fatalf("step %d (p=%.1f W, dt=%d ns, e=%d µJ): errors %v, zone %+v", step, p, dtNs, e, s.Errors, z)
 				}
-				if want := trueE - start; z.Microjoules != want {
-					t.Fatalf("step %d: Microjoules = %d, want %d (off by %d after %d wraps)",
-						step, z.Microjoules, want, int64(z.Microjoules-want), wraps)
+				deltas += uint64(z.Delta)
+				if want := trueE - start; z.Microjoules != want || deltas != want {
+					t.Fatalf("step %d: Microjoules = %d, deltas add up to %d, want %d (after %d wraps)",
+						step, z.Microjoules, deltas, want, wraps)
 				}
 				if want := float64(e) / 1e6 / (float64(dtNs) / 1e9); math.Abs(z.Watts-want) > 1e-9*max(1, want) {
 					t.Fatalf("step %d: Watts = %v, want %v", step, z.Watts, want)

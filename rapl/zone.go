@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/prometheus/procfs/sysfs"
 )
 
 // ErrNoData means that no powercap zones exist under the sysfs root: RAPL is absent, which is not
@@ -49,16 +47,24 @@ type Zone struct {
 	Name string
 	// Path is the zone directory.
 	Path string
+	// ID is the zone's stable identity across re-discoveries and reloads,
+	// "<socket>/<kind>" (e.g. "0/package", "/psys").
+	ID string
 	// MaxEnergyRangeUJ is the largest value energy_uj reaches before it wraps to 0.
 	MaxEnergyRangeUJ uint64
 	// MMIO is true for a zone of the intel-rapl-mmio control type.
 	MMIO bool
+	// Err is why the zone cannot be read at all (its name or max_energy_range_uj is
+	// unreadable); nil for a usable zone. Such a zone fails alone: every sample counts it
+	// as read_error until a re-discovery finds it whole.
+	Err error
 }
 
-// discover lists the RAPL zones under sysfsRoot, de-duplicated and sorted.
+// discover lists the RAPL zones under sysfsRoot, de-duplicated and sorted. A zone whose
+// max_energy_range_uj (or name) cannot be read is still listed, with Err set: it fails alone,
+// never the other zones.
 func discover(sysfsRoot string) ([]Zone, error) {
-	sfs, err := sysfs.NewFS(sysfsRoot)
-	if err != nil {
+	if _, err := os.Stat(sysfsRoot); err != nil {
 		return nil, fmt.Errorf("rapl: sysfs root: %w", err)
 	}
 	powercap := filepath.Join(sysfsRoot, "class", "powercap")
@@ -68,23 +74,23 @@ func discover(sysfsRoot string) ([]Zone, error) {
 		return nil, fmt.Errorf("%w: %s does not exist", ErrNoData, powercap)
 	case err != nil:
 		return nil, fmt.Errorf("rapl: list %s: %w", powercap, err)
-	case !slices.ContainsFunc(entries, func(e os.DirEntry) bool { return isZoneDir(e.Name()) }):
-		// Checked before GetRaplZones, which fails outright on zones of other control types
-		// that have no max_energy_range_uj (dtpm): such a machine has no RAPL, it is not broken.
-		return nil, fmt.Errorf("%w: %s holds no RAPL zone", ErrNoData, powercap)
 	}
-	raw, err := sysfs.GetRaplZones(sfs)
-	if err != nil {
-		return nil, fmt.Errorf("rapl: discover zones in %s: %w", powercap, err)
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
 	}
+	return discoverNames(powercap, names)
+}
 
+// discoverNames builds the zones from the entry names of the powercap directory. Other
+// powercap control types (dtpm, ...) are ignored.
+func discoverNames(powercap string, names []string) ([]Zone, error) {
 	type candidate struct {
 		Zone
 		socketNum int // -1 for psys
 	}
 	var std, mmio []candidate
-	for _, rz := range raw {
-		base := filepath.Base(rz.Path)
+	for _, base := range names {
 		var rest string
 		var isMMIO bool
 		switch {
@@ -100,15 +106,19 @@ func discover(sysfsRoot string) ([]Zone, error) {
 		if err != nil {
 			continue // not a zone directory the kernel would create
 		}
-		c := candidate{
-			Zone: Zone{
-				Socket:           strconv.FormatUint(n, 10),
-				Name:             zoneKind(rz.Name),
-				Path:             rz.Path,
-				MaxEnergyRangeUJ: rz.MaxMicrojoules,
-				MMIO:             isMMIO,
-			},
-			socketNum: int(n),
+		dir := filepath.Join(powercap, base)
+		c := candidate{Zone: Zone{Socket: strconv.FormatUint(n, 10), Path: dir, MMIO: isMMIO}, socketNum: int(n)}
+		name, err := os.ReadFile(filepath.Join(dir, "name"))
+		if err != nil {
+			// Without its name a zone cannot be labelled: it fails alone, named by its directory.
+			c.Name, c.Err = base, fmt.Errorf("rapl: zone %s: %w", dir, err)
+		} else {
+			c.Name = zoneKind(strings.TrimSpace(string(name)))
+			if r, err := readUint(filepath.Join(dir, "max_energy_range_uj")); err != nil {
+				c.Err = fmt.Errorf("rapl: zone %s: %w", dir, err)
+			} else {
+				c.MaxEnergyRangeUJ = r
+			}
 		}
 		if c.Name == ZonePsys {
 			c.Socket, c.socketNum = "", -1
@@ -151,8 +161,22 @@ func discover(sysfsRoot string) ([]Zone, error) {
 	zones := make([]Zone, len(kept))
 	for i, c := range kept {
 		zones[i] = c.Zone
+		zones[i].ID = c.Socket + "/" + c.Name
 	}
 	return zones, nil
+}
+
+// readUint reads a file holding one decimal number.
+func readUint(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return v, nil
 }
 
 // isZoneDir reports whether a powercap entry name is a RAPL zone directory.

@@ -130,14 +130,24 @@ func TestDiscoveryFailures(t *testing.T) {
 			t.Fatalf("NewMeter = %v; want an error naming %s that is not ErrNoData", err, root)
 		}
 	})
-	t.Run("zone without max_energy_range_uj", func(t *testing.T) {
+	t.Run("zone without max_energy_range_uj fails alone", func(t *testing.T) {
 		root := copyTree(t, "procfs")
 		if err := os.Remove(filepath.Join(powercapDir(root), "intel-rapl:a", "max_energy_range_uj")); err != nil {
 			t.Fatal(err)
 		}
-		_, err := NewMeter(root, Options{})
-		if err == nil || errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), "max_energy_range_uj") {
-			t.Fatalf("NewMeter = %v; want a failure naming max_energy_range_uj", err)
+		m, err := NewMeter(root, Options{})
+		if err != nil {
+			t.Fatalf("NewMeter = %v; one broken zone must not take the others down", err)
+		}
+		s := m.Sample(at(0))
+		if s.Err != nil || s.Errors[ReasonReadError] != 1 {
+			t.Fatalf("Err %v, Errors %v; want only one read_error", s.Err, s.Errors)
+		}
+		for _, z := range s.Zones {
+			broken := filepath.Base(z.Path) == "intel-rapl:a"
+			if z.OK == broken || (broken && !strings.Contains(z.Err.Error(), "max_energy_range_uj")) {
+				t.Fatalf("zone %s: OK %v, Err %v", z.Path, z.OK, z.Err)
+			}
 		}
 	})
 	t.Run("bad options", func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/inferensys/aiwatt/carbon"
+	"github.com/inferensys/aiwatt/internal/energyql"
 )
 
 // Querier is the part of the Prometheus API client a report uses.
@@ -65,6 +66,11 @@ type builder struct {
 	r   *Report
 	d   string // the period as a PromQL duration
 	loc string
+	// fleet is ", region" when the location label is not region itself:
+	// the second fleet dimension every group query keeps.
+	fleet string
+	// warnings are what the engine warned about (a partial response).
+	warnings []string
 }
 
 // Build queries Prometheus for the period and computes the report.
@@ -98,17 +104,22 @@ func Build(ctx context.Context, q Querier, o Options) (*Report, error) {
 		led = l
 	}
 	b := &builder{q: q, o: o, c: c, d: model.Duration(o.To.Sub(o.From)).String(), loc: c.LocationLabel}
+	if b.loc != regionLabel {
+		b.fleet = ", " + regionLabel
+	}
 	b.r = &Report{
 		Title: "aiwatt energy and carbon report", Organisation: c.Organisation, Boundary: c.Boundary,
 		From: o.From.UTC(), To: o.To.UTC(), Source: o.Source, Resolution: model.Duration(o.Resolution).String(), PUE: c.PUE,
 		Groups: []Group{}, Training: []TrainingRun{}, Trend: []TrendPoint{}, Targets: []TargetProgress{}, Queries: []QueryRecord{},
 	}
-	steps := []func(context.Context) error{b.groups, b.training, b.dataQuality, b.trend, b.methodology}
+	steps := []func(context.Context) error{b.groups, b.training, b.dataQuality, b.trend, b.methodology, b.resets}
 	for _, s := range steps {
 		if err := s(ctx); err != nil {
 			return nil, err
 		}
 	}
+	b.ranges()
+	b.partial()
 	b.ledger(led)
 	b.targets()
 	fw, err := Frameworks()
@@ -160,13 +171,21 @@ func (b *builder) rangeQ(ctx context.Context, q string, step time.Duration) (mod
 func (b *builder) warn(w v1.Warnings) {
 	for _, s := range w {
 		b.r.DataQuality.Notes = append(b.r.DataQuality.Notes, "Prometheus warning: "+s)
+		b.warnings = append(b.warnings, s)
 	}
 }
 
-type gkey struct{ project, model, wtype, loc string }
+// inc is the engine-independent rise of a counter over the period.
+func (b *builder) inc(selector string) string { return energyql.Increase(selector, b.d) }
+
+type gkey struct{ project, model, wtype, loc, region string }
 
 func (b *builder) key(m model.Metric) gkey {
-	return gkey{string(m["project"]), string(m["model_id"]), string(m["workload_type"]), string(m[model.LabelName(b.loc)])}
+	k := gkey{string(m["project"]), string(m["model_id"]), string(m["workload_type"]), string(m[model.LabelName(b.loc)]), ""}
+	if b.fleet != "" {
+		k.region = string(m[regionLabel])
+	}
+	return k
 }
 
 // raw holds the summed counters of one group.
@@ -225,13 +244,13 @@ func (b *builder) kpis(r raw) KPIs {
 }
 
 func (b *builder) groups(ctx context.Context) error {
-	by := fmt.Sprintf("project, model_id, workload_type, %s", b.loc)
+	by := fmt.Sprintf("project, model_id, workload_type, %s%s", b.loc, b.fleet)
 	acc := map[gkey]*raw{}
-	if err := b.byGroup(ctx, fmt.Sprintf("sum by (%s) (increase(%s[%s]))", by, mWorkloadEnergy, b.d),
+	if err := b.byGroup(ctx, fmt.Sprintf("sum by (%s) (%s)", by, b.inc(mWorkloadEnergy)),
 		func(r *raw, _ model.Metric, v float64) { r.energyJ = r.energyJ.Add(N(v)) }, acc); err != nil {
 		return err
 	}
-	if err := b.byGroup(ctx, fmt.Sprintf("sum by (%s, basis) (increase(%s[%s]))", by, mWorkloadCO2e, b.d),
+	if err := b.byGroup(ctx, fmt.Sprintf("sum by (%s, basis) (%s)", by, b.inc(mWorkloadCO2e)),
 		func(r *raw, m model.Metric, v float64) {
 			switch m["basis"] {
 			case "location":
@@ -242,19 +261,19 @@ func (b *builder) groups(ctx context.Context) error {
 		}, acc); err != nil {
 		return err
 	}
-	if err := b.byGroup(ctx, fmt.Sprintf("sum by (%s) (increase(%s[%s]))", by, mRequests, b.d),
+	if err := b.byGroup(ctx, fmt.Sprintf("sum by (%s) (%s)", by, b.inc(mRequests)),
 		func(r *raw, _ model.Metric, v float64) { r.requests = r.requests.Add(N(v)) }, acc); err != nil {
 		return err
 	}
-	if err := b.byGroup(ctx, fmt.Sprintf("sum by (%s) (increase(%s[%s]))", by, mOutputTokens, b.d),
+	if err := b.byGroup(ctx, fmt.Sprintf("sum by (%s) (%s)", by, b.inc(mOutputTokens)),
 		func(r *raw, _ model.Metric, v float64) { r.tokens = r.tokens.Add(N(v)) }, acc); err != nil {
 		return err
 	}
-	idle, err := b.sumAll(ctx, fmt.Sprintf("sum(increase(%s[%s]))", mIdle, b.d))
+	idle, err := b.sumAll(ctx, fmt.Sprintf("sum(%s)", b.inc(mIdle)))
 	if err != nil {
 		return err
 	}
-	unattr, err := b.sumAll(ctx, fmt.Sprintf("sum(increase(%s[%s]))", mUnattributed, b.d))
+	unattr, err := b.sumAll(ctx, fmt.Sprintf("sum(%s)", b.inc(mUnattributed)))
 	if err != nil {
 		return err
 	}
@@ -268,7 +287,7 @@ func (b *builder) groups(ctx context.Context) error {
 	var all raw
 	var serving raw // Groups that served inferences: the denominators' energy.
 	for k, r := range acc {
-		g := Group{Project: k.project, ModelID: k.model, WorkloadType: k.wtype, Location: k.loc, KPIs: b.kpis(*r)}
+		g := Group{Project: k.project, ModelID: k.model, WorkloadType: k.wtype, Location: k.loc, Region: k.region, KPIs: b.kpis(*r)}
 		b.r.Groups = append(b.r.Groups, g)
 		all.energyJ, all.locG, all.mktG = all.energyJ.Add(r.energyJ), all.locG.Add(r.locG), all.mktG.Add(r.mktG)
 		all.requests, all.tokens = all.requests.Add(r.requests), all.tokens.Add(r.tokens)
@@ -310,7 +329,7 @@ func (b *builder) groups(ctx context.Context) error {
 	b.r.ByProject = b.aggregate(acc, func(k gkey) gkey { return gkey{project: k.project} })
 	b.r.ByModel = b.aggregate(acc, func(k gkey) gkey { return gkey{model: k.model} })
 	b.r.ByWorkloadType = b.aggregate(acc, func(k gkey) gkey { return gkey{wtype: k.wtype} })
-	b.r.ByLocation = b.aggregate(acc, func(k gkey) gkey { return gkey{loc: k.loc} })
+	b.r.ByLocation = b.aggregate(acc, func(k gkey) gkey { return gkey{loc: k.loc, region: k.region} })
 	top := append([]Group(nil), b.r.ByModel...)
 	sort.SliceStable(top, func(i, j int) bool { return top[i].FacilityEnergyKWh.Float() > top[j].FacilityEnergyKWh.Float() })
 	if len(top) > 10 {
@@ -333,7 +352,7 @@ func (b *builder) aggregate(acc map[gkey]*raw, f func(gkey) gkey) []Group {
 	}
 	out := []Group{}
 	for k, r := range m {
-		out = append(out, Group{Project: k.project, ModelID: k.model, WorkloadType: k.wtype, Location: k.loc, KPIs: b.kpis(*r)})
+		out = append(out, Group{Project: k.project, ModelID: k.model, WorkloadType: k.wtype, Location: k.loc, Region: k.region, KPIs: b.kpis(*r)})
 	}
 	sortGroups(out)
 	return out
@@ -363,8 +382,8 @@ func (b *builder) training(ctx context.Context) error {
 		q   string
 		set func(r *run, v float64)
 	}{
-		{fmt.Sprintf("sum by (%s) (increase(%s[%s]))", by, sel, b.d), func(r *run, v float64) { r.j = N(v) }},
-		{fmt.Sprintf("sum by (%s) (increase(%s[%s]))", by, mWorkloadCO2e+`{workload_type="training",basis="location"}`, b.d), func(r *run, v float64) { r.locG = N(v) }},
+		{fmt.Sprintf("sum by (%s) (%s)", by, b.inc(sel)), func(r *run, v float64) { r.j = N(v) }},
+		{fmt.Sprintf("sum by (%s) (%s)", by, b.inc(mWorkloadCO2e+`{workload_type="training",basis="location"}`)), func(r *run, v float64) { r.locG = N(v) }},
 		{fmt.Sprintf("min by (%s) (min_over_time(timestamp(%s)[%s:%s]))", by, sel, b.d, model.Duration(res)), func(r *run, v float64) { r.first = N(v) }},
 		{fmt.Sprintf("max by (%s) (max_over_time(timestamp(%s)[%s:%s]))", by, sel, b.d, model.Duration(res)), func(r *run, v float64) { r.last = N(v) }},
 		{fmt.Sprintf("max by (%s) (count_over_time((rate(%s[%s]) > 0)[%s:%s]))", by,
@@ -389,9 +408,13 @@ func (b *builder) training(ctx context.Context) error {
 			t.EnergyMWh = Sig(kwh.Float()/1000, 2)
 		}
 		if r.first.Valid() && r.last.Valid() {
-			t.FirstSample = time.Unix(int64(r.first.Float()), 0).UTC()
-			t.LastSample = time.Unix(int64(r.last.Float()), 0).UTC()
-			t.WallClockHours = N(t.LastSample.Sub(t.FirstSample).Hours())
+			if first, last, ok := b.sampleSpan(r.first.Float(), r.last.Float()); ok {
+				t.FirstSample, t.LastSample = first, last
+				t.WallClockHours = N(last.Sub(first).Hours())
+			} else {
+				b.finding("Training run %s/%s: its sample timestamps (%s, %s) lie outside the period, so wall-clock time is not reported.",
+					t.Namespace, t.Pod, r.first.Human(), r.last.Human())
+			}
 		}
 		t.GPUActiveHours = r.activeSt.Scale(res.Hours())
 		t.GPUs = b.c.gpusFor(t.Pod, t.ModelID)
@@ -463,7 +486,7 @@ func (b *builder) dataQuality(ctx context.Context) error {
 	times := b.steps(res)
 	b.r.DataQuality.Gaps = []Outage{}
 	b.r.DataQuality.SourcesDown = []Outage{}
-	m, err := b.rangeQ(ctx, fmt.Sprintf("count by (instance, %s) (count_over_time(%s[%s]))", b.loc, mSamples, dres), res)
+	m, err := b.rangeQ(ctx, fmt.Sprintf("count by (instance, %s%s) (count_over_time(%s[%s]))", b.loc, b.fleet, mSamples, dres), res)
 	if err != nil {
 		return err
 	}
@@ -473,7 +496,7 @@ func (b *builder) dataQuality(ctx context.Context) error {
 	for _, s := range m {
 		b.r.DataQuality.Gaps = append(b.r.DataQuality.Gaps, spans(s, res, seriesName(s.Metric), false, times)...)
 	}
-	m, err = b.rangeQ(ctx, fmt.Sprintf("min by (source, target, instance, %s) (min_over_time(%s[%s])) == 0", b.loc, mSourceUp, dres), res)
+	m, err = b.rangeQ(ctx, fmt.Sprintf("min by (source, target, instance, %s%s) (min_over_time(%s[%s])) == 0", b.loc, b.fleet, mSourceUp, dres), res)
 	if err != nil {
 		return err
 	}
@@ -568,8 +591,8 @@ func (b *builder) methodology(ctx context.Context) error {
 	me.Intensity = []IntensitySource{}
 	var total, estimated float64
 	for _, dev := range []struct{ name, q string }{
-		{"cpu", fmt.Sprintf(`sum by (source) (increase(%s{zone=~"package|dram"}[%s]))`, mCPU, b.d)},
-		{"gpu", fmt.Sprintf(`sum by (source) (increase(%s[%s]))`, mGPU, b.d)},
+		{"cpu", fmt.Sprintf(`sum by (source) (%s)`, b.inc(mCPU+`{zone=~"package|dram"}`))},
+		{"gpu", fmt.Sprintf(`sum by (source) (%s)`, b.inc(mGPU))},
 	} {
 		vec, err := b.instant(ctx, dev.q)
 		if err != nil {
@@ -596,13 +619,14 @@ func (b *builder) methodology(ctx context.Context) error {
 	if len(me.Measurement) == 0 {
 		b.r.DataQuality.Notes = append(b.r.DataQuality.Notes, "No device energy counters (aiwatt_cpu_energy_joules_total, aiwatt_gpu_energy_joules_total) in the period: the estimated share is not known.")
 	}
-	vec, err := b.instant(ctx, fmt.Sprintf("avg by (zone, provider, basis) (avg_over_time(%s[%s]))", mIntensity, b.d))
+	vec, err := b.instant(ctx, fmt.Sprintf("avg by (%s%s, zone, provider, basis) (avg_over_time(%s[%s]))", b.loc, b.fleet, mIntensity, b.d))
 	if err != nil {
 		return err
 	}
 	table, _ := carbon.DefaultTable()
 	for _, s := range vec {
-		is := IntensitySource{Zone: string(s.Metric["zone"]), Provider: string(s.Metric["provider"]), Basis: string(s.Metric["basis"]), AvgGramsPerKWh: N(float64(s.Value))}
+		is := IntensitySource{Location: string(s.Metric[model.LabelName(b.loc)]), Region: string(s.Metric[regionLabel]),
+			Zone: string(s.Metric["zone"]), Provider: string(s.Metric["provider"]), Basis: string(s.Metric["basis"]), AvgGramsPerKWh: N(float64(s.Value))}
 		is.Dataset = "as served by the provider (see the agent's provenance)"
 		if is.Provider == "static" && table != nil {
 			if f, ok := table.Lookup(is.Zone, b.o.To.Year()); ok {
@@ -613,7 +637,7 @@ func (b *builder) methodology(ctx context.Context) error {
 	}
 	sort.Slice(me.Intensity, func(i, j int) bool {
 		a, c := me.Intensity[i], me.Intensity[j]
-		return a.Zone+"\xff"+a.Basis+"\xff"+a.Provider < c.Zone+"\xff"+c.Basis+"\xff"+c.Provider
+		return a.Location+"\xff"+a.Region+"\xff"+a.Zone+"\xff"+a.Basis+"\xff"+a.Provider < c.Location+"\xff"+c.Region+"\xff"+c.Zone+"\xff"+c.Basis+"\xff"+c.Provider
 	})
 	vec, err = b.instant(ctx, fmt.Sprintf("max by (idle) (last_over_time(%s[%s]))", mAttribution, b.d))
 	if err != nil {
@@ -632,7 +656,7 @@ func (b *builder) methodology(ctx context.Context) error {
 	}
 	sort.Strings(me.AttributionPolicy)
 	me.Notes = []string{
-		"Totals are increase() over the period evaluated at its end; every query is listed under Queries.",
+		"Totals are each counter's last minus first sample in the period (max_over_time - min_over_time), evaluated at its end, which every query engine (Prometheus, Thanos, VictoriaMetrics) computes the same way; a series with a counter reset in the period uses the engine's increase(). The trend uses increase() per step. Every query is listed under Queries.",
 		fmt.Sprintf("Facility energy = IT energy x PUE (%g). Workload CO2e is the agent's time-matched aiwatt_workload_co2e_grams_total x PUE.", b.c.PUE),
 		"Total CO2e carries node idle and unattributed energy at the energy-weighted average intensity of attributed energy: total = PUE x sum(workload CO2e) x IT energy / workload energy.",
 		"Energy and CO2e per 1k inferences and J per output token use only workloads that served inferences; J per output token uses IT energy.",

@@ -2,7 +2,6 @@ package report
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/inferensys/aiwatt/internal/yamlconf"
 )
@@ -64,9 +63,9 @@ type TrainingRunConfig struct {
 func LoadConfig(path string) (*Config, error) {
 	c := &Config{}
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := yamlconf.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
+			return nil, err
 		}
 		root, err := yamlconf.Decode(path, b, c)
 		if err != nil {

@@ -22,9 +22,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/inferensys/aiwatt/internal/retry"
 )
 
 // Distribution: after Write, the report files can be PUT to an HTTP store
@@ -53,7 +54,8 @@ type UploadOptions struct {
 	// errors, 5xx and 429; default 4 (negative: none).
 	Retries int
 	// Backoff is the first retry's wait, doubled each retry (capped at
-	// MaxBackoff) unless the server sends Retry-After; default 1s.
+	// MaxBackoff); a longer Retry-After from the server is waited instead
+	// (internal/retry); default 1s.
 	Backoff time.Duration
 	// MaxBackoff caps a wait, Retry-After included; default 5m.
 	MaxBackoff time.Duration
@@ -78,7 +80,10 @@ type EmailOptions struct {
 	TLS string
 	// CAFile, when set, is a PEM bundle that replaces the system roots.
 	CAFile string
-	// Insecure allows credentials over a plaintext connection.
+	// Insecure allows sending over a plaintext connection (--email.tls=none,
+	// or a server that offers no STARTTLS): the report and any credentials
+	// then cross the network unencrypted. Without it nothing is sent in
+	// plaintext.
 	Insecure bool
 	// MaxAttachmentBytes: larger files are not attached (the body says so);
 	// default 10 MiB.
@@ -146,7 +151,11 @@ func NewDistributor(opts DistributeOptions) (*Distributor, error) {
 			}
 		}
 		switch e.TLS {
-		case "", "starttls", "tls", "none":
+		case "", "starttls", "tls":
+		case "none":
+			if !e.Insecure {
+				return nil, errors.New("--email.tls=none would send the report in plaintext; add --email.insecure to allow that")
+			}
 		default:
 			return nil, fmt.Errorf("--email.tls: want starttls, tls or none, got %q", e.TLS)
 		}
@@ -255,35 +264,6 @@ func redact(s string) string {
 	return u.String()
 }
 
-// retryAfter parses Retry-After (seconds or an HTTP date).
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return d, true
-		}
-		return 0, true
-	}
-	return 0, false
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 func (d *Distributor) upload(ctx context.Context, path string, w io.Writer) error {
 	u := d.opts.Upload
 	name := filepath.Base(path)
@@ -320,31 +300,17 @@ func (d *Distributor) upload(ctx context.Context, path string, w io.Writer) erro
 	} else if retries < 0 {
 		retries = 0
 	}
-	sleep := u.sleep
-	if sleep == nil {
-		sleep = sleepCtx
+	policy := retry.Policy{Attempts: retries + 1, Base: backoff, Max: maxBackoff, Sleep: u.sleep}
+	var status string
+	attempts, err := policy.Do(ctx, func(ctx context.Context) error {
+		var err error
+		status, err = d.put(ctx, client, target, name, body, timeout)
+		return err
+	})
+	if err != nil {
+		return report(err, "")
 	}
-	var lastErr error
-	for attempt := 1; ; attempt++ {
-		status, wait, err := d.put(ctx, client, target, name, body, timeout)
-		if err == nil {
-			return report(nil, "ok, %s, %d bytes, %d attempt(s)", status, len(body), attempt)
-		}
-		lastErr = err
-		var perm *permanentError
-		if errors.As(err, &perm) || attempt > retries || ctx.Err() != nil {
-			break
-		}
-		if wait < 0 {
-			wait = backoff << (attempt - 1)
-		}
-		wait = min(wait, maxBackoff)
-		if err := sleep(ctx, wait); err != nil {
-			lastErr = fmt.Errorf("%v; gave up waiting to retry: %w", lastErr, err)
-			break
-		}
-	}
-	return report(lastErr, "")
+	return report(nil, "ok, %s, %d bytes, %d attempt(s)", status, len(body), attempts)
 }
 
 // permanentError is an HTTP status not worth retrying.
@@ -352,14 +318,25 @@ type permanentError struct{ msg string }
 
 func (e *permanentError) Error() string { return e.msg }
 
-// put makes one attempt. It returns the status on success, or an error and
-// the wait the server asked for (negative when it did not say).
-func (d *Distributor) put(ctx context.Context, client *http.Client, target, name string, body []byte, timeout time.Duration) (string, time.Duration, error) {
+// transientError is a network error, a 5xx or a 429: worth retrying, after
+// the wait the server asked for, if any.
+type transientError struct {
+	msg   string
+	after time.Duration
+}
+
+func (e *transientError) Error() string             { return e.msg }
+func (e *transientError) Retryable() bool           { return true }
+func (e *transientError) RetryAfter() time.Duration { return e.after }
+
+// put makes one attempt. It returns the status on success, else a
+// *transientError (retried) or a *permanentError.
+func (d *Distributor) put(ctx context.Context, client *http.Client, target, name string, body []byte, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, target, bytes.NewReader(body))
 	if err != nil {
-		return "", -1, &permanentError{"cannot build request"}
+		return "", &permanentError{"cannot build request"}
 	}
 	req.ContentLength = int64(len(body))
 	req.Header.Set("Content-Type", contentType(name))
@@ -380,13 +357,13 @@ func (d *Distributor) put(ctx context.Context, client *http.Client, target, name
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", -1, fmt.Errorf("PUT: %v", err)
+		return "", &transientError{msg: fmt.Sprintf("PUT: %v", err)}
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return resp.Status, 0, nil
+		return resp.Status, nil
 	}
 	msg := resp.Status
 	if s := strings.Join(strings.Fields(string(snippet)), " "); s != "" {
@@ -396,12 +373,9 @@ func (d *Distributor) put(ctx context.Context, client *http.Client, target, name
 		msg += ": " + s
 	}
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-		if wait, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return "", wait, errors.New(msg)
-		}
-		return "", -1, errors.New(msg)
+		return "", &transientError{msg: msg, after: retry.ParseAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
-	return "", -1, &permanentError{msg}
+	return "", &permanentError{msg}
 }
 
 // DefaultSubject is the subject used when EmailOptions.Subject is empty.
@@ -603,6 +577,16 @@ func (d *Distributor) email(ctx context.Context, paths []string, w io.Writer) er
 	return err
 }
 
+// heloName is the name sent with EHLO: this host's name, as mail servers
+// expect (RFC 5321 § 4.1.1.1), or "localhost" when it has none usable.
+func heloName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" || strings.ContainsAny(h, " \t\r\n") {
+		return "localhost"
+	}
+	return h
+}
+
 // send delivers msg and returns the connection's security ("tls",
 // "starttls" or "plaintext").
 func (d *Distributor) send(ctx context.Context, msg []byte) (string, error) {
@@ -641,7 +625,7 @@ func (d *Distributor) send(ctx context.Context, msg []byte) (string, error) {
 		return "", err
 	}
 	defer c.Close()
-	if err := c.Hello("localhost"); err != nil {
+	if err := c.Hello(heloName()); err != nil {
 		return "", err
 	}
 	security := "plaintext"
@@ -655,10 +639,10 @@ func (d *Distributor) send(ctx context.Context, msg []byte) (string, error) {
 			security = "starttls"
 		}
 	}
+	if security == "plaintext" && !e.Insecure {
+		return "", fmt.Errorf("refusing to send the report or credentials over a plaintext connection to %s (--email.tls=%s; the server offered no STARTTLS); use TLS, or --email.insecure to allow plaintext", e.SMTP, mode)
+	}
 	if e.Username != "" {
-		if security == "plaintext" && !e.Insecure {
-			return "", fmt.Errorf("refusing to send credentials over a plaintext connection to %s (--email.tls=%s; the server offered no STARTTLS); use TLS or --email.insecure", e.SMTP, mode)
-		}
 		if ok, _ := c.Extension("AUTH"); !ok {
 			return "", errors.New("server does not offer AUTH")
 		}

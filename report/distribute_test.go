@@ -231,6 +231,7 @@ type fakeSMTP struct {
 	rcpt []string
 	data []byte
 	tlsd bool
+	ehlo string // the name sent with EHLO
 	done chan struct{}
 }
 
@@ -269,6 +270,9 @@ func (s *fakeSMTP) serve(conn net.Conn) {
 		verb, arg, _ := strings.Cut(line, " ")
 		switch strings.ToUpper(verb) {
 		case "EHLO":
+			s.mu.Lock()
+			s.ehlo = arg
+			s.mu.Unlock()
 			ext := []string{"250-fake"}
 			if s.tls != nil && !secure {
 				ext = append(ext, "250-STARTTLS")
@@ -447,7 +451,7 @@ func TestEmailPlaintextRefusesCredentials(t *testing.T) {
 	if len(srv.auth) != 0 || srv.data != nil {
 		t.Errorf("credentials or data sent over plaintext: auth %q", srv.auth)
 	}
-	if !strings.Contains(log.String(), "FAILED: refusing to send credentials over a plaintext connection") || strings.Contains(log.String(), password) {
+	if !strings.Contains(log.String(), "FAILED: refusing to send the report or credentials over a plaintext connection") || strings.Contains(log.String(), password) {
 		t.Errorf("summary:\n%s", &log)
 	}
 
@@ -557,12 +561,55 @@ func TestEmailOptionErrors(t *testing.T) {
 	}
 }
 
-func TestRetryAfterDate(t *testing.T) {
-	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	if d, ok := retryAfter(now.Add(90*time.Second).Format(http.TimeFormat), now); !ok || d != 90*time.Second {
-		t.Errorf("HTTP-date Retry-After: %v %v", d, ok)
+// TestEmailNeverPlaintextUnlessInsecure checks that a report without
+// credentials is not sent in plaintext either, that --email.tls=none needs
+// --email.insecure, and that EHLO carries this host's name.
+func TestEmailNeverPlaintextUnlessInsecure(t *testing.T) {
+	paths := distFiles(t)
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
 	}
-	if _, ok := retryAfter("soon", now); ok {
-		t.Error("garbage Retry-After accepted")
+	for _, tc := range []struct {
+		name     string
+		tls      string
+		insecure bool
+		sent     bool
+	}{
+		{"starttls not offered", "", false, false},
+		{"starttls not offered, insecure", "starttls", true, true},
+		{"none, insecure", "none", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := startSMTP(t, nil)
+			o := period
+			o.Email = &EmailOptions{SMTP: srv.addr, From: "aiwatt@example.com", To: []string{"esg@example.com"}, TLS: tc.tls, Insecure: tc.insecure}
+			d, err := NewDistributor(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var log bytes.Buffer
+			err = d.Distribute(context.Background(), paths, &log)
+			srv.wait(t)
+			srv.mu.Lock()
+			defer srv.mu.Unlock()
+			if (srv.data != nil) != tc.sent || (err == nil) != tc.sent {
+				t.Fatalf("sent %v, error %v, want sent %v\n%s", srv.data != nil, err, tc.sent, &log)
+			}
+			if !tc.sent && !strings.Contains(log.String(), "refusing to send the report or credentials over a plaintext connection") {
+				t.Errorf("summary:\n%s", &log)
+			}
+			if tc.sent && !strings.Contains(log.String(), "(plaintext): ok") {
+				t.Errorf("summary:\n%s", &log)
+			}
+			if srv.ehlo != host {
+				t.Errorf("EHLO %q, want the host name %q", srv.ehlo, host)
+			}
+		})
+	}
+	o := period
+	o.Email = &EmailOptions{SMTP: "127.0.0.1:25", From: "aiwatt@example.com", To: []string{"esg@example.com"}, TLS: "none"}
+	if _, err := NewDistributor(o); err == nil || !strings.Contains(err.Error(), "--email.insecure") {
+		t.Fatalf("--email.tls=none without --email.insecure: %v", err)
 	}
 }

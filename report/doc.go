@@ -5,13 +5,21 @@
 // output token, SCI per functional unit, training runs), maps them onto
 // reporting frameworks (GRI, SASB, ESRS) kept as versioned embedded YAML in
 // frameworks/, and renders JSON, CSV, Markdown, HTML (inline SVG charts) and
-// PDF.
+// PDF (with the Go fonts embedded, so names in any Latin, Greek or Cyrillic
+// script print as written).
 //
 // # Method
 //
 // Every figure comes from PromQL run by Build and recorded in
-// Report.Queries. Totals are increase() over the whole period evaluated at
-// its end. IT energy is the workloads' energy plus node idle and
+// Report.Queries. Totals are each counter's last minus first sample in the
+// period (internal/energyql), evaluated at its end: the same answer on
+// Prometheus, Thanos and VictoriaMetrics, whose increase() functions
+// differ; series that reset in the period use increase() and are named in
+// a data-quality note. Groups keep the location label and, beside it,
+// region (a fleet labels each Prometheus with cluster and region). The
+// query engine's warnings (a partial response from Thanos with a store
+// down) are listed in DataQuality.PartialResponse and become a gap over the
+// whole period: such a report is never complete. IT energy is the workloads' energy plus node idle and
 // unattributed energy (the attribution policy keeps them apart); facility
 // energy is IT energy × PUE from the configuration. A workload's CO2e is its
 // own aiwatt_workload_co2e_grams_total (time-matched by the agent) × PUE; the
@@ -22,7 +30,12 @@
 //
 // Gaps are windows of the configured resolution in which an instance
 // exported no aiwatt_samples_total sample; a KPI with no data is reported as
-// "no data" (null in JSON, empty in CSV), never as zero. Training runs are
+// "no data" (null in JSON, empty in CSV), never as zero. A negative figure
+// (a counter that went backwards, a wrong recording rule), an implausibly
+// large one (more energy or CO2e than the world's in a year) and training
+// sample timestamps outside the period are data-quality findings in the
+// report's notes; figures are shown as measured, and no value stops the
+// report from rendering. Training runs are
 // the series with workload_type="training": wall-clock is from their first
 // to last sample (as seen at steps of the resolution), GPU-active time is the number of
 // resolution steps in which their GPU energy rose × the step, and GPU-hours
@@ -66,8 +79,8 @@
 // WebDAV, any HTTP store; AWS S3 with SigV4 credentials is left to
 // `aws s3 cp`), retried with exponential backoff on network errors, 5xx and
 // 429 (Retry-After honoured); and one multipart/mixed email over SMTP
-// (STARTTLS when offered, implicit TLS or none; credentials are refused over
-// plaintext unless allowed) with a one-line summary from report.json and the
+// (STARTTLS or implicit TLS; neither the report nor credentials go over
+// plaintext unless Insecure allows it; EHLO names this host) with a one-line summary from report.json and the
 // files attached up to a size limit. Token, password, header values and URL
 // query strings never appear in the summary lines or errors.
 //

@@ -89,12 +89,17 @@ func Sig(v float64, sig int) string {
 }
 
 // Human formats a figure for people: "no data" when missing, else four
-// significant figures (thousands kept whole).
+// significant figures (thousands kept whole, and figures from 10¹⁵ up in
+// exponent form).
 func (n Num) Human() string {
 	if !n.ok {
 		return "no data"
 	}
 	v := n.v
+	if math.Abs(v) >= 1e15 {
+		// Beyond any real figure (see ranges): keep it readable.
+		return strconv.FormatFloat(v, 'g', 4, 64)
+	}
 	if math.Abs(v) >= 1000 {
 		return strconv.FormatFloat(math.Round(v), 'f', -1, 64)
 	}

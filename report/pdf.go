@@ -4,25 +4,50 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/go-pdf/fpdf"
+	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/goregular"
+	"golang.org/x/image/font/sfnt"
 )
 
-// pdfText keeps text to printable ASCII: the PDF uses the standard
-// Helvetica font (no embedding), whose widths are known for those only.
+// pdfFont is the family of the embedded Go fonts (BSD licence, from
+// golang.org/x/image/font/gofont): TrueType, embedded as a subset, so
+// every Latin, Greek and Cyrillic letter of WGL4 prints as itself (Müller,
+// Łódź, São Paulo, Αθήνα) and is extracted as itself.
+const pdfFont = "Go"
+
+// pdfFonts parses the regular font once, to know which characters it has.
+var pdfFonts = sync.OnceValues(func() (*sfnt.Font, error) { return sfnt.Parse(goregular.TTF) })
+
+// pdfText keeps the characters the embedded font can draw (WGL4: Latin,
+// Greek, Cyrillic, common symbols); others, such as CJK, become "?".
 func pdfText(s string) string {
-	repl := strings.NewReplacer("≥", ">=", "≤", "<=", "×", "x", "–", "-", "—", "-", "₂", "2", "’", "'", "“", "\"", "”", "\"")
-	s = repl.Replace(s)
+	f, err := pdfFonts()
+	if err != nil {
+		return s
+	}
+	var buf sfnt.Buffer
 	var b strings.Builder
 	for _, r := range s {
-		switch {
-		case r == '\n' || (r >= 32 && r < 127):
+		if r == '\n' || r == '\t' {
 			b.WriteRune(r)
-		default:
-			b.WriteByte('?')
+			continue
 		}
+		if g, err := f.GlyphIndex(&buf, r); err == nil && g != 0 && r >= 32 {
+			b.WriteRune(r)
+			continue
+		}
+		b.WriteByte('?')
 	}
 	return b.String()
+}
+
+// addPDFFonts embeds the regular and bold Go fonts.
+func addPDFFonts(pdf *fpdf.Fpdf) {
+	pdf.AddUTF8FontFromBytes(pdfFont, "", goregular.TTF)
+	pdf.AddUTF8FontFromBytes(pdfFont, "B", gobold.TTF)
 }
 
 const (
@@ -36,6 +61,7 @@ const (
 // tables and charts as the HTML. Text is real text (extractable).
 func RenderPDF(w io.Writer, r *Report) error {
 	pdf := fpdf.New("L", "mm", "A4", "")
+	addPDFFonts(pdf)
 	pdf.SetCatalogSort(true)
 	pdf.SetCreationDate(r.To)
 	pdf.SetModificationDate(r.To)
@@ -46,22 +72,22 @@ func RenderPDF(w io.Writer, r *Report) error {
 	pdf.AliasNbPages("{nb}")
 	pdf.SetFooterFunc(func() {
 		pdf.SetY(-8)
-		pdf.SetFont("Helvetica", "", 7)
+		pdf.SetFont(pdfFont, "", 7)
 		pdf.CellFormat(0, 4, pdfText(fmt.Sprintf("%s - %s to %s - page %d/{nb}", r.Title, ts(r.From), ts(r.To), pdf.PageNo())), "", 0, "C", false, 0, "")
 	})
 	pdf.AddPage()
-	pdf.SetFont("Helvetica", "B", 16)
+	pdf.SetFont(pdfFont, "B", 16)
 	pdf.CellFormat(0, 9, pdfText(r.Title), "", 1, "L", false, 0, "")
 	for _, s := range Sections(r) {
 		if pdf.GetY() > pdfPageH-40 {
 			pdf.AddPage()
 		}
 		pdf.Ln(2)
-		pdf.SetFont("Helvetica", "B", 12)
+		pdf.SetFont(pdfFont, "B", 12)
 		pdf.SetTextColor(47, 111, 159)
 		pdf.CellFormat(0, 7, pdfText(s.Title), "B", 1, "L", false, 0, "")
 		pdf.SetTextColor(0, 0, 0)
-		pdf.SetFont("Helvetica", "", 8.5)
+		pdf.SetFont(pdfFont, "", 8.5)
 		for _, p := range s.Paragraphs {
 			pdf.MultiCell(0, 4, pdfText(p), "", "L", false)
 		}
@@ -123,7 +149,7 @@ func pdfChart(pdf *fpdf.Fpdf, c chart) {
 		if t.small {
 			size = 7
 		}
-		pdf.SetFont("Helvetica", "", size)
+		pdf.SetFont(pdfFont, "", size)
 		s := pdfText(t.s)
 		x := X(t.x)
 		switch t.anchor {
@@ -135,15 +161,15 @@ func pdfChart(pdf *fpdf.Fpdf, c chart) {
 		pdf.Text(x, Y(t.y), s)
 	}
 	pdf.SetY(y0 + h + 2)
-	pdf.SetFont("Helvetica", "", 8.5)
+	pdf.SetFont(pdfFont, "", 8.5)
 }
 
 func pdfTable(pdf *fpdf.Fpdf, t Table) {
 	const lineH = 3.4
-	pdf.SetFont("Helvetica", "B", 8.5)
+	pdf.SetFont(pdfFont, "B", 8.5)
 	pdf.CellFormat(0, 6, pdfText(t.Caption), "", 1, "L", false, 0, "")
 	if len(t.Rows) == 0 {
-		pdf.SetFont("Helvetica", "", 8)
+		pdf.SetFont(pdfFont, "", 8)
 		pdf.CellFormat(0, 5, "None.", "", 1, "L", false, 0, "")
 		return
 	}
@@ -151,7 +177,7 @@ func pdfTable(pdf *fpdf.Fpdf, t Table) {
 	if len(t.Header) > 10 {
 		size = 6.2
 	}
-	pdf.SetFont("Helvetica", "", size)
+	pdf.SetFont(pdfFont, "", size)
 	// Column widths: proportional to the longest cell, capped, scaled to the page.
 	avail := pdfPageW - 2*pdfMargin
 	ws := make([]float64, len(t.Header))
@@ -174,7 +200,7 @@ func pdfTable(pdf *fpdf.Fpdf, t Table) {
 		if header {
 			style = "B"
 		}
-		pdf.SetFont("Helvetica", style, size)
+		pdf.SetFont(pdfFont, style, size)
 		lines := make([][]string, len(ws))
 		n := 1
 		for i := range ws {
@@ -211,5 +237,5 @@ func pdfTable(pdf *fpdf.Fpdf, t Table) {
 	}
 	pdf.SetDrawColor(0, 0, 0)
 	pdf.Ln(2)
-	pdf.SetFont("Helvetica", "", 8.5)
+	pdf.SetFont(pdfFont, "", 8.5)
 }

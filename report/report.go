@@ -117,6 +117,10 @@ type Group struct {
 	ModelID      string `json:"model_id"`
 	WorkloadType string `json:"workload_type"`
 	Location     string `json:"location"`
+	// Region is the workload's region label where the location label is
+	// not region itself (fleets label each Prometheus with cluster and
+	// region); empty elsewhere.
+	Region string `json:"region"`
 	KPIs
 }
 
@@ -196,6 +200,10 @@ type MeasurementSource struct {
 
 // IntensitySource is a grid zone's intensity source in the period.
 type IntensitySource struct {
+	// Location and Region are the agents' location and region labels
+	// (cluster and region in a fleet), so each location shows its own zone.
+	Location       string `json:"location"`
+	Region         string `json:"region"`
 	Zone           string `json:"zone"`
 	Provider       string `json:"provider"`
 	Basis          string `json:"basis"`
@@ -209,7 +217,11 @@ type DataQuality struct {
 	Gaps                  []Outage `json:"gaps"`
 	SourcesDown           []Outage `json:"sources_down"`
 	EstimatedSharePercent Num      `json:"estimated_share_percent"`
-	Notes                 []string `json:"notes"`
+	// PartialResponse lists the query engine's warnings: a global engine
+	// (Thanos) answers with warnings when a store behind it is down, and
+	// such a report is not complete (each warning is also a gap).
+	PartialResponse []string `json:"partial_response"`
+	Notes           []string `json:"notes"`
 }
 
 // Outage is a span with no samples (a gap) or with a source down.
@@ -233,6 +245,9 @@ func sortGroups(gs []Group) {
 		if a.WorkloadType != b.WorkloadType {
 			return a.WorkloadType < b.WorkloadType
 		}
-		return a.Location < b.Location
+		if a.Location != b.Location {
+			return a.Location < b.Location
+		}
+		return a.Region < b.Region
 	})
 }

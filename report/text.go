@@ -63,7 +63,7 @@ func Sections(r *Report) []Section {
 			}
 			return label(v)
 		}
-		return []string{dim("p", g.Project), dim("m", g.ModelID), dim("t", g.WorkloadType), dim("l", g.Location), g.ITEnergyKWh.Human(), g.FacilityEnergyMWh.Human(),
+		return []string{dim("p", g.Project), dim("m", g.ModelID), dim("t", g.WorkloadType), dim("l", g.where()), g.ITEnergyKWh.Human(), g.FacilityEnergyMWh.Human(),
 			g.FacilityEnergyGJ.Human(), g.CO2eLocationT.Human(), g.CO2eMarketT.Human(), g.Inferences.Human(), g.EnergyPer1kInferencesKWh.Human(),
 			g.CO2ePer1kInferencesG.Human(), g.JoulesPerOutputToken.Human(), g.SCIGramsPerUnit.Human()}
 	}
@@ -106,9 +106,9 @@ func Sections(r *Report) []Section {
 	for _, m := range me.Measurement {
 		meas.Rows = append(meas.Rows, []string{m.Device, m.Source, m.EnergyKWh.Human(), m.SharePercent.Human()})
 	}
-	inten := Table{Caption: "Carbon intensity sources", Header: []string{"zone", "basis", "provider", "average g/kWh", "dataset"}}
+	inten := Table{Caption: "Carbon intensity sources", Header: []string{"location", "zone", "basis", "provider", "average g/kWh", "dataset"}}
 	for _, i := range me.Intensity {
-		inten.Rows = append(inten.Rows, []string{i.Zone, i.Basis, i.Provider, i.AvgGramsPerKWh.Human(), i.Dataset})
+		inten.Rows = append(inten.Rows, []string{label(Group{Location: i.Location, Region: i.Region}.where()), i.Zone, i.Basis, i.Provider, i.AvgGramsPerKWh.Human(), i.Dataset})
 	}
 	meth := Section{Title: "Methodology", Paragraphs: append([]string{
 		fmt.Sprintf("PUE %g (%s).", me.PUE, me.PUESource),

@@ -11,11 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/inferensys/aiwatt/agent/attribution"
-	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/rapl"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // DefaultZone is the carbon-intensity zone used when Options.Zone is empty:
@@ -47,6 +47,9 @@ const (
 	// GPUSharedCount is a shared GPU whose per-process SM utilisation is
 	// unknown: the run gets its share of the processes.
 	GPUSharedCount = "shared (process count share of active energy; SM utilisation unknown)"
+	// GPUMIG is a GPU in MIG mode: each GPU instance gets its slices' share
+	// of the energy, attributed by the instance's processes.
+	GPUMIG = "MIG (slice share of each instance, split by its processes)"
 	// GPUNotUsed is a GPU on which no process of the run was seen.
 	GPUNotUsed = "not used by the run"
 )
@@ -169,6 +172,8 @@ type Meter struct {
 	start     time.Time
 	last      time.Time
 	cpuMethod string
+	prevNode  workload.NodeCPU // for the busy share, steal excluded
+	hasNode   bool
 	prevUJ    []uint64
 	prevEstJ  float64
 	gpus      map[string]*gpuState
@@ -296,8 +301,10 @@ func (m *Meter) Start(ctx context.Context, pid int) error {
 		return fmt.Errorf("runner: %w", err)
 	}
 	m.prevEstJ = e.Joules
+	m.prevNode, err = workload.ReadNodeCPU(m.opts.ProcfsRoot, m.scanner.ClockTicks())
+	m.hasNode = err == nil
 
-	m.tree = newTree(m.opts.ProcfsRoot, m.scanner.ClockTicks(), pid)
+	m.tree = newTree(pid)
 	res, err := m.scanner.Scan()
 	if err != nil {
 		return fmt.Errorf("runner: process scan: %w", err)
@@ -368,6 +375,12 @@ func (m *Meter) Tick(ctx context.Context) (Progress, error) {
 	if m.cpuMethod == MethodEstimate && err == nil {
 		cpuJ = max(e.Joules-m.prevEstJ, 0)
 		m.prevEstJ = e.Joules
+	}
+	if node, err := workload.ReadNodeCPU(m.opts.ProcfsRoot, m.scanner.ClockTicks()); err == nil {
+		if b := workload.BusyShare(m.prevNode, node); m.hasNode && b >= 0 {
+			busy = b // the same busy share as the agent's: steal is neither busy nor idle
+		}
+		m.prevNode, m.hasNode = node, true
 	}
 
 	var tt treeTick
@@ -497,55 +510,46 @@ func (m *Meter) progress(now time.Time, watts float64, procs int) Progress {
 	return p
 }
 
-// gpuDevice builds the attribution input of one GPU for one tick, and says
-// which rule applied.
+// gpuDevice builds the attribution input of one GPU for one tick with the
+// claim rules the agent uses (workload.GPUClaimer), the run's processes
+// being the run's workload and every other process none, and says which
+// rule applied.
 func (m *Meter) gpuDevice(g dcgm.GPUSample, dE float64, live map[int]bool) (attribution.Device, string) {
-	d := attribution.Device{ID: g.UUID, Component: attribution.GPU, Joules: dE, Busy: g.SMUtil / 100}
-	if m.assigned(g) {
-		d.Holder = &runKey
-		return d, GPUAssigned
+	c := workload.GPUClaimer{
+		KeyOf: func(pid int) attribution.Key {
+			if live[pid] {
+				return runKey
+			}
+			return attribution.Key{}
+		},
+		Assigned: func(g *dcgm.GPUSample) (attribution.Key, bool) { return runKey, m.assigned(*g) },
 	}
-	var inRun, outside int
-	var runSM, otherSM float64
-	smKnown := true
+	d, how := c.Claim(&g, nil)
+	d.Joules = dE
+	inRun := 0
 	for _, p := range g.Processes {
-		if p.SMUtil < 0 {
-			smKnown = false
-		}
 		if live[int(p.PID)] {
 			inRun++
-			runSM += max(p.SMUtil, 0)
-		} else {
-			outside++
-			otherSM += max(p.SMUtil, 0)
 		}
+	}
+	if how.BusyGuessed && inRun > 0 {
+		m.note("GPU %d (%s): neither device nor process SM utilisation is known; all of its energy is treated as active", g.Index, g.UUID)
 	}
 	switch {
+	case how.Rule == workload.ClaimAssigned:
+		return d, GPUAssigned
 	case inRun == 0:
-		if len(g.Processes) > 0 {
-			d.Activity = []attribution.Share{{Weight: 1}} // others' activity: unattributed
-		}
 		return d, GPUNotUsed
-	case outside == 0:
-		d.Holder = &runKey
+	case how.Rule == workload.ClaimSoleUser:
 		return d, GPUExclusive
+	case how.Rule == workload.ClaimMIG:
+		return d, GPUMIG
+	case how.Rule == workload.ClaimSharedCount:
+		m.note("GPU %d (%s) is shared and per-process SM utilisation is unknown; the run gets its share of the processes (%d of %d)",
+			g.Index, g.UUID, inRun, len(g.Processes))
+		return d, GPUSharedCount
 	}
-	if g.SMUtil < 0 {
-		if smKnown {
-			d.Busy = min((runSM+otherSM)/100, 1)
-		} else {
-			d.Busy = 1
-			m.note("GPU %d (%s): neither device nor process SM utilisation is known; all of its energy is treated as active", g.Index, g.UUID)
-		}
-	}
-	if smKnown && runSM+otherSM > 0 {
-		d.Activity = []attribution.Share{{Key: runKey, Weight: runSM}, {Weight: otherSM}}
-		return d, GPUSharedSM
-	}
-	m.note("GPU %d (%s) is shared and per-process SM utilisation is unknown; the run gets its share of the processes (%d of %d)",
-		g.Index, g.UUID, inRun, inRun+outside)
-	d.Activity = []attribution.Share{{Key: runKey, Weight: float64(inRun)}, {Weight: float64(outside)}}
-	return d, GPUSharedCount
+	return d, GPUSharedSM
 }
 
 // mainRule is the rule that gave the run the most energy, or, when the run

@@ -294,15 +294,3 @@ func TestMeterZoneAndStartErrors(t *testing.T) {
 		t.Fatal("negative budget accepted")
 	}
 }
-
-func TestParseProcStat(t *testing.T) {
-	st, ok := parseProcStat([]byte("42 (a) b) S 7 42 42 0 -1 4194560 0 0 0 0 11 4 30 2 20 0 1 0 999 0 0\n"))
-	if !ok || st.ppid != 7 || st.self != 15 || st.children != 32 || st.start != 999 {
-		t.Fatalf("%+v %v", st, ok)
-	}
-	for _, bad := range []string{"", "42 (x) S 7 42", "42 (x) S x 42 42 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5\n"} {
-		if _, ok := parseProcStat([]byte(bad)); ok {
-			t.Errorf("parsed %q", bad)
-		}
-	}
-}

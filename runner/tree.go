@@ -1,14 +1,7 @@
 package runner
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-
-	"github.com/inferensys/aiwatt/agent/workload"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // procKey names one process across PID reuse.
@@ -40,9 +33,7 @@ const owedScans = 2
 // descendants by PPID, and keeps a process in the run once seen even when
 // its parent dies and it is reparented (sticky membership).
 type tree struct {
-	procfs string
-	hz     float64
-	root   int
+	root int
 
 	rootStart uint64
 	rootSeen  bool
@@ -56,23 +47,18 @@ type tree struct {
 	rootFinal    float64
 	rootFinalSet bool
 	rootVanished bool
+	rootPPID     int // the root's parent, which reaps it
 
 	seen    int     // distinct processes that were ever part of the run
 	maxLive int     // most processes alive at one scan
 	cpu     float64 // CPU seconds credited to the run
 
-	buf  [4096]byte
 	scan map[int]*workload.Process
 	kids map[int][]int
 }
 
-func newTree(procfs string, hz int, root int) *tree {
-	if hz <= 0 {
-		hz = workload.DefaultClockTicks
-	}
+func newTree(root int) *tree {
 	return &tree{
-		procfs:  procfs,
-		hz:      float64(hz),
 		root:    root,
 		members: make(map[procKey]*member),
 		byPID:   make(map[int]procKey),
@@ -137,13 +123,24 @@ func (t *tree) update(res *workload.ScanResult) treeTick {
 	}
 
 	tick := treeTick{live: make(map[int]bool, len(order))}
+	if p := t.scan[t.root]; p != nil && t.rootSeen && p.StartTicks == t.rootStart {
+		t.rootPPID = p.PPID
+	}
 	for i := range res.Processes {
-		if !visited[res.Processes[i].PID] {
-			tick.other += res.Processes[i].DeltaCPUSeconds
+		p := &res.Processes[i]
+		if visited[p.PID] {
+			continue
+		}
+		tick.other += p.DeltaCPUSeconds
+		// Children reaped by other processes are their CPU time too; the
+		// root's reaper (the caller) is credited through rootExited instead.
+		if p.PID != t.rootPPID {
+			tick.other += p.ReapedCPUSeconds
 		}
 	}
 
-	// Read every live member's own and reaped-children CPU time.
+	// Every live member's own and reaped-children CPU time, as the scan read
+	// them.
 	type reading struct {
 		key            procKey
 		ppid           int
@@ -152,13 +149,8 @@ func (t *tree) update(res *workload.ScanResult) treeTick {
 	}
 	reads := make([]reading, 0, len(order))
 	for _, k := range order {
-		st, err := t.readStat(k.pid)
-		alive := err == nil && st.start == k.start
-		r := reading{key: k, alive: alive}
-		if alive {
-			r.ppid, r.self, r.children = st.ppid, float64(st.self)/t.hz, float64(st.children)/t.hz
-		}
-		reads = append(reads, r)
+		p := t.scan[k.pid]
+		reads = append(reads, reading{key: k, alive: true, ppid: p.PPID, self: p.CPUSeconds, children: p.ChildCPUSeconds})
 	}
 	alive := make(map[procKey]bool, len(reads))
 	for _, r := range reads {
@@ -268,72 +260,4 @@ func (t *tree) chainReachesRoot(pid int, alive map[procKey]bool) bool {
 		pid = t.members[k].ppid
 	}
 	return false
-}
-
-// procStat is what the tree reads from /proc/PID/stat.
-type procStat struct {
-	ppid     int
-	self     uint64 // utime + stime, clock ticks
-	children uint64 // cutime + cstime, clock ticks
-	start    uint64
-}
-
-var errStat = errors.New("cannot parse")
-
-// readStat reads /proc/PID/stat of one process.
-func (t *tree) readStat(pid int) (procStat, error) {
-	path := filepath.Join(t.procfs, strconv.Itoa(pid), "stat")
-	f, err := os.Open(path)
-	if err != nil {
-		return procStat{}, fmt.Errorf("read %s: %w", path, err)
-	}
-	n, err := f.Read(t.buf[:])
-	_ = f.Close()
-	if err != nil {
-		return procStat{}, fmt.Errorf("read %s: %w", path, err)
-	}
-	st, ok := parseProcStat(t.buf[:n])
-	if !ok {
-		return procStat{}, fmt.Errorf("parse %s: %w", path, errStat)
-	}
-	return st, nil
-}
-
-// parseProcStat parses "pid (comm) state ppid(4) … utime(14) stime(15)
-// cutime(16) cstime(17) … starttime(22) …"; comm may hold spaces and
-// parentheses, so fields are counted after the last ')'.
-func parseProcStat(b []byte) (procStat, bool) {
-	end := bytes.LastIndexByte(b, ')')
-	if end < 0 {
-		return procStat{}, false
-	}
-	fields := bytes.Fields(b[end+1:])
-	if len(fields) < 20 { // fields 3..22
-		return procStat{}, false
-	}
-	num := func(field int) (uint64, bool) {
-		tok := fields[field-3]
-		if len(tok) > 0 && tok[0] == '-' { // cutime and cstime are signed
-			return 0, true
-		}
-		v, err := strconv.ParseUint(string(tok), 10, 64)
-		return v, err == nil
-	}
-	var st procStat
-	var vals [6]uint64
-	for i, f := range []int{4, 14, 15, 16, 17, 22} {
-		v, ok := num(f)
-		if !ok {
-			return procStat{}, false
-		}
-		vals[i] = v
-	}
-	if vals[0] > 1<<30 {
-		return procStat{}, false
-	}
-	st.ppid = int(vals[0])
-	st.self = vals[1] + vals[2]
-	st.children = vals[3] + vals[4]
-	st.start = vals[5]
-	return st, true
 }

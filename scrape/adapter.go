@@ -126,6 +126,26 @@ var consumedNames = func() map[string]struct{} {
 			m[n] = struct{}{}
 		}
 	}
+	for n := range createdOf {
+		m[n] = struct{}{}
+	}
+	return m
+}()
+
+// createdOf maps the creation-time series of every consumed counter
+// ("x_created" beside "x_total", as Python's prometheus_client exports
+// them) to the counter's name. A changed creation time means the counter
+// was created again: the server restarted, even when the new value has
+// already climbed past the old one.
+var createdOf = func() map[string]string {
+	m := map[string]string{}
+	for _, a := range adapters {
+		for n := range a.metrics {
+			if base, ok := strings.CutSuffix(n, "_total"); ok {
+				m[base+"_created"] = n
+			}
+		}
+	}
 	return m
 }()
 

@@ -81,7 +81,9 @@ func TestCaptureCasesCoverEveryFixture(t *testing.T) {
 	}
 	var files []string
 	for _, e := range entries {
-		files = append(files, e.Name())
+		if e.Name() != "PROVENANCE.md" { // the captures' provenance note
+			files = append(files, e.Name())
+		}
 	}
 	var cased []string
 	for _, c := range captureCases {

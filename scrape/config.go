@@ -44,9 +44,11 @@ type TargetConfig struct {
 
 // WorkloadHint names the workload an inference server belongs to, for the
 // agent to resolve: a Kubernetes pod (Namespace and Pod), a process (PID),
-// or a local listening port whose process is found with [ListeningPIDs]
-// (Port). At most one kind may be set; none means the agent decides (for
-// example from the URL's host and port).
+// a local listening port whose process is found with [ListeningPIDs]
+// (Port), the processes named by a workload rule (Rule, the rule's name),
+// or a systemd unit (SystemdUnit). Rule and SystemdUnit survive restarts of
+// the server; a PID does not. At most one kind may be set; none means the
+// agent decides (for example from the URL's host and port).
 type WorkloadHint struct {
 	// Namespace is the Kubernetes namespace of Pod.
 	Namespace string `yaml:"namespace,omitempty"`
@@ -56,6 +58,12 @@ type WorkloadHint struct {
 	PID int `yaml:"pid,omitempty"`
 	// Port is a local TCP port the server listens on.
 	Port int `yaml:"port,omitempty"`
+	// Rule is the name of the workload rule that names the server's
+	// processes.
+	Rule string `yaml:"rule,omitempty"`
+	// SystemdUnit is the systemd service the server runs in, such as
+	// "vllm.service".
+	SystemdUnit string `yaml:"systemd_unit,omitempty"`
 }
 
 // Validate checks the configuration and returns every problem found,
@@ -115,8 +123,14 @@ func (c TargetConfig) Validate() error {
 	if w.Port != 0 {
 		kinds++
 	}
+	if w.Rule != "" {
+		kinds++
+	}
+	if w.SystemdUnit != "" {
+		kinds++
+	}
 	if kinds > 1 {
-		add("workload: set one of pod/namespace, pid or port")
+		add("workload: set one of pod/namespace, pid, port, rule or systemd_unit")
 	}
 	if w.PID < 0 {
 		add("workload: pid %d is negative", w.PID)

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // tcpListen is the st column of a LISTEN socket in /proc/net/tcp{,6}.
@@ -133,4 +136,97 @@ func ListeningPIDs(procRoot string, port int) ([]int, error) {
 		return nil, err
 	}
 	return PIDsForInodes(procRoot, inodes)
+}
+
+// PortOwners finds the processes listening on local ports, for targets
+// named by port or by a loopback URL, and follows them: a port's owners are
+// looked up again as soon as none of the cached owners is alive (the server
+// restarted as a new process) or none was ever found (the server starts
+// after the agent), and at least every Refresh otherwise. Looking a port up
+// reads /proc/net/tcp{,6} and, only when something listens on the port,
+// every process's fd directory. It is not safe for concurrent use.
+type PortOwners struct {
+	procRoot string
+	// Refresh is the longest a found owner is trusted without a look-up
+	// (default one minute).
+	Refresh time.Duration
+	ports   map[int]portOwners
+	lookups int
+	// lookup finds the PIDs listening on a port; tests replace it.
+	lookup func(procRoot string, port int) ([]int, error)
+}
+
+type portOwners struct {
+	pids []int
+	at   time.Time
+	seen time.Time // last asked for
+}
+
+// NewPortOwners returns a finder of port owners under procRoot.
+func NewPortOwners(procRoot string) *PortOwners {
+	return &PortOwners{procRoot: procRoot, Refresh: time.Minute, ports: map[int]portOwners{}, lookup: ListeningPIDs}
+}
+
+// Lookups counts the look-ups made, for tests and benchmarks.
+func (o *PortOwners) Lookups() int { return o.lookups }
+
+// Owners returns the PIDs listening on port at now; alive reports whether
+// a PID is a running process (the tick's process scan). Ports not asked for
+// during Refresh are forgotten.
+func (o *PortOwners) Owners(now time.Time, port int, alive func(pid int) bool) []int {
+	p, ok := o.ports[port]
+	stale := !ok || now.Sub(p.at) > o.Refresh || !slices.ContainsFunc(p.pids, alive)
+	if stale {
+		pids, _ := o.lookup(o.procRoot, port) // unreadable is as good as not found: retried next tick
+		o.lookups++
+		p = portOwners{pids: pids, at: now}
+	}
+	p.seen = now
+	o.ports[port] = p
+	for k, v := range o.ports {
+		if now.Sub(v.seen) > o.Refresh {
+			delete(o.ports, k)
+		}
+	}
+	return p.pids
+}
+
+// LocalPort returns the TCP port of a metrics URL whose host is this
+// machine: loopback, "localhost", or an address of one of its interfaces
+// (a server on the node's own IP, as with hostNetwork). A URL without a
+// port gets its scheme's (80, 443). 0 means the URL is not local.
+func LocalPort(rawURL string) int {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return 0
+	}
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	local := host == "localhost" || (ip != nil && ip.IsLoopback())
+	if !local && ip != nil {
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+				local = true
+				break
+			}
+		}
+	}
+	if !local {
+		return 0
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return 0
+		}
+		return n
+	}
+	switch u.Scheme {
+	case "http":
+		return 80
+	case "https":
+		return 443
+	}
+	return 0
 }

@@ -48,6 +48,12 @@ const (
 	// ErrReasonUnrecognized: with server auto, no metric name of a known
 	// server was found; the scrape is up but yields nothing.
 	ErrReasonUnrecognized = "unrecognized"
+	// ErrReasonModelsFolded: a series of a model beyond the target's model
+	// cap (Options.MaxModels) was counted under the model "other".
+	ErrReasonModelsFolded = "models_folded"
+	// ErrReasonSeriesCap: a new series beyond the target's series cap
+	// (Options.MaxSeries) was skipped.
+	ErrReasonSeriesCap = "series_cap"
 )
 
 // MaxCounterValue is the largest counter value consumed: 2^53, above which
@@ -149,6 +155,7 @@ type observation struct {
 type exposition struct {
 	server       Server
 	obs          []observation
+	created      map[string]float64 // series key of a counter → its _created value
 	procStart    float64
 	hasProcStart bool
 	issues       map[string]uint64
@@ -225,6 +232,16 @@ func (p *lineParser) read(body []byte, server Server, model string) (exposition,
 			continue
 		}
 		if a == nil {
+			continue
+		}
+		if total, ok := createdOf[c.name]; ok {
+			if _, ok := a.metrics[total]; ok && !math.IsNaN(c.value) && !math.IsInf(c.value, 0) {
+				key, _ := a.seriesKey(total, c.labels)
+				if e.created == nil {
+					e.created = map[string]float64{}
+				}
+				e.created[key] = max(e.created[key], c.value)
+			}
 			continue
 		}
 		spec, ok := a.metrics[c.name]
@@ -307,6 +324,15 @@ func (t *totals) add(r role, model, sub string, v float64) {
 		t.m = map[aggKey]float64{}
 	}
 	t.m[aggKey{r, model, sub}] += v
+}
+
+// dropModel forgets every sum of one model (energy sums are never dropped).
+func (t *totals) dropModel(model string) {
+	for k := range t.m {
+		if k.model == model && k.role != roleEnergy {
+			delete(t.m, k)
+		}
+	}
 }
 
 // stats turns the sums into sorted ModelStats and GPUEnergy.

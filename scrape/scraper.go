@@ -72,8 +72,20 @@ type Options struct {
 	Concurrency int
 	// UserAgent is sent with every request ("aiwatt" if empty).
 	UserAgent string
-	// Now is the clock used for Result.Duration (time.Now if nil).
+	// Now is the clock used for Result.Duration and for the retention of
+	// per-target state (time.Now if nil).
 	Now func() time.Time
+	// MaxModels is the most distinct models kept per target
+	// (DefaultMaxModels if 0); more are folded into OtherModel and counted
+	// as ErrReasonModelsFolded, so a server that reports a new model name
+	// on every scrape cannot grow the state.
+	MaxModels int
+	// MaxSeries is the most series remembered per target
+	// (DefaultMaxSeries if 0); more are skipped (ErrReasonSeriesCap).
+	MaxSeries int
+	// Retention is how long a series or model that a target no longer
+	// exports is remembered (DefaultRetention if 0).
+	Retention time.Duration
 }
 
 // Result is one target's outcome in one tick.
@@ -115,6 +127,9 @@ type Scraper struct {
 	concurrency int
 	userAgent   string
 	now         func() time.Time
+	maxModels   int
+	maxSeries   int
+	retention   time.Duration
 
 	tick    sync.Mutex // serializes Scrape calls
 	mu      sync.Mutex // guards states
@@ -142,6 +157,9 @@ func NewScraper(opts Options) *Scraper {
 		concurrency: opts.Concurrency,
 		userAgent:   opts.UserAgent,
 		now:         opts.Now,
+		maxModels:   opts.MaxModels,
+		maxSeries:   opts.MaxSeries,
+		retention:   opts.Retention,
 		states:      map[string]*targetState{},
 	}
 	if s.client == nil {
@@ -260,6 +278,7 @@ func (s *Scraper) statesFor(targets []Target) []*targetState {
 		st := s.states[id]
 		if st == nil || st.url != t.URL || st.server != t.Server || st.model != t.Model {
 			st = &targetState{url: t.URL, server: t.Server, model: t.Model}
+			st.tr.maxModels, st.tr.maxSeries, st.tr.retention = s.maxModels, s.maxSeries, s.retention
 		}
 		keep[id] = st
 		out[i] = st
@@ -416,7 +435,13 @@ func (s *Scraper) record(t Target, st *targetState, out outcome) Result {
 	if t.Server == ServerAuto && st.tr.server == ServerAuto && e.server != ServerAuto {
 		st.tr.server = e.server
 	}
-	st.tr.apply(e)
+	folded, capped := st.tr.applyAt(e, s.now())
+	if folded > 0 {
+		st.count(ErrReasonModelsFolded, folded)
+	}
+	if capped > 0 {
+		st.count(ErrReasonSeriesCap, capped)
+	}
 	for r, n := range e.issues {
 		st.count(r, n)
 	}

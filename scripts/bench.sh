@@ -27,14 +27,14 @@
 # to BENCH_FLOORS. A benchmark's floor is FLOORPREFIX followed by the size
 # suffix of its name (from its first digit on: 2Sockets, 1000Zones,
 # 8GPUs64Procs), in the same package. For example, for the GPU sampler:
-#   BENCH_PKGS+=" ./dcgm"; BENCH_PATTERN+="|NVMLSample"
-#   BENCH_FLOORS+=" dcgm:NVMLSample=BareNVML"
+#   BENCH_PKGS+=" ./gpu/nvml"; BENCH_PATTERN+="|NVMLSample"
+#   BENCH_FLOORS+=" nvml:NVMLSample=BareNVML"
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
-BENCH_PKGS=${BENCH_PKGS:-"./agent ./exporter ./rapl ./dcgm ./agent/workload ./agent/attribution ./scrape"}
+BENCH_PKGS=${BENCH_PKGS:-"./agent ./exporter ./rapl ./dcgm ./gpu/nvml ./workload ./attribution ./scrape"}
 BENCH_PATTERN=${BENCH_PATTERN:-"Tick|BareLoop|Scrape|MeterSample|BareRead|NVMLSample|ExporterParse|Scan2000$|BareStat2000|AttributeTick|LedgerAdd|ParseVLLM"}
 BENCH_FLOORS=${BENCH_FLOORS:-"agent:Tick=TickFloor agent:TickWorkloads=TickFloorWorkloads rapl:MeterSample=BareRead workload:Scan=BareStat"}
 BENCH_COUNT=${BENCH_COUNT:-3}
@@ -50,7 +50,7 @@ SKIP_GO=${SKIP_GO:-}
 # (pairs in SYSCALL_PAIRS, "DIR:Benchmark=Floor") and print the file system
 # calls each makes per iteration; they must match (needs strace).
 SYSCALL_CHECK=${SYSCALL_CHECK:-}
-SYSCALL_PAIRS=${SYSCALL_PAIRS:-"agent:Tick2Sockets=TickFloor2Sockets agent:TickRAPLOnly2Sockets=TickFloor2Sockets agent:TickWorkloads2000Procs=TickFloorWorkloads2000Procs agent/workload:Scan2000=BareStat2000 rapl:MeterSample2Sockets=BareRead2Sockets"}
+SYSCALL_PAIRS=${SYSCALL_PAIRS:-"agent:Tick2Sockets=TickFloor2Sockets agent:TickRAPLOnly2Sockets=TickFloor2Sockets agent:TickWorkloads2000Procs=TickFloorWorkloads2000Procs workload:Scan2000=BareStat2000 rapl:MeterSample2Sockets=BareRead2Sockets"}
 OUT=${BENCH_OUT:-.bench}
 
 mkdir -p "$OUT"

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -37,6 +38,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/inferensys/aiwatt/cloud"
+	"github.com/inferensys/aiwatt/internal/retry"
 )
 
 // Options configure the AWS task.
@@ -59,6 +61,12 @@ type Options struct {
 	// endpoints; tests). Empty uses the SDK's resolver for Cost Explorer
 	// and DefaultCarbonEndpoint for Sustainability.
 	CostEndpoint, CarbonEndpoint string
+	// CarbonRegion is the region Sustainability requests are signed for.
+	// Empty: the region named in CarbonEndpoint's host
+	// (sustainability.REGION.amazonaws.com, VPC endpoint names included),
+	// else the default endpoint's (us-east-1). It is never Config.Region:
+	// a request must be signed for the region of the endpoint it goes to.
+	CarbonRegion string
 	// SkipCost and SkipCarbon turn a half off.
 	SkipCost, SkipCarbon bool
 }
@@ -360,6 +368,28 @@ func (t *Task) pullCarbon(ctx context.Context, p *cloud.Pull) error {
 	return p.Emit(b)
 }
 
+// defaultCarbonRegion is the region of DefaultCarbonEndpoint.
+const defaultCarbonRegion = "us-east-1"
+
+// endpointHostRE reads the region out of an AWS service host name:
+// sustainability.eu-west-1.amazonaws.com,
+// vpce-0abc-xyz.sustainability.eu-west-1.vpce.amazonaws.com, and the .cn
+// partitions.
+var endpointHostRE = regexp.MustCompile(`(?:^|\.)sustainability(?:-fips)?\.([a-z]{2}(?:-gov)?-[a-z]+-\d+)\.(?:vpce\.)?amazonaws\.com(?:\.cn)?$`)
+
+// endpointRegion returns the region a Sustainability endpoint URL serves:
+// the one in its host name, else the default endpoint's.
+func endpointRegion(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return defaultCarbonRegion
+	}
+	if m := endpointHostRE.FindStringSubmatch(strings.ToLower(u.Hostname())); m != nil {
+		return m[1]
+	}
+	return defaultCarbonRegion
+}
+
 // carbonCall makes one signed Sustainability request.
 func (t *Task) carbonCall(ctx context.Context, in *carbonRequest, out *carbonResponse) error {
 	body, err := json.Marshal(in)
@@ -380,9 +410,9 @@ func (t *Task) carbonCall(ctx context.Context, in *carbonRequest, out *carbonRes
 		return fmt.Errorf("retrieve credentials: %w", err)
 	}
 	sum := sha256.Sum256(body)
-	region := t.opts.Config.Region
+	region := t.opts.CarbonRegion
 	if region == "" {
-		region = "us-east-1"
+		region = endpointRegion(t.opts.CarbonEndpoint)
 	}
 	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "sustainability", region, time.Now()); err != nil {
 		return fmt.Errorf("sign: %w", err)
@@ -410,7 +440,7 @@ func (t *Task) carbonCall(ctx context.Context, in *carbonRequest, out *carbonRes
 		if isThrottle(e.Type) || isThrottle(resp.Header.Get("X-Amzn-ErrorType")) {
 			status = http.StatusTooManyRequests
 		}
-		return &cloud.HTTPError{Status: status, After: cloud.ParseRetryAfter(resp.Header, time.Now()),
+		return &cloud.HTTPError{Status: status, After: retry.HeaderAfter(resp.Header, time.Now()),
 			Err: fmt.Errorf("HTTP %d %s %s", resp.StatusCode, e.Type, e.Message)}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
@@ -445,5 +475,5 @@ func classify(err error) error {
 	if errors.As(err, &api) && isThrottle(api.ErrorCode()) {
 		status = http.StatusTooManyRequests
 	}
-	return &cloud.HTTPError{Status: status, After: cloud.ParseRetryAfter(re.Response.Header, time.Now()), Err: err}
+	return &cloud.HTTPError{Status: status, After: retry.HeaderAfter(re.Response.Header, time.Now()), Err: err}
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/costmanagement/armcostmanagement/v2"
 
 	"github.com/inferensys/aiwatt/cloud"
+	"github.com/inferensys/aiwatt/internal/retry"
 )
 
 // CarbonAPIVersion is the Microsoft.Carbon API version used.
@@ -146,7 +147,7 @@ func (t *Task) Run(ctx context.Context, p *cloud.Pull) error {
 func classify(err error) error {
 	var re *azcore.ResponseError
 	if errors.As(err, &re) && re.RawResponse != nil {
-		return &cloud.HTTPError{Status: re.StatusCode, After: cloud.ParseRetryAfter(re.RawResponse.Header, time.Now()), Err: err}
+		return &cloud.HTTPError{Status: re.StatusCode, After: retry.HeaderAfter(re.RawResponse.Header, time.Now()), Err: err}
 	}
 	return err
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/api/option"
 
 	"github.com/inferensys/aiwatt/cloud"
+	"github.com/inferensys/aiwatt/internal/retry"
 )
 
 // Options configure the GCP task.
@@ -116,7 +117,7 @@ func classify(err error) error {
 			status = http.StatusTooManyRequests
 		}
 	}
-	return &cloud.HTTPError{Status: status, After: cloud.ParseRetryAfter(ge.Header, time.Now()), Err: err}
+	return &cloud.HTTPError{Status: status, After: retry.HeaderAfter(ge.Header, time.Now()), Err: err}
 }
 
 // Run queries the window and emits one batch. A failure on any page reruns

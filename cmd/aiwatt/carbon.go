@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/inferensys/aiwatt/carbon"
+	"github.com/inferensys/aiwatt/internal/yamlconf"
 )
 
 // defaultCarbonListenAddress is the port of the `aiwatt carbon` service.
@@ -92,9 +93,9 @@ func (c *carbonCommand) setup(logger *slog.Logger) ([]*carbonZone, error) {
 		if !*c.once && *c.zone != "" {
 			return nil, &usageError{"--zone selects the zone of --once, or the zone served without --config.file; the service serves the zones of " + *c.configFile}
 		}
-		data, err := os.ReadFile(*c.configFile)
+		data, err := yamlconf.ReadFile(*c.configFile)
 		if err != nil {
-			return nil, fmt.Errorf("read configuration: %w", err)
+			return nil, err
 		}
 		if f, err = parseCarbonFile(*c.configFile, data); err != nil {
 			return nil, fmt.Errorf("invalid configuration:\n%w", err)

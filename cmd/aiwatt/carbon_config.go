@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -77,16 +76,12 @@ func (f *carbonFile) errorf(path, format string, a ...any) error {
 	return fmt.Errorf("%s:%d: %s", f.name, yamlconf.Line(f.root, path), msg)
 }
 
-// carbonFieldRE finds the field a carbon.Config error names, e.g.
-// "carbon.providers[0]: token: ..." or "carbon.zone is required".
-var carbonFieldRE = regexp.MustCompile(`^carbon\.([a-z_]+(?:\[\d+\])?)(.*)$`)
-
 // zoneError places an error of zone entry i's carbon.Config (Validate or
-// Build) at its line.
+// Build) at the line of the key it names.
 func (f *carbonFile) zoneError(i int, err error) error {
 	entry := fmt.Sprintf("zones[%d]", i)
-	if m := carbonFieldRE.FindStringSubmatch(err.Error()); m != nil {
-		return f.errorf(entry+"."+m[1], "%s.%s%s", entry, m[1], m[2])
+	if field := carbon.ErrorField(err); field != "" {
+		return f.errorf(entry+"."+field, "%s.%s", entry, strings.TrimPrefix(err.Error(), "carbon."))
 	}
 	return f.errorf(entry, "%s: %v", entry, err)
 }

@@ -594,7 +594,7 @@ func TestDocsCarbonExample(t *testing.T) {
 	if !ok {
 		t.Fatal("docs/carbon.md has no Configuration section")
 	}
-	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	_, rest, ok = strings.Cut(rest, "```yaml aiwatt-carbon\n")
 	example, _, ok2 := strings.Cut(rest, "```")
 	if !ok || !ok2 {
 		t.Fatal("no yaml example in the Configuration section")

@@ -185,6 +185,7 @@ func normalise(body string) string {
 		if !strings.HasPrefix(name, "aiwatt_") {
 			continue
 		}
+		line = localTarget.ReplaceAllString(line, `target="http://127.0.0.1:PORT/`)
 		switch {
 		case volatile.MatchString(line):
 			line = line[:strings.LastIndexByte(line, ' ')] + " 0"

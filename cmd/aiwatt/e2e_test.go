@@ -71,7 +71,8 @@ func TestEndToEndRAPLGolden(t *testing.T) {
 	dir := t.TempDir()
 	root := sysfsfixture.Materialize(t, intelFixture)
 	cfg := filepath.Join(dir, "aiwatt.yml")
-	if err := os.WriteFile(cfg, []byte(e2eConfig), 0o644); err != nil {
+	triton := startGoldenTriton(t)
+	if err := os.WriteFile(cfg, []byte(e2eConfig+triton.config()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dcgmSrv := startFakeDCGM(t)
@@ -79,17 +80,21 @@ func TestEndToEndRAPLGolden(t *testing.T) {
 	wrap := intelSteps[7]
 	maxUJ := readUJ(t, root, wrap.dir, "max_energy_range_uj")
 	writeUJ(t, root, wrap.dir, maxUJ-uint64(wrap.joules*1e6)/3)
-	p := startAgent(t, nil, "--path.sysfs="+root, "--path.procfs="+fixtureProc, "--agent.interval=40ms", "--config.file="+cfg, "--dcgm.exporter-url="+dcgmSrv.url())
+	// The sources of a tick share one deadline, 4/5 of the interval: at 300 ms
+	// a loaded test machine still reads the fake dcgm-exporter in time, so the
+	// golden exposition shows no timeout.
+	p := startAgent(t, nil, "--path.sysfs="+root, "--path.procfs="+fixtureProc, "--agent.interval=300ms", "--config.file="+cfg, "--dcgm.exporter-url="+dcgmSrv.url())
 	url := "http://" + p.addr + "/metrics"
 
 	// The first tick only takes baselines: every counter is exported at 0.
 	waitFor(t, "first sample", 15*time.Second, func() (bool, error) {
 		body, err := scrape(nil, url)
 		v, ok := sampleValue(body, "aiwatt_samples_total")
-		return ok && v >= 1 && dcgmSrv.scraped() >= 1, err
+		return ok && v >= 1 && dcgmSrv.scraped() >= 1 && triton.scraped() >= 1, err
 	})
 	advance(t, root, intelSteps)
 	dcgmSrv.add(gpuMJ)
+	triton.serve()
 
 	var last string
 	waitFor(t, "the injected energy on every zone", 15*time.Second, func() (bool, error) {
@@ -115,6 +120,9 @@ func TestEndToEndRAPLGolden(t *testing.T) {
 
 // stepsDone reports whether every zone shows exactly its injected energy.
 func stepsDone(body string) (bool, error) {
+	if got, ok := sampleValue(body, tritonInferences); !ok || got != 40 {
+		return false, fmt.Errorf("%s = %v, want 40", tritonInferences, got)
+	}
 	if got, ok := sampleValue(body, gpuSeries); !ok || got != gpuMJ/1000.0 {
 		return false, fmt.Errorf("%s = %v, want %v", gpuSeries, got, gpuMJ/1000.0)
 	}

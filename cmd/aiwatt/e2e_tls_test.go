@@ -82,13 +82,17 @@ func TestEndToEndTLSBasicAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "aiwatt.yml")
-	if err := os.WriteFile(cfg, []byte(e2eConfig), 0o644); err != nil {
+	triton := startGoldenTriton(t)
+	if err := os.WriteFile(cfg, []byte(e2eConfig+triton.config()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dcgmSrv := startFakeDCGM(t)
 	wrap := intelSteps[7]
 	writeUJ(t, root, wrap.dir, readUJ(t, root, wrap.dir, "max_energy_range_uj")-uint64(wrap.joules*1e6)/3)
-	p := startAgent(t, nil, "--path.sysfs="+root, "--path.procfs="+fixtureProc, "--agent.interval=40ms", "--config.file="+cfg, "--web.config.file="+webCfg, "--dcgm.exporter-url="+dcgmSrv.url())
+	// The sources of a tick share one deadline, 4/5 of the interval: at 300 ms
+	// a loaded test machine still reads the fake dcgm-exporter in time, so the
+	// golden exposition shows no timeout.
+	p := startAgent(t, nil, "--path.sysfs="+root, "--path.procfs="+fixtureProc, "--agent.interval=300ms", "--config.file="+cfg, "--web.config.file="+webCfg, "--dcgm.exporter-url="+dcgmSrv.url())
 	url := "https://" + p.addr + "/metrics"
 	tlsClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
@@ -117,10 +121,11 @@ func TestEndToEndTLSBasicAuth(t *testing.T) {
 	waitFor(t, "first sample over TLS", 15*time.Second, func() (bool, error) {
 		body, err := scrape(authed, url)
 		v, ok := sampleValue(body, "aiwatt_samples_total")
-		return ok && v >= 1 && dcgmSrv.scraped() >= 1, err
+		return ok && v >= 1 && dcgmSrv.scraped() >= 1 && triton.scraped() >= 1, err
 	})
 	advance(t, root, intelSteps)
 	dcgmSrv.add(gpuMJ)
+	triton.serve()
 	var last string
 	waitFor(t, "injected energy over TLS", 15*time.Second, func() (bool, error) {
 		body, err := scrape(authed, url)

@@ -32,7 +32,7 @@ type gateCommand struct {
 }
 
 func newGateCommand(app *kingpin.Application) *gateCommand {
-	c := &gateCommand{cmd: app.Command("gate", "Fail (exit 1) when the energy recorded in Prometheus for a selector exceeds a budget; exit 2 when there is no data or the query fails.")}
+	c := &gateCommand{cmd: app.Command("gate", "Fail (exit 1) when the energy recorded in Prometheus for a selector exceeds a budget; exit 2 when there is no data, a negative result, a partial answer (Prometheus warnings) or the query fails.")}
 	c.prometheus = c.cmd.Flag("prometheus", "Prometheus (or Thanos/Mimir query) base URL.").Required().String()
 	c.httpConfig = c.cmd.Flag("prometheus.http-config-file", "HTTP client configuration for Prometheus (TLS, basic auth, bearer token file), in Prometheus's http_config format.").Default("").String()
 	c.selector = c.cmd.Flag("selector", `Label selector of the energy to sum, e.g. '{project="x",run_id="y"}'.`).Default("").String()

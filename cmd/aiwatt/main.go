@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/promslog"
-	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 )
 
@@ -20,18 +18,9 @@ func main() {
 
 // run parses args and runs one subcommand, returning the process exit code.
 func run(args []string) int {
-	app := kingpin.New("aiwatt", "Energy and carbon of AI workloads, per project, model and request.")
-	app.Version(version.Print("aiwatt"))
-	app.HelpFlag.Short('h')
-	logCfg := &promslog.Config{}
-	promslogflag.AddFlags(app, logCfg)
-
-	agentCmd := newAgentCommand(app)
-	carbonCmd := newCarbonCommand(app)
-	gateCmd := newGateCommand(app)
-	reportCmd := newReportCommand(app)
-	runCmd := newRunCommand(app)
-	versionCmd := app.Command("version", "Print the version and build information.")
+	a := newApp()
+	app, logCfg := a.app, a.logCfg
+	agentCmd, carbonCmd, gateCmd, reportCmd, runCmd, versionCmd := a.agent, a.carbon, a.gate, a.report, a.run, a.version
 
 	cmd, err := app.Parse(args)
 	if err != nil {

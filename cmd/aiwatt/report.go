@@ -65,9 +65,9 @@ func newReportCommand(app *kingpin.Application) *reportCommand {
 	c.emailSubject = c.cmd.Flag("email.subject", "Subject (default \"aiwatt report FROM–TO\").").Default("").String()
 	c.emailUser = c.cmd.Flag("email.username", "SMTP AUTH PLAIN username.").Default("").String()
 	c.emailPassFile = c.cmd.Flag("email.password-file", "File holding the SMTP password (never logged).").Default("").String()
-	c.emailTLS = c.cmd.Flag("email.tls", "starttls (upgrade when offered), tls (implicit, e.g. port 465) or none.").Default("starttls").Enum("starttls", "tls", "none")
+	c.emailTLS = c.cmd.Flag("email.tls", "starttls (upgrade; a server without STARTTLS is refused unless --email.insecure), tls (implicit, e.g. port 465) or none (needs --email.insecure).").Default("starttls").Enum("starttls", "tls", "none")
 	c.emailCAFile = c.cmd.Flag("email.tls-ca-file", "PEM CA bundle to verify the SMTP server with instead of the system roots.").Default("").String()
-	c.emailInsecure = c.cmd.Flag("email.insecure", "Allow sending credentials over a plaintext connection.").Bool()
+	c.emailInsecure = c.cmd.Flag("email.insecure", "Allow sending the report and credentials over a plaintext connection (--email.tls=none, or a server that offers no STARTTLS).").Bool()
 	c.emailMaxBytes = c.cmd.Flag("email.max-attachment-bytes", "Files larger than this are not attached (the message says so).").Default("10485760").Int64()
 	c.emailTimeout = c.cmd.Flag("email.timeout", "Timeout for the SMTP conversation.").Default("1m").Duration()
 	return c

@@ -22,6 +22,7 @@ import (
 	"github.com/inferensys/aiwatt/carbon"
 	"github.com/inferensys/aiwatt/dcgm"
 	"github.com/inferensys/aiwatt/gate"
+	"github.com/inferensys/aiwatt/gpu/backends"
 	"github.com/inferensys/aiwatt/runner"
 )
 
@@ -53,6 +54,7 @@ type runCommand struct {
 	mlflowRunID  *string
 	wandb        *string
 	argv         *[]string
+	carbonFlags  runCarbonFlags
 }
 
 func newRunCommand(app *kingpin.Application) *runCommand {
@@ -63,9 +65,13 @@ func newRunCommand(app *kingpin.Application) *runCommand {
 	c.csv = c.cmd.Flag("csv", "Write the run's summary as CSV to this file (default: --out with a .csv extension).").Default("").String()
 	c.interval = c.cmd.Flag("interval", "Sampling period.").Default("1s").Duration()
 	c.grace = c.cmd.Flag("grace", "Time between SIGTERM and SIGKILL when the budget is exceeded.").Default("10s").Duration()
-	c.zone = c.cmd.Flag("zone", "Carbon-intensity zone of the embedded static table: an ISO country code, WORLD, EU, or a cloud region such as aws:eu-west-1.").Default(runner.DefaultZone).String()
-	c.marketFactor = c.cmd.Flag("market-factor", "Supplier-specific emission factor in gCO2e/kWh, for market-based CO2e.").Default("").String()
-	c.coveredShare = c.cmd.Flag("covered-share", "Share (0..1) of consumption covered by PPAs, RECs or GOs, for market-based CO2e.").Default("").String()
+	zone := c.cmd.Flag("zone", "Carbon-intensity zone of the embedded static table: an ISO country code, WORLD, EU, or a cloud region such as aws:eu-west-1 (with --config.file, its carbon section's zone and providers are used instead).")
+	marketFactor := c.cmd.Flag("market-factor", "Supplier-specific emission factor in gCO2e/kWh, for market-based CO2e.")
+	coveredShare := c.cmd.Flag("covered-share", "Share (0..1) of consumption covered by PPAs, RECs or GOs, for market-based CO2e.")
+	c.carbonFlags.register(c.cmd, zone, marketFactor, coveredShare)
+	c.zone = zone.Default(runner.DefaultZone).String()
+	c.marketFactor = marketFactor.Default("").String()
+	c.coveredShare = coveredShare.Default("").String()
 	c.marketSource = c.cmd.Flag("market-source", "What --market-factor and --covered-share come from (supplier, contract, year); recorded in the report.").Default("aiwatt run --market-factor/--covered-share").String()
 	c.sysfs = c.cmd.Flag("path.sysfs", "sysfs mount point (RAPL under class/powercap).").Default("/sys").String()
 	c.procfs = c.cmd.Flag("path.procfs", "procfs mount point.").Default("/proc").String()
@@ -78,13 +84,14 @@ func newRunCommand(app *kingpin.Application) *runCommand {
 	c.labels = c.cmd.Flag("label", "Grouping label k=v of the pushed group; repeatable.").Strings()
 	c.mlflowURI = c.cmd.Flag("mlflow.tracking-uri", "MLflow tracking server URL: log the summary to --mlflow.run-id (token from MLFLOW_TRACKING_TOKEN).").Default("").String()
 	c.mlflowRunID = c.cmd.Flag("mlflow.run-id", "MLflow run to log the summary to.").Default("").String()
-	c.wandb = c.cmd.Flag("wandb.summary", "Write (or merge into) a W&B-compatible wandb-summary.json with aiwatt/ keys.").Default("").String()
+	c.wandb = c.cmd.Flag("wandb.summary", "Only write (or merge into) the local file wandb-summary.json with aiwatt/ keys; nothing is sent to W&B (the file reaches it with `wandb sync`).").Default("").String()
 	c.argv = c.cmd.Arg("command", "The command and its arguments (after --).").Required().Strings()
 	return c
 }
 
 // runFlags is the checked form of the flags.
 type runFlags struct {
+	carbon     *carbon.Config // --config.file's carbon section; nil: static table for --zone
 	budget     float64
 	market     *carbon.Market
 	gpuDevices []string
@@ -138,12 +145,17 @@ func (c *runCommand) check() (runFlags, error) {
 		}
 		f.market = m
 	}
-	static, err := carbon.NewStatic(nil)
-	if err != nil {
-		return f, fmt.Errorf("static carbon table: %w", err)
+	if f.carbon, err = c.carbonFlags.load(); err != nil {
+		return f, err
 	}
-	if _, err := static.Intensity(context.Background(), *c.zone, time.Now()); err != nil {
-		return f, fmt.Errorf("--zone: %w", err)
+	if f.carbon == nil {
+		static, err := carbon.NewStatic(nil)
+		if err != nil {
+			return f, fmt.Errorf("static carbon table: %w", err)
+		}
+		if _, err := static.Intensity(context.Background(), *c.zone, time.Now()); err != nil {
+			return f, fmt.Errorf("--zone: %w", err)
+		}
 	}
 	for _, d := range strings.Split(*c.gpuDevices, ",") {
 		if d = strings.TrimSpace(d); d != "" {
@@ -201,7 +213,7 @@ func (c *runCommand) openGPU(logger *slog.Logger) (dcgm.Backend, error) {
 	if *c.gpuBackend == dcgm.BackendNone {
 		return nil, nil
 	}
-	b, err := dcgm.Open(dcgm.Config{Backend: *c.gpuBackend, ExporterURL: *c.dcgmURL}, logger)
+	b, err := backends.Open(dcgm.Config{Backend: *c.gpuBackend, ExporterURL: *c.dcgmURL}, logger, backends.Options{NoProbe: true})
 	if err != nil {
 		if *c.gpuBackend == dcgm.BackendAuto && errors.Is(err, dcgm.ErrNoData) {
 			logger.Debug("no GPU backend", "reason", err)
@@ -264,14 +276,20 @@ func (c *runCommand) run(logger *slog.Logger) int {
 			}
 		}
 	}
+	cb, err := buildRunCarbon(f.carbon, *c.zone, f.market, logger)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "aiwatt run: --config.file carbon: %v\n", err)
+		return 2 // a configuration mistake: nothing was run
+	}
 	meter, err := runner.New(runner.Options{
 		SysfsRoot:         *c.sysfs,
 		ProcfsRoot:        *c.procfs,
 		RAPLMaxPowerWatts: *c.raplMaxPower,
 		GPU:               gpu,
 		GPUDevices:        f.gpuDevices,
-		Zone:              *c.zone,
-		Market:            f.market,
+		Zone:              cb.zone,
+		Intensity:         cb.intensity,
+		Market:            cb.market,
 		BudgetJoules:      f.budget,
 		Logger:            logger,
 	})

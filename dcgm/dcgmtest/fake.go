@@ -8,11 +8,13 @@ package dcgmtest
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/inferensys/aiwatt/dcgm"
+	"github.com/inferensys/aiwatt/source"
 )
 
 // Fake is a dcgm.Backend whose GPUs a test sets and advances. The zero
@@ -21,6 +23,8 @@ type Fake struct {
 	mu         sync.Mutex
 	name       string
 	gpus       map[int]*dcgm.GPUSample
+	totalMJ    map[int]uint64 // exact energy per GPU, millijoules
+	reported   map[int]uint64 // part of totalMJ already handed out as deltas
 	errs       map[string]uint64
 	failNext   []error
 	block      <-chan struct{}
@@ -38,7 +42,8 @@ func New(name string) *Fake {
 	if name == "" {
 		name = dcgm.NameNVML
 	}
-	return &Fake{name: name, gpus: make(map[int]*dcgm.GPUSample), errs: make(map[string]uint64)}
+	return &Fake{name: name, gpus: make(map[int]*dcgm.GPUSample), errs: make(map[string]uint64),
+		totalMJ: make(map[int]uint64), reported: make(map[int]uint64)}
 }
 
 // NewWithGPUs returns a Fake named dcgm.NameNVML with n GPUs indexed 0..n-1,
@@ -88,7 +93,8 @@ func (f *Fake) gpu(index int) (*dcgm.GPUSample, error) {
 }
 
 // AddEnergy advances the energy total of the GPU at index by joules
-// (negative values are refused: totals are monotonic).
+// (negative values are refused: totals are monotonic), rounded to the
+// millijoule for the deltas the next good Sample reports.
 func (f *Fake) AddEnergy(index int, joules float64) error {
 	if joules < 0 {
 		return fmt.Errorf("dcgmtest: negative energy %v for GPU %d", joules, index)
@@ -99,8 +105,14 @@ func (f *Fake) AddEnergy(index int, joules float64) error {
 	if err != nil {
 		return err
 	}
-	s.Joules += joules
+	f.addEnergy(index, s, joules)
 	return nil
+}
+
+// addEnergy adds joules to the GPU's float total and its exact one.
+func (f *Fake) addEnergy(index int, s *dcgm.GPUSample, joules float64) {
+	s.Joules += joules
+	f.totalMJ[index] += uint64(math.Round(joules * 1000))
 }
 
 // SetPower sets the instantaneous power of the GPU at index. It does not
@@ -143,9 +155,9 @@ func (f *Fake) SetOK(index int, ok bool) error {
 func (f *Fake) Advance(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, s := range f.gpus {
+	for i, s := range f.gpus {
 		if s.OK {
-			s.Joules += s.PowerWatts * d.Seconds()
+			f.addEnergy(i, s, s.PowerWatts*d.Seconds())
 		}
 	}
 }
@@ -237,8 +249,14 @@ func (f *Fake) Sample(ctx context.Context, now time.Time) (dcgm.Result, error) {
 	r := dcgm.Result{GPUs: make([]dcgm.GPUSample, 0, len(f.gpus)), Errors: f.errs}
 	f.errs = make(map[string]uint64)
 	ok := 0
-	for _, s := range f.gpus {
+	failing := len(f.failNext) > 0
+	for i, s := range f.gpus {
 		c := *s
+		c.Delta = 0
+		if c.OK && !failing { // A failed read hands out nothing; the next good one carries it.
+			c.Delta = source.Millijoules(f.totalMJ[i] - f.reported[i])
+			f.reported[i] = f.totalMJ[i]
+		}
 		c.GPU = cloneGPU(s.GPU)
 		c.Processes = append([]dcgm.Process(nil), s.Processes...)
 		c.Pods = append([]dcgm.PodRef(nil), s.Pods...)

@@ -50,110 +50,178 @@ func parseDockerfile(src string) []dockerInstruction {
 // ARG-substituted references do not match.
 var pinnedImage = regexp.MustCompile(`^[a-z0-9./-]+:([A-Za-z0-9_.-]*[0-9][A-Za-z0-9_.-]*)(@sha256:[a-f0-9]{64})?$`)
 
-func TestDockerfile(t *testing.T) {
-	ins := parseDockerfile(string(readRepoFile(t, "Dockerfile")))
-	var froms []dockerInstruction
-	var final []dockerInstruction // instructions of the last stage
+// dockerStage is one stage of a Dockerfile: its FROM and its instructions.
+type dockerStage struct {
+	from  dockerInstruction
+	image string // the FROM reference: an image or an earlier stage's name
+	name  string // AS name, lower case; empty when unnamed
+	ins   []dockerInstruction
+}
+
+// dockerStages splits instructions into stages.
+func dockerStages(ins []dockerInstruction) []*dockerStage {
+	var out []*dockerStage
 	for _, in := range ins {
 		if in.cmd == "FROM" {
-			froms = append(froms, in)
-			final = nil
+			fields := strings.Fields(in.args)
+			st := &dockerStage{from: in}
+			for i := 0; i < len(fields); i++ {
+				switch {
+				case strings.HasPrefix(fields[i], "--"):
+				case strings.EqualFold(fields[i], "AS") && i+1 < len(fields):
+					st.name = strings.ToLower(fields[i+1])
+					i++
+				case st.image == "":
+					st.image = fields[i]
+				}
+			}
+			out = append(out, st)
+			continue
 		}
-		final = append(final, in)
-	}
-	if len(froms) < 2 {
-		t.Fatalf("%d FROM lines: want a multi-stage build", len(froms))
-	}
-	for _, f := range froms {
-		fields := strings.Fields(f.args)
-		image := fields[0]
-		if strings.HasPrefix(image, "--platform") && len(fields) > 1 {
-			image = fields[1]
+		if len(out) > 0 {
+			out[len(out)-1].ins = append(out[len(out)-1].ins, in)
 		}
+	}
+	return out
+}
+
+// chain is a stage and the earlier stages it is built FROM, the stage first
+// and the one FROM an image last.
+func chain(stages []*dockerStage, st *dockerStage) []*dockerStage {
+	out := []*dockerStage{st}
+	for {
+		var parent *dockerStage
+		for _, s := range stages {
+			if s.name != "" && s.name == strings.ToLower(out[len(out)-1].image) && s != out[len(out)-1] {
+				parent = s
+			}
+		}
+		if parent == nil {
+			return out
+		}
+		out = append(out, parent)
+	}
+}
+
+func TestDockerfile(t *testing.T) {
+	stages := dockerStages(parseDockerfile(string(readRepoFile(t, "Dockerfile"))))
+	if len(stages) < 2 {
+		t.Fatalf("%d stages: want a multi-stage build", len(stages))
+	}
+	byName := map[string]*dockerStage{}
+	for _, st := range stages {
+		byName[st.name] = st
+		if byName[strings.ToLower(st.image)] != nil {
+			continue // FROM an earlier stage
+		}
+		image := st.image
 		if strings.Contains(image, "$") {
-			t.Errorf("line %d: FROM %s: an ARG-substituted image is not pinned in the file", f.line, image)
+			t.Errorf("line %d: FROM %s: an ARG-substituted image is not pinned in the file", st.from.line, image)
 			continue
 		}
 		m := pinnedImage.FindStringSubmatch(image)
 		if m == nil {
-			t.Errorf("line %d: FROM %s: pin an exact version tag (e.g. golang:1.26.8-bookworm)", f.line, image)
+			t.Errorf("line %d: FROM %s: pin an exact version tag (e.g. golang:1.26.8-bookworm)", st.from.line, image)
 			continue
 		}
 		// A tag of a major or minor version alone (1.26, 12) still floats.
 		if regexp.MustCompile(`^[0-9]+(\.[0-9]+)?(-[a-z]+)?$`).MatchString(m[1]) {
-			t.Errorf("line %d: FROM %s: tag %q floats; use a patch release or a dated snapshot", f.line, image, m[1])
+			t.Errorf("line %d: FROM %s: tag %q floats; use a patch release or a dated snapshot", st.from.line, image, m[1])
 		}
 	}
-	last := froms[len(froms)-1]
-	if strings.HasPrefix(last.args, "golang") || strings.Contains(last.args, "golang:") {
-		t.Errorf("line %d: the final stage is a Go toolchain image (%s)", last.line, last.args)
+
+	// Two images: the default (last) stage copies the binary `make build`
+	// wrote (bin/aiwatt, the Prometheus exporters' convention), the "full"
+	// stage the one its Go build stage compiled with cgo (NVML is loaded with
+	// dlopen).
+	full := byName["full"]
+	if full == nil {
+		t.Fatal("no stage named full (everything built inside docker)")
 	}
-	// The build stage compiles with cgo (NVML is loaded with dlopen) and the
-	// runtime is glibc-based.
-	var cgo, built, copied bool
-	for _, in := range ins {
-		if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
-			built = true
-			cgo = cgo || strings.Contains(in.args, "CGO_ENABLED=1")
-			if strings.Contains(in.args, "CGO_ENABLED=0") {
-				t.Errorf("line %d: CGO_ENABLED=0: NVML could not be loaded", in.line)
+	targets := map[string]*dockerStage{"default": stages[len(stages)-1], "full": full}
+	for what, st := range targets {
+		ch := chain(stages, st)
+		root := ch[len(ch)-1].image
+		if strings.HasPrefix(root, "golang") {
+			t.Errorf("%s target: the runtime is a Go toolchain image (%s)", what, root)
+		}
+		if !strings.Contains(root, "debian") && !strings.Contains(root, "ubuntu") && !strings.Contains(root, "distroless/base") &&
+			!strings.Contains(root, "distroless/cc") {
+			t.Errorf("%s target: runtime %s: NVML needs a glibc runtime with a dynamic loader", what, root)
+		}
+		var user, entrypoint, copied string
+		labels := map[string]bool{}
+		for i := len(ch) - 1; i >= 0; i-- { // base first, so that later stages win
+			for _, in := range ch[i].ins {
+				switch in.cmd {
+				case "USER":
+					user = in.args
+				case "ENTRYPOINT":
+					entrypoint = in.args
+				case "COPY":
+					if strings.HasSuffix(in.args, "/usr/bin/aiwatt") {
+						copied = in.args
+					}
+				case "LABEL":
+					for _, m := range regexp.MustCompile(`(org\.opencontainers\.image\.[a-z.]+)=`).FindAllStringSubmatch(in.args, -1) {
+						labels[m[1]] = true
+					}
+				}
 			}
 		}
-		if in.cmd == "ENV" && strings.Contains(in.args, "CGO_ENABLED=1") {
-			cgo = true
+		switch {
+		case what == "default" && !regexp.MustCompile(`(^|\s)bin/aiwatt\s`).MatchString(copied):
+			t.Errorf("default target: COPY %q, want bin/aiwatt from `make build`", copied)
+		case what == "full" && !strings.Contains(copied, "--from="):
+			t.Errorf("full target: COPY %q, want the binary of the build stage", copied)
+		}
+		if user == "" || strings.HasPrefix(user, "0") || strings.HasPrefix(user, "root") {
+			t.Errorf("%s target: USER = %q: the image must default to a non-root user (the DaemonSet overrides it for RAPL)", what, user)
+		}
+		if !regexp.MustCompile(`^\[\s*"[^"]*/?aiwatt"`).MatchString(entrypoint) {
+			t.Errorf("%s target: ENTRYPOINT = %q, want the aiwatt binary in exec form", what, entrypoint)
+		}
+		for _, l := range []string{"title", "description", "source", "version", "revision", "created", "url"} {
+			if !labels["org.opencontainers.image."+l] {
+				t.Errorf("%s target: no LABEL org.opencontainers.image.%s", what, l)
+			}
+		}
+	}
+	var cgo, built bool
+	for _, st := range stages {
+		for _, in := range st.ins {
+			if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
+				built = true
+				cgo = cgo || strings.Contains(in.args, "CGO_ENABLED=1")
+				if strings.Contains(in.args, "CGO_ENABLED=0") {
+					t.Errorf("line %d: CGO_ENABLED=0: NVML could not be loaded", in.line)
+				}
+			}
+			if in.cmd == "ENV" && strings.Contains(in.args, "CGO_ENABLED=1") {
+				cgo = true
+			}
 		}
 	}
 	if !built || !cgo {
 		t.Errorf("go build found %v, with CGO_ENABLED=1 %v", built, cgo)
 	}
-	if !strings.Contains(last.args, "debian") && !strings.Contains(last.args, "ubuntu") && !strings.Contains(last.args, "distroless/base") &&
-		!strings.Contains(last.args, "distroless/cc") {
-		t.Errorf("line %d: final stage %s: NVML needs a glibc runtime with a dynamic loader", last.line, last.args)
-	}
-	var user, entrypoint string
-	labels := map[string]bool{}
-	for _, in := range final {
-		switch in.cmd {
-		case "USER":
-			user = in.args
-		case "ENTRYPOINT":
-			entrypoint = in.args
-		case "COPY":
-			if strings.Contains(in.args, "--from=") && strings.Contains(in.args, "aiwatt") {
-				copied = true
-			}
-		case "LABEL":
-			for _, m := range regexp.MustCompile(`(org\.opencontainers\.image\.[a-z.]+)=`).FindAllStringSubmatch(in.args, -1) {
-				labels[m[1]] = true
-			}
-		}
-	}
-	if !copied {
-		t.Error("the final stage does not copy the aiwatt binary from the build stage")
-	}
-	if user == "" || strings.HasPrefix(user, "0") || strings.HasPrefix(user, "root") {
-		t.Errorf("USER = %q: the image must default to a non-root user (the DaemonSet overrides it for RAPL)", user)
-	}
-	if !regexp.MustCompile(`^\[\s*"[^"]*/?aiwatt"`).MatchString(entrypoint) {
-		t.Errorf("ENTRYPOINT = %q, want the aiwatt binary in exec form", entrypoint)
-	}
-	for _, l := range []string{"title", "description", "source", "version", "revision", "created", "url"} {
-		if !labels["org.opencontainers.image."+l] {
-			t.Errorf("no LABEL org.opencontainers.image.%s", l)
-		}
-	}
 
-	// The build context leaves out what the image does not need.
+	// The build context leaves out what the image does not need: bin/aiwatt
+	// is the only file of bin/ in it.
 	ignore := string(readRepoFile(t, ".dockerignore"))
-	for _, p := range []string{".git", "/bin", "/helm"} {
+	for _, p := range []string{".git", "/bin", "!/bin/aiwatt", "/helm"} {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(p) + `$`).MatchString(ignore) {
-			t.Errorf(".dockerignore does not exclude %s", p)
+			t.Errorf(".dockerignore does not have the line %s", p)
 		}
 	}
 }
 
 func TestParseDockerfile(t *testing.T) {
 	got := parseDockerfile("# c\nFROM a:1 AS b\n\nRUN x \\\n  # inner\n  y\nUSER 1\n")
+	st := dockerStages(got)
+	if len(st) != 1 || st[0].image != "a:1" || st[0].name != "b" || len(st[0].ins) != 2 {
+		t.Errorf("stages %+v", st)
+	}
 	want := []dockerInstruction{{2, "FROM", "a:1 AS b"}, {4, "RUN", "x  y"}, {7, "USER", "1"}}
 	if len(got) != len(want) {
 		t.Fatalf("got %+v", got)

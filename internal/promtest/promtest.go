@@ -29,7 +29,10 @@ type Server struct {
 	// Dir is the server's working directory (data, config).
 	Dir string
 
+	bin  string
+	args []string
 	cmd  *exec.Cmd
+	done chan struct{}
 	mu   sync.Mutex
 	logs bytes.Buffer
 }
@@ -117,25 +120,28 @@ func Start(tb testing.TB, opts Options) *Server {
 		"--web.listen-address=" + addr,
 		"--web.enable-lifecycle",
 	}, opts.Args...)
-	s.cmd = exec.Command(prom, args...)
+	s.bin, s.args = prom, args
+	tb.Cleanup(func() {
+		s.Stop()
+		if tb.Failed() {
+			tb.Logf("prometheus log:\n%s", s.Logs())
+		}
+	})
+	s.launch(tb)
+	return s
+}
+
+// launch starts the process and waits until it is ready.
+func (s *Server) launch(tb testing.TB) {
+	tb.Helper()
+	s.cmd = exec.Command(s.bin, s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = s, s
 	if err := s.cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
 	done := make(chan struct{})
+	s.done = done
 	go func() { _ = s.cmd.Wait(); close(done) }()
-	tb.Cleanup(func() {
-		_ = s.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-done
-		}
-		if tb.Failed() {
-			tb.Logf("prometheus log:\n%s", s.Logs())
-		}
-	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(s.URL + "/-/ready")
@@ -143,7 +149,7 @@ func Start(tb testing.TB, opts Options) *Server {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return
 			}
 		}
 		select {
@@ -156,6 +162,34 @@ func Start(tb testing.TB, opts Options) *Server {
 		}
 		time.Sleep(50 * time.Millisecond) // Poll interval; readiness decides.
 	}
+}
+
+// Stop ends the server (SIGINT, then SIGKILL after 15 s) and waits for it;
+// the test's cleanup does the same. Stopping a stopped server does nothing.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// Restart starts a stopped server again on the same address, data and
+// configuration, and waits until it is ready.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	s.Stop()
+	s.launch(tb)
 }
 
 // Write collects the server's log.

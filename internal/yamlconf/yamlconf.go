@@ -1,5 +1,7 @@
 // Package yamlconf decodes strict YAML configuration files: unknown keys are
-// refused, only one document is allowed, and every error reads
+// refused, only one document is allowed, .nan and .inf are refused, a
+// fraction is never truncated into an integer, a file is at most
+// MaxFileSize (1 MiB), and every error reads
 // "FILE:LINE: reason" so that bad configuration is refused at start with
 // file, line and reason. Values from the document are never echoed in
 // errors, because a configuration file may hold a secret typed by mistake
@@ -27,6 +29,9 @@ import (
 // error. Decode returns the document's node tree for Line; it is nil for an
 // empty document.
 func Decode(name string, data []byte, out any) (*yaml.Node, error) {
+	if len(data) > MaxFileSize {
+		return nil, tooLarge(name)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil {
@@ -45,6 +50,9 @@ func Decode(name string, data []byte, out any) (*yaml.Node, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, rewrite(name, err)
+	}
+	if err := checkScalars(name, &root, out); err != nil {
+		return nil, err
 	}
 	return &root, nil
 }
@@ -78,7 +86,8 @@ func rewrite(name string, err error) error {
 
 // Line returns the line of the node at path in root: path is a dotted list
 // of mapping keys, each optionally followed by sequence indexes, e.g.
-// "zones[1].providers[0].token". When part of the path is absent (a
+// "zones[1].providers[0].token"; an index may also be a path segment of its
+// own ("rules.2.match"). When part of the path is absent (a
 // defaulted key), it returns the line of the deepest part found; 1 when
 // nothing is found or root is nil.
 func Line(root *yaml.Node, path string) int {
@@ -95,6 +104,15 @@ func Line(root *yaml.Node, path string) int {
 	}
 	for _, part := range strings.Split(path, ".") {
 		key, idx := splitIndexes(part)
+		if s := resolve(n); key != "" && s.Kind == yaml.SequenceNode {
+			// A sequence index written as a path segment ("rules.2.match"),
+			// as validators that keep paths as []string write it.
+			i, err := strconv.Atoi(key)
+			if err != nil {
+				return line
+			}
+			key, idx = "", append([]int{i}, idx...)
+		}
 		if key != "" {
 			v, kline, ok := lookup(n, key)
 			if !ok {

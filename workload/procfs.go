@@ -1,0 +1,749 @@
+package workload
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Reasons a process is skipped, the keys of ScanResult.Skipped.
+const (
+	// ReasonPermissionDenied: a file of the process could not be read
+	// (EACCES, EPERM), as in hardened containers or with hidepid.
+	ReasonPermissionDenied = "permission_denied"
+	// ReasonVanished: the process exited between listing and reading
+	// (ENOENT, ESRCH).
+	ReasonVanished = "vanished"
+	// ReasonReadError: any other read error.
+	ReasonReadError = "read_error"
+	// ReasonParseError: /proc/PID/stat could not be parsed.
+	ReasonParseError = "parse_error"
+)
+
+// DefaultClockTicks is USER_HZ on every Linux architecture aiwatt runs on,
+// used when the auxiliary vector does not say (AT_CLKTCK).
+const DefaultClockTicks = 100
+
+// MaxCmdline is how many bytes of a command line are kept; longer command
+// lines (Java class paths) are cut.
+const MaxCmdline = 16 << 10
+
+// ErrNoProcfs means the procfs root does not exist: there are no processes
+// to scan, which is not a failure of one process. Test it with errors.Is.
+var ErrNoProcfs = errors.New("workload: procfs root not found")
+
+// Process is one process as seen by one scan.
+type Process struct {
+	// PID is the process ID (the thread group leader's).
+	PID int
+	// PPID is the parent's process ID (field 4 of /proc/PID/stat) at this
+	// scan; 0 for the kernel's own tasks. An orphan's parent is whoever
+	// adopted it (init or the nearest subreaper).
+	PPID int
+	// StartTicks is the process start time after boot, in clock ticks
+	// (field 22 of /proc/PID/stat).
+	StartTicks uint64
+	// CPUSeconds is the process's user + system CPU time since it started.
+	CPUSeconds float64
+	// DeltaCPUSeconds is the CPU time since the previous scan. On the first
+	// scan it is 0 for every process. A process seen for the first time
+	// later gets its whole CPU time if it started after the previous scan
+	// (all of it fell in this interval), and 0 otherwise (it was older but
+	// missed, for example unreadable: its past cannot be placed).
+	DeltaCPUSeconds float64
+	// ChildCPUSeconds is the CPU time of the descendants this process has
+	// waited for (cutime + cstime of /proc/PID/stat), since it started.
+	ChildCPUSeconds float64
+	// ReapedCPUSeconds is the CPU time of descendants reaped by this process
+	// since the previous scan that no scan saw while they lived: the growth
+	// of ChildCPUSeconds less what earlier scans already counted of the
+	// children that vanished (see the package documentation). It is how a
+	// process that lived between two scans is counted.
+	ReapedCPUSeconds float64
+	// Info is what was read once for this process; never nil.
+	Info *ProcessInfo
+}
+
+// ProcessInfo is what a Scanner reads once per process (per PID and start
+// time), and again only when the process's comm changes (an exec). It is
+// immutable and shared by the scans that see the process.
+type ProcessInfo struct {
+	// Comm is the command name from /proc/PID/stat.
+	Comm string
+	// Cmdline is /proc/PID/cmdline with its NUL separators turned into
+	// spaces, at most MaxCmdline bytes; empty for kernel threads and zombies.
+	Cmdline string
+	// UID is the effective user ID from /proc/PID/status; -1 when unknown.
+	UID int
+	// Cgroup is what /proc/PID/cgroup says. When the path names no Slurm
+	// job and no container, SlurmJob and SlurmStep come from the process's
+	// environment instead (SLURM_JOB_ID, SLURM_STEP_ID), for nodes without
+	// Slurm's cgroup plugins; SlurmFromEnviron says so.
+	Cgroup Cgroup
+	// SlurmUser is the Slurm job's user (SLURM_JOB_USER) when the job came
+	// from the environment.
+	SlurmUser string
+	// SlurmFromEnviron is set when the Slurm job was read from
+	// /proc/PID/environ.
+	SlurmFromEnviron bool
+}
+
+// ScanResult is the outcome of one scan.
+type ScanResult struct {
+	// Processes holds every process that could be read, sorted by PID.
+	Processes []Process
+	// Skipped counts the processes skipped by this scan, by reason (the
+	// Reason* constants); nil when none was.
+	Skipped map[string]uint64
+	// New is the number of processes read for the first time by this scan.
+	New int
+	// Execs is the number of processes whose command line was read again by
+	// this scan because they exec'd.
+	Execs int
+	// Uptime is the seconds since boot when the scan started, from
+	// <root>/uptime; 0 when unknown.
+	Uptime float64
+	// Err is the first error that made this scan skip a process, with its
+	// path, for a log line; nil when none was skipped.
+	Err error
+}
+
+// ScannerOptions configure a Scanner.
+type ScannerOptions struct {
+	// ClockTicks is USER_HZ, the unit of the CPU times in /proc/PID/stat.
+	// 0 reads it from the auxiliary vector (AT_CLKTCK), or uses
+	// DefaultClockTicks.
+	ClockTicks int
+	// CmdlineRecheckScans bounds how late an exec under the same comm is
+	// seen where /proc/PID/stat hides the code and stack addresses: every
+	// process's command line is re-read once per this many scans (spread
+	// over the scans). 0 means DefaultCmdlineRecheckScans; negative never.
+	CmdlineRecheckScans int
+}
+
+// DefaultCmdlineRecheckScans is ScannerOptions.CmdlineRecheckScans when 0:
+// one minute at the default 5 s interval.
+const DefaultCmdlineRecheckScans = 12
+
+// Scanner lists the processes under a procfs root and keeps, per process,
+// what it read once. It is not safe for concurrent use: one sampling loop
+// calls Scan.
+type Scanner struct {
+	root  string
+	hz    float64
+	gen   uint32
+	first bool // no scan yet
+
+	prevUptime float64 // seconds since boot at the previous scan; 0 unknown
+	cache      map[int]*procEntry
+
+	dirBuf  []byte // getdents buffer
+	statBuf []byte
+	bigBuf  []byte // cgroup, cmdline, status
+	pathBuf []byte // "<pid>/<file>\x00", relative to the root fd
+	pids    []int
+	dchild  []uint64    // growth of cutime+cstime per process of the current scan
+	gone    []procEntry // entries of PIDs reused in the current scan
+	recheck int         // scans between command-line rechecks; <= 0 never
+
+	// readAt reads the file at path (NUL-terminated, relative to dirfd) into
+	// buf. untilEOF reads past a newline. Tests replace it.
+	readAt func(dirfd int, path []byte, buf []byte, untilEOF bool) ([]byte, error)
+	// afterList, when set, runs between listing the root and reading the
+	// processes. Tests use it to make a process exit mid-scan.
+	afterList func(pids []int)
+}
+
+// procEntry is the cached state of one process.
+type procEntry struct {
+	start    uint64
+	ticks    uint64 // utime + stime at the last scan
+	children uint64 // cutime + cstime at the last scan
+	ppid     int
+	// startCode and startStack are fields 26 and 28 of stat at the last
+	// scan (0 when hidden): an exec moves them.
+	startCode, startStack uint64
+	info                  *ProcessInfo
+	gen                   uint32
+	// owed is the CPU time, in ticks, of vanished descendants that scans
+	// already counted and that this process's cutime+cstime will repeat once
+	// it has reaped them; owedScans is how many scans it has been waiting.
+	owed      uint64
+	owedScans int
+	// foreign is set when, since the previous scan, this process reaped a
+	// process of another cgroup (a container's first process reaped by its
+	// runtime shim, a service's main process by systemd).
+	foreign bool
+}
+
+// owedScans is how many scans owed time waits for the reaper's cutime to
+// grow before it is forgiven (the descendant was reaped elsewhere, or its
+// parent ignores SIGCHLD and it was auto-reaped).
+const owedScans = 2
+
+// NewScanner returns a scanner of the procfs mounted at root (normally
+// /proc; /host/proc in a container). Nothing is read until Scan.
+func NewScanner(root string, opts ScannerOptions) *Scanner {
+	hz := opts.ClockTicks
+	if hz <= 0 {
+		hz = clockTicks()
+	}
+	recheck := opts.CmdlineRecheckScans
+	if recheck == 0 {
+		recheck = DefaultCmdlineRecheckScans
+	}
+	return &Scanner{
+		recheck: recheck,
+		root:    root,
+		hz:      float64(hz),
+		first:   true,
+		cache:   make(map[int]*procEntry),
+		dirBuf:  make([]byte, 32<<10),
+		statBuf: make([]byte, 4<<10),
+		bigBuf:  make([]byte, MaxCmdline),
+		pathBuf: make([]byte, 0, 64),
+		readAt:  readAt,
+	}
+}
+
+// clockTicks returns AT_CLKTCK from the auxiliary vector, or DefaultClockTicks.
+func clockTicks() int {
+	const atClktck = 17
+	auxv, err := unix.Auxv()
+	if err == nil {
+		for _, kv := range auxv {
+			if kv[0] == atClktck && kv[1] > 0 && kv[1] < 100000 {
+				return int(kv[1])
+			}
+		}
+	}
+	return DefaultClockTicks
+}
+
+// ClockTicks returns the USER_HZ the scanner converts CPU times with.
+func (s *Scanner) ClockTicks() int { return int(s.hz) }
+
+// Scan reads every process once. Processes that cannot be read are skipped
+// and counted by reason; the rest is returned. Its error is non-nil only
+// when the root cannot be listed (wrapping ErrNoProcfs when it does not
+// exist).
+func (s *Scanner) Scan() (*ScanResult, error) {
+	rootfd, err := openDir(s.root)
+	if err != nil {
+		err = fmt.Errorf("open %s: %w", s.root, err)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %w", ErrNoProcfs, err)
+		}
+		return nil, err
+	}
+	defer syscall.Close(rootfd)
+	// Uptime first: a process that starts after this read but before the
+	// listing is listed now, so the next scan cannot count it twice.
+	uptime := s.uptime(rootfd)
+	if err := s.list(rootfd); err != nil {
+		return nil, fmt.Errorf("list %s: %w", s.root, err)
+	}
+	if s.afterList != nil {
+		s.afterList(s.pids)
+	}
+
+	s.gen++
+	res := &ScanResult{Processes: make([]Process, 0, len(s.pids)), Uptime: uptime}
+	s.dchild = s.dchild[:0]
+	s.gone = s.gone[:0]
+	for _, pid := range s.pids {
+		p, dchild, reason, err := s.process(rootfd, pid, uptime, res)
+		if reason != "" {
+			if res.Skipped == nil {
+				res.Skipped = make(map[string]uint64, 2)
+			}
+			res.Skipped[reason]++
+			if res.Err == nil && err != nil {
+				res.Err = fmt.Errorf("read %s/%s: %w", s.root, bytes.TrimRight(s.pathBuf, "\x00"), err)
+			}
+			continue
+		}
+		res.Processes = append(res.Processes, p)
+		s.dchild = append(s.dchild, dchild)
+	}
+	s.reap(res)
+	for pid, e := range s.cache {
+		if e.gen != s.gen {
+			delete(s.cache, pid)
+		}
+	}
+	slices.SortFunc(res.Processes, func(a, b Process) int { return a.PID - b.PID })
+	s.first = false
+	s.prevUptime = uptime
+	return res, nil
+}
+
+// process reads one process; a non-empty reason means it was skipped, and
+// err is then the read error of the file named by s.pathBuf, if any.
+func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Process, uint64, string, error) {
+	b, err := s.readAt(rootfd, s.path(pid, "stat"), s.statBuf, false)
+	if err != nil {
+		return Process{}, 0, reason(err), err
+	}
+	st, ok := parseStat(b)
+	if !ok {
+		return Process{}, 0, ReasonParseError, errors.New("cannot parse")
+	}
+	e := s.cache[pid]
+	if e != nil && e.start != st.start {
+		// The PID was reused: the old process vanished.
+		s.gone = append(s.gone, *e)
+		delete(s.cache, pid)
+		e = nil
+	}
+	var delta, dchild uint64
+	switch {
+	case e != nil:
+		if st.ticks >= e.ticks {
+			delta = st.ticks - e.ticks
+		}
+		if st.children >= e.children {
+			dchild = st.children - e.children
+		}
+	case !s.first && s.prevUptime > 0 && float64(st.start)/s.hz >= s.prevUptime:
+		// Started after the previous scan: all of its time, and of the
+		// children it reaped, fell in this interval.
+		delta, dchild = st.ticks, st.children
+	}
+	if e == nil || e.info.Comm != string(st.comm) || s.execed(rootfd, pid, e, &st) { // string compare does not allocate
+		info, err := s.readInfo(rootfd, pid, st.comm)
+		if err != nil {
+			return Process{}, 0, reason(err), err
+		}
+		if e == nil {
+			e = &procEntry{start: st.start}
+			s.cache[pid] = e
+			res.New++
+		} else {
+			res.Execs++
+		}
+		e.info = info
+	}
+	e.ticks, e.children, e.ppid, e.gen = st.ticks, st.children, st.ppid, s.gen
+	e.startCode, e.startStack = st.startCode, st.startStack
+	return Process{
+		PID:             pid,
+		PPID:            st.ppid,
+		StartTicks:      st.start,
+		CPUSeconds:      float64(st.ticks) / s.hz,
+		DeltaCPUSeconds: float64(delta) / s.hz,
+		ChildCPUSeconds: float64(st.children) / s.hz,
+		Info:            e.info,
+	}, dchild, "", nil
+}
+
+// execed reports whether the process behind a cached entry has exec'd
+// under the same comm since the previous scan. The signal is free: the
+// start of the code segment and of the stack (fields 26 and 28 of
+// /proc/PID/stat, shown to the process's owner and to a reader allowed to
+// ptrace-read it, CAP_SYS_PTRACE) move on every exec, the stack's with the
+// length of the new command line and environment even without
+// address-space randomisation.
+// Where the kernel hides them (0), the command line is re-read instead
+// every recheck scans per process, spread over the scans by PID, so an exec
+// is seen within that many scans.
+func (s *Scanner) execed(rootfd, pid int, e *procEntry, st *stat) bool {
+	if st.startStack != 0 && e.startStack != 0 {
+		return st.startStack != e.startStack || st.startCode != e.startCode
+	}
+	if s.recheck <= 0 || (uint32(pid)+s.gen)%uint32(s.recheck) != 0 {
+		return false
+	}
+	b, err := s.readAt(rootfd, s.path(pid, "cmdline"), s.bigBuf, true)
+	if err != nil {
+		return false // the next full read reports it
+	}
+	return string(cmdlineText(b)) != e.info.Cmdline
+}
+
+// reap turns the growth of each process's reaped-children time into
+// ReapedCPUSeconds: a process that vanished since the previous scan had its
+// CPU time counted by the scans that saw it, and its nearest living ancestor
+// (its reaper) will add that time again to its cutime+cstime, so it is owed
+// there and subtracted from the ancestor's growth. What remains is the time
+// of descendants no scan saw, unless the reaper reaped a process of another
+// cgroup in the interval: then it is that cgroup's and none is credited.
+func (s *Scanner) reap(res *ScanResult) {
+	if !s.first {
+		for _, e := range s.cache {
+			if e.gen != s.gen {
+				s.owe(e)
+			}
+		}
+		for i := range s.gone {
+			s.owe(&s.gone[i])
+		}
+	}
+	for i := range res.Processes {
+		p := &res.Processes[i]
+		e := s.cache[p.PID]
+		d := s.dchild[i]
+		if e.owed > 0 {
+			used := min(e.owed, d)
+			d -= used
+			e.owed -= used
+			e.owedScans++
+			if e.owed == 0 || e.owedScans > owedScans {
+				e.owed, e.owedScans = 0, 0
+			}
+		}
+		if e.foreign {
+			// What the reaped process of another cgroup used after the last
+			// scan is that cgroup's (its counter has it); it cannot be told
+			// apart from this interval's other reaped time, so none is
+			// credited here.
+			d, e.foreign = 0, false
+		}
+		p.ReapedCPUSeconds = float64(d) / s.hz
+	}
+}
+
+// owe adds what the scans counted of a vanished process to its nearest
+// living ancestor, walking up through ancestors that vanished too (their
+// own reapers repeat their children's time).
+func (s *Scanner) owe(gone *procEntry) {
+	counted := gone.ticks + gone.children + gone.owed
+	ppid, start := gone.ppid, gone.start
+	for range 64 {
+		a := s.cache[ppid]
+		if a == nil || a.start > start || ppid <= 0 {
+			return // reaped by a process no scan knows: nothing to repeat
+		}
+		if a.gen == s.gen {
+			a.owed += counted
+			if gone.info != nil && a.info != nil && gone.info.Cgroup.Path != a.info.Cgroup.Path {
+				a.foreign = true
+			}
+			return
+		}
+		ppid, start = a.ppid, a.start
+	}
+}
+
+// readInfo reads what is read once per process: cgroup, cmdline, status.
+func (s *Scanner) readInfo(rootfd, pid int, comm []byte) (*ProcessInfo, error) {
+	info := &ProcessInfo{Comm: string(comm), UID: -1}
+	b, err := s.readAt(rootfd, s.path(pid, "cgroup"), s.bigBuf, true)
+	if err != nil {
+		return nil, err
+	}
+	info.Cgroup = ParseCgroupFile(b)
+	b, err = s.readAt(rootfd, s.path(pid, "cmdline"), s.bigBuf, true)
+	if err != nil {
+		return nil, err
+	}
+	info.Cmdline = string(cmdlineText(b))
+	b, err = s.readAt(rootfd, s.path(pid, "status"), s.bigBuf, true)
+	if err != nil {
+		return nil, err
+	}
+	info.UID = statusUID(b)
+	if info.Cgroup.SlurmJob == "" && info.Cgroup.ContainerID == "" && info.Cgroup.PodUID == "" && info.Cmdline != "" {
+		// Readable by the process's owner and root only; an error leaves
+		// the job unknown.
+		if b, err := s.readAt(rootfd, s.path(pid, "environ"), s.bigBuf, true); err == nil {
+			job, step, user := slurmEnviron(b)
+			if job != "" {
+				info.Cgroup.SlurmJob, info.Cgroup.SlurmStep, info.SlurmUser, info.SlurmFromEnviron = job, step, user, true
+			}
+		}
+	}
+	return info, nil
+}
+
+// slurmEnviron returns SLURM_JOB_ID (digits only), SLURM_STEP_ID and
+// SLURM_JOB_USER from the NUL-separated /proc/PID/environ.
+func slurmEnviron(b []byte) (job, step, user string) {
+	for len(b) > 0 {
+		var kv []byte
+		kv, b, _ = bytes.Cut(b, []byte{0})
+		if !bytes.HasPrefix(kv, []byte("SLURM_")) {
+			continue
+		}
+		k, v, _ := bytes.Cut(kv, []byte{'='})
+		switch string(k) {
+		case "SLURM_JOB_ID":
+			if isDigits(string(v)) {
+				job = string(v)
+			}
+		case "SLURM_STEP_ID":
+			step = string(v)
+		case "SLURM_JOB_USER":
+			user = string(v)
+		}
+	}
+	if job == "" {
+		return "", "", ""
+	}
+	return job, step, user
+}
+
+// cmdlineText turns /proc/PID/cmdline into a command line in place: NUL
+// separators become spaces, trailing NULs are cut.
+func cmdlineText(b []byte) []byte {
+	b = bytes.TrimRight(b, "\x00")
+	for i, c := range b {
+		if c == 0 {
+			b[i] = ' '
+		}
+	}
+	return b
+}
+
+// uptime returns the seconds since boot from <root>/uptime, or 0.
+func (s *Scanner) uptime(rootfd int) float64 {
+	s.pathBuf = append(s.pathBuf[:0], "uptime\x00"...)
+	b, err := s.readAt(rootfd, s.pathBuf, s.statBuf, false)
+	if err != nil {
+		return 0
+	}
+	f, _, _ := bytes.Cut(b, []byte{' '})
+	v, err := strconv.ParseFloat(string(bytes.TrimSpace(f)), 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// path returns "<pid>/<file>\x00" in the scanner's path buffer.
+func (s *Scanner) path(pid int, file string) []byte {
+	b := strconv.AppendInt(s.pathBuf[:0], int64(pid), 10)
+	b = append(b, '/')
+	b = append(b, file...)
+	s.pathBuf = append(b, 0)
+	return s.pathBuf
+}
+
+// list fills s.pids with the numeric entries of the root directory.
+func (s *Scanner) list(fd int) error {
+	s.pids = s.pids[:0]
+	for {
+		n, err := syscall.ReadDirent(fd, s.dirBuf)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			return nil
+		}
+		buf := s.dirBuf[:n]
+		for len(buf) >= 19 {
+			// struct linux_dirent64 { u64 ino; s64 off; u16 reclen; u8 type; char name[]; }
+			reclen := int(*(*uint16)(unsafe.Pointer(&buf[16])))
+			if reclen < 19 || reclen > len(buf) {
+				break
+			}
+			typ, name := buf[18], buf[19:reclen]
+			buf = buf[reclen:]
+			if typ != syscall.DT_DIR && typ != syscall.DT_UNKNOWN {
+				continue
+			}
+			pid, ok := parsePID(name)
+			if ok {
+				s.pids = append(s.pids, pid)
+			}
+		}
+	}
+}
+
+// parsePID parses a NUL-terminated decimal directory name.
+func parsePID(name []byte) (int, bool) {
+	pid := 0
+	for i, c := range name {
+		if c == 0 {
+			return pid, i > 0
+		}
+		if c < '0' || c > '9' || pid > 1<<30 {
+			return 0, false
+		}
+		pid = pid*10 + int(c-'0')
+	}
+	return pid, len(name) > 0
+}
+
+// stat is what a scan needs from /proc/PID/stat.
+type stat struct {
+	comm       []byte // aliases the read buffer
+	ppid       int
+	ticks      uint64 // utime + stime
+	children   uint64 // cutime + cstime
+	start      uint64
+	startCode  uint64 // 0 when hidden or absent
+	startStack uint64
+}
+
+// parseStat parses /proc/PID/stat: "pid (comm) state ppid(4) … utime(14)
+// stime(15) cutime(16) cstime(17) … starttime(22) … startcode(26)
+// endcode(27) startstack(28) …". comm may hold spaces and parentheses, so
+// the fields start after the last ')'. Fields after 22 are optional.
+func parseStat(b []byte) (stat, bool) {
+	open := bytes.IndexByte(b, '(')
+	end := bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return stat{}, false
+	}
+	st := stat{comm: b[open+1 : end]}
+	rest := bytes.TrimRight(b[end+1:], "\n")
+	var utime, stime, cutime, cstime uint64
+	// Field 3 (state) is the first after ')'; utime is field 14.
+	for field := 3; field <= 28; field++ {
+		for len(rest) > 0 && rest[0] == ' ' {
+			rest = rest[1:]
+		}
+		i := bytes.IndexByte(rest, ' ')
+		if i < 0 {
+			i = len(rest)
+		}
+		tok := rest[:i]
+		rest = rest[i:]
+		if len(tok) == 0 {
+			if field > 22 {
+				break
+			}
+			return stat{}, false
+		}
+		switch field {
+		case 4:
+			v, ok := parseUint(tok)
+			if !ok || v > 1<<30 {
+				return stat{}, false
+			}
+			st.ppid = int(v)
+		case 14, 15, 22:
+			v, ok := parseUint(tok)
+			if !ok {
+				return stat{}, false
+			}
+			switch field {
+			case 14:
+				utime = v
+			case 15:
+				stime = v
+			case 22:
+				st.start = v
+			}
+		case 16, 17:
+			v, _ := parseUint(tok) // signed in the kernel; a negative value counts as 0
+			if field == 16 {
+				cutime = v
+			} else {
+				cstime = v
+			}
+		case 26:
+			st.startCode, _ = parseUint(tok)
+		case 28:
+			st.startStack, _ = parseUint(tok)
+		}
+	}
+	st.ticks = utime + stime
+	st.children = cutime + cstime
+	return st, true
+}
+
+func parseUint(b []byte) (uint64, bool) {
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' || v > (1<<63)/10 {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	return v, len(b) > 0
+}
+
+// statusUID returns the effective UID from /proc/PID/status
+// ("Uid:\treal\teffective\tsaved\tfs"), or -1.
+func statusUID(b []byte) int {
+	i := bytes.Index(b, []byte("\nUid:"))
+	if i < 0 {
+		return -1
+	}
+	line := b[i+5:]
+	if j := bytes.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	f := bytes.Fields(line)
+	if len(f) < 2 {
+		return -1
+	}
+	v, ok := parseUint(f[1])
+	if !ok || v > 1<<31 {
+		return -1
+	}
+	return int(v)
+}
+
+// reason classifies a read error.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return ReasonPermissionDenied
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ESRCH):
+		return ReasonVanished
+	}
+	return ReasonReadError
+}
+
+// openDir opens a directory for ReadDirent and openat.
+func openDir(path string) (int, error) {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+		if err != syscall.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// readAt reads the file at path (NUL-terminated, relative to dirfd) into
+// buf with one openat, as few reads as needed and one close, without
+// allocating. Unless untilEOF, it stops after a read that ends in a newline
+// (single-line files such as stat). Content longer than buf is cut.
+func readAt(dirfd int, path []byte, buf []byte, untilEOF bool) ([]byte, error) {
+	var fd int
+	for {
+		r, _, errno := syscall.Syscall6(syscall.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&path[0])),
+			uintptr(syscall.O_RDONLY|syscall.O_CLOEXEC), 0, 0, 0)
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return nil, errno
+		}
+		fd = int(r)
+		break
+	}
+	n := 0
+	for n < len(buf) {
+		k, err := syscall.Read(fd, buf[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			syscall.Close(fd)
+			return nil, err
+		}
+		if k <= 0 {
+			break
+		}
+		n += k
+		if !untilEOF && buf[n-1] == '\n' {
+			break
+		}
+	}
+	syscall.Close(fd)
+	return buf[:n], nil
+}

@@ -1,0 +1,181 @@
+package workload
+
+import (
+	"github.com/inferensys/aiwatt/attribution"
+)
+
+// Resolver names the workload of each process: the container of a known
+// pod when the process's cgroup names one, else the first matching rule,
+// else none (the zero Key, whose activity is unattributed). It caches the
+// rule outcome per ProcessInfo, so regular expressions run once per process.
+// It is not safe for concurrent use.
+type Resolver struct {
+	matcher *Matcher
+	pods    PodLookup
+	cache   map[*ProcessInfo]*resolved
+	gen     uint32
+	owners  Owners // reused by Owners
+}
+
+type resolved struct {
+	pod  *PodMeta // the pod the key was built from; nil for a rule or none
+	key  attribution.Key
+	rule int
+	gen  uint32
+}
+
+// NewResolver returns a resolver by matcher m (nil means DefaultMatcher)
+// and pods (nil outside Kubernetes).
+func NewResolver(m *Matcher, pods PodLookup) *Resolver {
+	if m == nil {
+		m = DefaultMatcher()
+	}
+	return &Resolver{matcher: m, pods: pods, cache: map[*ProcessInfo]*resolved{}}
+}
+
+// Resolve returns the workload of each process, in the order of procs.
+// Cached outcomes of processes absent from procs are dropped, so call it
+// with every process of a scan.
+func (r *Resolver) Resolve(procs []Process) []attribution.Key {
+	r.gen++
+	out := make([]attribution.Key, len(procs))
+	for i := range procs {
+		out[i] = r.key(procs[i].Info)
+	}
+	for info, e := range r.cache {
+		if e.gen != r.gen {
+			delete(r.cache, info)
+		}
+	}
+	return out
+}
+
+func (r *Resolver) key(info *ProcessInfo) attribution.Key {
+	e := r.cache[info]
+	var pod *PodMeta
+	if uid := info.Cgroup.PodUID; uid != "" && r.pods != nil {
+		pod, _ = r.pods.Pod(uid)
+	}
+	if e != nil && e.pod == pod {
+		e.gen = r.gen
+		return e.key
+	}
+	if e == nil {
+		e = &resolved{}
+		r.cache[info] = e
+	}
+	e.gen, e.pod, e.rule = r.gen, pod, -1
+	if pod != nil {
+		name := ""
+		if c, ok := pod.Container(info.Cgroup.ContainerID); ok {
+			name = c.Name
+		}
+		e.key = r.matcher.PodKey(pod, name)
+		return e.key
+	}
+	e.key, e.rule = r.matcher.Match(info)
+	return e.key
+}
+
+// CPUAllocation returns the CPU requests of the regular containers of
+// pods, in cores, as allocation weights for the idle policy "allocation".
+func (m *Matcher) CPUAllocation(pods []*PodMeta) []attribution.Share {
+	var out []attribution.Share
+	for _, p := range pods {
+		if !p.Deleted.IsZero() || p.Phase == "Succeeded" || p.Phase == "Failed" {
+			continue
+		}
+		for _, c := range p.Containers {
+			if !c.Init && !c.Ephemeral && c.CPURequestCores > 0 {
+				out = append(out, attribution.Share{Key: m.PodKey(p, c.Name), Weight: c.CPURequestCores})
+			}
+		}
+	}
+	return out
+}
+
+// AllocationKey returns the workload holding a device from the
+// pod-resources API. pod is the pod a.Namespace/a.Pod (PodWatcher.PodByName);
+// when nil, the key has no project, model_id or workload_type.
+func (m *Matcher) AllocationKey(a DeviceAllocation, pod *PodMeta) attribution.Key {
+	if pod == nil {
+		return attribution.Key{Namespace: a.Namespace, Pod: a.Pod, Container: a.Container}
+	}
+	return m.PodKey(pod, a.Container)
+}
+
+// Owners indexes the processes of one scan by what an inference target can
+// be tied to: a PID, the rule that named the process (by the rule's name),
+// or the systemd unit it runs in. A rule or unit with several processes
+// gives the workload of the one with the lowest PID.
+type Owners struct {
+	byPID  map[int]attribution.Key
+	byRule map[string]attribution.Key
+	byUnit map[string]attribution.Key
+}
+
+// Owners builds the index of one scan; keys[i] is the workload of procs[i]
+// after inheritance. Call it after Resolve with the same processes. The
+// index is reused by the next call.
+func (r *Resolver) Owners(procs []Process, keys []attribution.Key) *Owners {
+	o := &r.owners
+	if o.byPID == nil {
+		o.byPID, o.byRule, o.byUnit = make(map[int]attribution.Key, len(procs)), map[string]attribution.Key{}, map[string]attribution.Key{}
+	}
+	clear(o.byPID)
+	clear(o.byRule)
+	clear(o.byUnit)
+	for i := range procs {
+		p, k := &procs[i], keys[i]
+		o.byPID[p.PID] = k
+		if k.IsZero() {
+			continue
+		}
+		if e := r.cache[p.Info]; e != nil && e.rule >= 0 && e.rule < len(r.matcher.rules) {
+			if name := r.matcher.rules[e.rule].name; name != "" {
+				if _, ok := o.byRule[name]; !ok {
+					o.byRule[name] = k
+				}
+			}
+		}
+		if u := p.Info.Cgroup.SystemdUnit; u != "" {
+			if _, ok := o.byUnit[u]; !ok {
+				o.byUnit[u] = k
+			}
+		}
+	}
+	return o
+}
+
+// PID returns the workload of a running process; ok is false when the PID
+// is not in the scan.
+func (o *Owners) PID(pid int) (attribution.Key, bool) {
+	if o == nil {
+		return attribution.Key{}, false
+	}
+	k, ok := o.byPID[pid]
+	return k, ok
+}
+
+// Alive reports whether a PID is in the scan.
+func (o *Owners) Alive(pid int) bool { _, ok := o.PID(pid); return ok }
+
+// Rule returns the workload of the processes named by the rule called
+// name, if one runs.
+func (o *Owners) Rule(name string) (attribution.Key, bool) {
+	if o == nil {
+		return attribution.Key{}, false
+	}
+	k, ok := o.byRule[name]
+	return k, ok
+}
+
+// Unit returns the workload of the processes of a systemd unit, if one
+// runs and belongs to a workload.
+func (o *Owners) Unit(unit string) (attribution.Key, bool) {
+	if o == nil {
+		return attribution.Key{}, false
+	}
+	k, ok := o.byUnit[unit]
+	return k, ok
+}
