@@ -18,16 +18,21 @@ import (
 // The tick benchmarks measure Agent.Tick, the work of one sampling interval:
 // read every energy_uj, advance the wrap-safe totals, run the CPU model's
 // /proc/stat read (estimate: auto samples it every tick so that it can take
-// over with a fresh baseline), scan the procfs root for processes, record
-// source health and publish a snapshot.
+// over with a fresh baseline), scan the procfs root for processes when
+// something can name a workload (TickWorkloads…: a rule), record source
+// health, attribute and publish a snapshot.
 //
 // Their floors make the same system calls and nothing else (checked with
 // strace: docs/performance.md says how):
 //   - TickFloor…: the RAPL reads (open, read, close per energy_uj, as the
-//     meter reads), /proc/stat through os.File (as procfs reads it), and the
-//     process scan (open the root, uptime, getdents, openat+read+close of
-//     every PID/stat). The RAPL-only ticks make the same calls: the agent
-//     reads /proc/stat for the busy share whatever cpu_model.estimate says.
+//     meter reads), a listing of class/powercap every third tick (hot-plug
+//     discovery), and the head of /proc/stat through os.File (as the CPU
+//     model reads it). With nothing configured that is the whole tick: no
+//     process scan. The RAPL-only ticks make the same calls: the agent reads
+//     /proc/stat for the busy share whatever cpu_model.estimate says.
+//   - TickFloorWorkloads…: the same plus a second read of /proc/stat (the
+//     workload step's busy share) and the process scan (open the root,
+//     uptime, getdents, openat+read+close of every PID/stat).
 //   - BareLoop…: the RAPL reads alone, the floor of the meter inside a tick.
 //
 // scripts/bench.sh prints each tick's ratio to its floor.
@@ -119,23 +124,38 @@ func benchBareLoop(b *testing.B, sysfs string, wantZones int) {
 }
 
 // benchTickFloor is the floor of a whole tick: the RAPL reads, /proc/stat
-// and the process scan of procfs, with the agent's system calls and nothing
-// else. wantProcs is the number of PID/stat files the scan must read.
+// and, when wantProcs > 0, the process scan of procfs, with the agent's
+// system calls and nothing else. wantProcs is the number of PID/stat files
+// the scan must read.
 func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int) {
 	b.Helper()
 	files := energyFiles(b, sysfs, wantZones)
+	powercap := filepath.Join(sysfs, "class", "powercap")
 	buf := make([]byte, 64)
 	pf := sysfsfixture.NewProcFloor(procfs)
 	var sum uint64
+	i := 0
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		sum += sysfsfixture.ReadRawFiles(b, files, buf)
+		if i++; i%3 == 0 { // The RAPL source lists powercap every third tick for hot-plugged zones.
+			if err := sysfsfixture.ListDir(powercap); err != nil {
+				b.Fatal(err)
+			}
+		}
 		if n, err := pf.ReadStat(); err != nil || n == 0 {
 			b.Fatalf("read stat: %d bytes, %v", n, err)
 		}
-		if n, err := pf.Scan(); err != nil || n != wantProcs {
-			b.Fatalf("scan: %d processes (want %d), %v", n, wantProcs, err)
+		if wantProcs > 0 {
+			// The workload step reads /proc/stat's cpu line again for the
+			// busy share without steal.
+			if n, err := pf.ReadStat(); err != nil || n == 0 {
+				b.Fatalf("read stat: %d bytes, %v", n, err)
+			}
+			if n, err := pf.Scan(); err != nil || n != wantProcs {
+				b.Fatalf("scan: %d processes (want %d), %v", n, wantProcs, err)
+			}
 		}
 	}
 	if sum == 0 {
@@ -213,7 +233,7 @@ func workloadTree(b *testing.B, n, pods int) string {
 		pod := i % pods
 		uid := fmt.Sprintf("%08x_1111_2222_3333_%012x", pod, pod)
 		cg := fmt.Sprintf("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/cri-containerd-%064x.scope\n", uid, pod)
-		write(fmt.Sprintf("%d/stat", pid), fmt.Appendf(nil, "%d (python3) S 1 %d %d 0 -1 4194560 100 0 0 0 %d %d 0 0 20 0 4 0 %d 1000000 1000 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n", pid, pid, pid, 100+i, 50+i, 1000+i))
+		write(fmt.Sprintf("%d/stat", pid), fmt.Appendf(nil, "%d (python3) S 1 %d %d 0 -1 4194560 100 0 0 0 %d %d 0 0 20 0 4 0 %d 1000000 1000 18446744073709551615 4194304 4200000 140730000000000 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n", pid, pid, pid, 100+i, 50+i, 1000+i))
 		write(fmt.Sprintf("%d/cmdline", pid), fmt.Appendf(nil, "python3\x00serve.py\x00--model\x00model-%d\x00", pod))
 		write(fmt.Sprintf("%d/status", pid), []byte("Name:\tpython3\nUid:\t1000\t1000\t1000\t1000\n"))
 		write(fmt.Sprintf("%d/cgroup", pid), []byte(cg))

@@ -81,10 +81,24 @@ func ReadRawFiles(b *testing.B, files []string, buf []byte) uint64 {
 	return sum
 }
 
+// ListDir lists dir as the RAPL meter's hot-plug check does: open through
+// os.File, read every name, close.
+func ListDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer f.Close()
+	if _, err := f.Readdirnames(-1); err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	return nil
+}
+
 // ProcFloor is the floor of one pass over a procfs root with the system
-// calls of the agent's CPU model and process scanner: /proc/stat read
-// through os.File (as github.com/prometheus/procfs reads it: open, reads
-// to end of file, close), then the root opened as a directory, uptime
+// calls of the agent's CPU model and process scanner: the head of
+// /proc/stat read through os.File (open, one read, close), then the root
+// opened as a directory, uptime
 // opened relative to it (and read when present), the entries listed, and
 // every PID/stat opened relative to the root, read and closed.
 type ProcFloor struct {
@@ -98,23 +112,20 @@ type ProcFloor struct {
 
 // NewProcFloor returns a floor over the procfs root.
 func NewProcFloor(root string) *ProcFloor {
-	return &ProcFloor{root: root, statBuf: make([]byte, 64<<10), buf: make([]byte, 4<<10), dirBuf: make([]byte, 32<<10)}
+	return &ProcFloor{root: root, statBuf: make([]byte, 4<<10), buf: make([]byte, 4<<10), dirBuf: make([]byte, 32<<10)}
 }
 
-// ReadStat reads root/stat as the CPU model does and returns its length.
+// ReadStat reads the head of root/stat as the CPU model does (open through
+// os.File, one read of 4 KiB, close) and returns its length.
 func (p *ProcFloor) ReadStat() (int, error) {
 	f, err := os.Open(p.root + "/stat")
 	if err != nil {
 		return 0, fmt.Errorf("open stat: %w", err)
 	}
 	defer f.Close()
-	n := 0
-	for {
-		k, err := f.Read(p.statBuf[n:])
-		n += k
-		if err != nil || k == 0 || n == len(p.statBuf) {
-			break
-		}
+	n, err := f.Read(p.statBuf)
+	if err != nil {
+		return 0, fmt.Errorf("read stat: %w", err)
 	}
 	return n, nil
 }
