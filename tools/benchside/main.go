@@ -75,6 +75,7 @@ type config struct {
 	nodeExporter   string
 	kepler         string
 	keplerLabel    string
+	baseline       string
 	fixture        string
 	procs          []int
 	idle           time.Duration
@@ -96,6 +97,7 @@ func main() {
 	flag.StringVar(&c.nodeExporter, "node-exporter", envOr("NODE_EXPORTER", "node_exporter"), "node_exporter binary, name in PATH or path (default $NODE_EXPORTER)")
 	flag.StringVar(&c.kepler, "kepler", os.Getenv("KEPLER"), "Kepler binary (default $KEPLER); empty: Kepler's row says not measured")
 	flag.StringVar(&c.keplerLabel, "kepler-label", "Kepler v0.11.4", "Kepler's row name: the version the -kepler binary was built from (its build information cannot say)")
+	flag.StringVar(&c.baseline, "baseline", "", "a second aiwatt binary (e.g. the previous commit's): adds its nothing-configured row, measured in the same windows")
 	flag.StringVar(&c.fixture, "fixture", "rapl/testdata/intel-2socket.sysfs", "sysfs fixture tree every exporter serves")
 	flag.StringVar(&procs, "procs", procs, "comma-separated process counts, one scenario each (the exporter plus count-1 sleep processes)")
 	flag.DurationVar(&c.idle, "idle", 60*time.Second, "idle window over which background CPU is measured")
@@ -229,6 +231,19 @@ func run(ctx context.Context, c config, w io.Writer) error {
 			}
 			return []string{"agent", "--path.sysfs=" + sysfs, "--web.listen-address=" + addr, "--agent.interval=" + c.aiwattInterval.String(), "--config.file=" + file}, nil
 		}},
+	}
+	if c.baseline != "" {
+		base, err := filepath.Abs(c.baseline)
+		if err != nil {
+			return fmt.Errorf("baseline binary %s: %w", c.baseline, err)
+		}
+		if _, err := os.Stat(base); err != nil {
+			return fmt.Errorf("baseline binary: %w", err)
+		}
+		fmt.Fprintf(w, "baseline:      %s (%s)\n", firstLine(exec.CommandContext(ctx, base, "--version")), base)
+		rows = append(rows, row{name: "aiwatt baseline, nothing configured", bin: base, ready: "aiwatt_cpu_energy_joules_total", args: func(sysfs, addr, _ string) ([]string, error) {
+			return []string{"agent", "--path.sysfs=" + sysfs, "--web.listen-address=" + addr, "--agent.interval=" + c.aiwattInterval.String()}, nil
+		}})
 	}
 	for i, n := range c.procs {
 		dir := filepath.Join(tmp, fmt.Sprintf("s%d", i))
