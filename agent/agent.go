@@ -155,7 +155,9 @@ func (a *Agent) sources() []source.Source {
 		out = append(out, a.gpu)
 	}
 	w := a.work
-	out = append(out, scanSource{w.scanner})
+	if w.scan {
+		out = append(out, scanSource{w.scanner})
+	}
 	if w.pods != nil {
 		out = append(out, kubeSource{w.pods})
 	}

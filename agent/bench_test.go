@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -19,10 +18,24 @@ import (
 // The tick benchmarks measure Agent.Tick, the work of one sampling interval:
 // read every energy_uj, advance the wrap-safe totals, run the CPU model's
 // /proc/stat read (estimate: auto samples it every tick so that it can take
-// over with a fresh baseline), record source health and publish a snapshot.
-// The bare-loop benchmarks are the floor: os.ReadFile and strconv.ParseUint
-// over the same energy_uj files and nothing else. The goal is a tick of at
-// most 1.5× the bare loop; scripts/bench.sh prints the ratio.
+// over with a fresh baseline), scan the procfs root for processes when
+// something can name a workload (TickWorkloads…: a rule), record source
+// health, attribute and publish a snapshot.
+//
+// Their floors make the same system calls and nothing else (checked with
+// strace: docs/performance.md says how):
+//   - TickFloor…: the RAPL reads (open, read, close per energy_uj, as the
+//     meter reads), a listing of class/powercap every third tick (hot-plug
+//     discovery), and the head of /proc/stat through os.File (as the CPU
+//     model reads it). With nothing configured that is the whole tick: no
+//     process scan. The RAPL-only ticks make the same calls: the agent reads
+//     /proc/stat for the busy share whatever cpu_model.estimate says.
+//   - TickFloorWorkloads…: the same plus a second read of /proc/stat (the
+//     workload step's busy share) and the process scan (open the root,
+//     uptime, getdents, openat+read+close of every PID/stat).
+//   - BareLoop…: the RAPL reads alone, the floor of the meter inside a tick.
+//
+// scripts/bench.sh prints each tick's ratio to its floor.
 //
 // The agent runs its default configuration apart from cpu_model.estimate, so
 // every other source is whatever the host offers: on a host without NVML or
@@ -85,9 +98,8 @@ func benchTick(b *testing.B, sysfs string, wantZones int, estimate string) {
 	check(a.Snapshot())
 }
 
-// benchBareLoop is the floor: os.ReadFile and strconv.ParseUint over the
-// energy_uj files the agent reads, in the agent's order.
-func benchBareLoop(b *testing.B, sysfs string, wantZones int) {
+// energyFiles lists the energy_uj files the agent reads, in its order.
+func energyFiles(b *testing.B, sysfs string, wantZones int) []string {
 	b.Helper()
 	m, err := rapl.NewMeter(sysfs, rapl.Options{})
 	if err != nil {
@@ -100,7 +112,55 @@ func benchBareLoop(b *testing.B, sysfs string, wantZones int) {
 	if len(files) != wantZones {
 		b.Fatalf("%d zones, want %d", len(files), wantZones)
 	}
-	sysfsfixture.BenchReadFiles(b, files)
+	return files
+}
+
+// benchBareLoop is the floor of the RAPL reads: the meter's system calls
+// (open, read, close) and strconv.ParseUint over the energy_uj files the
+// agent reads, in the agent's order.
+func benchBareLoop(b *testing.B, sysfs string, wantZones int) {
+	b.Helper()
+	sysfsfixture.BenchReadRaw(b, energyFiles(b, sysfs, wantZones))
+}
+
+// benchTickFloor is the floor of a whole tick: the RAPL reads, /proc/stat
+// and, when wantProcs > 0, the process scan of procfs, with the agent's
+// system calls and nothing else. wantProcs is the number of PID/stat files
+// the scan must read.
+func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int) {
+	b.Helper()
+	files := energyFiles(b, sysfs, wantZones)
+	powercap := filepath.Join(sysfs, "class", "powercap")
+	buf := make([]byte, 64)
+	pf := sysfsfixture.NewProcFloor(procfs)
+	var sum uint64
+	i := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		sum += sysfsfixture.ReadRawFiles(b, files, buf)
+		if i++; i%3 == 0 { // The RAPL source lists powercap every third tick for hot-plugged zones.
+			if err := sysfsfixture.ListDir(powercap); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if n, err := pf.ReadStat(); err != nil || n == 0 {
+			b.Fatalf("read stat: %d bytes, %v", n, err)
+		}
+		if wantProcs > 0 {
+			// The workload step reads /proc/stat's cpu line again for the
+			// busy share without steal.
+			if n, err := pf.ReadStat(); err != nil || n == 0 {
+				b.Fatalf("read stat: %d bytes, %v", n, err)
+			}
+			if n, err := pf.Scan(); err != nil || n != wantProcs {
+				b.Fatalf("scan: %d processes (want %d), %v", n, wantProcs, err)
+			}
+		}
+	}
+	if sum == 0 {
+		b.Fatal("read nothing")
+	}
 }
 
 // BenchmarkTick2Sockets is one tick with the default configuration
@@ -120,6 +180,11 @@ func BenchmarkBareLoop2Sockets(b *testing.B) {
 	benchBareLoop(b, intel2Socket(b), 9)
 }
 
+// BenchmarkTickFloor2Sockets is the same-system-calls floor of Tick2Sockets.
+func BenchmarkTickFloor2Sockets(b *testing.B) {
+	benchTickFloor(b, intel2Socket(b), benchProcfs, 9, 0)
+}
+
 // BenchmarkTick1000Zones is one tick with the default configuration over a
 // synthetic 1000-zone tree.
 func BenchmarkTick1000Zones(b *testing.B) {
@@ -135,6 +200,11 @@ func BenchmarkTickRAPLOnly1000Zones(b *testing.B) {
 // BenchmarkBareLoop1000Zones is the floor for the 1000-zone ticks.
 func BenchmarkBareLoop1000Zones(b *testing.B) {
 	benchBareLoop(b, synthetic1000Zones(b), 1000)
+}
+
+// BenchmarkTickFloor1000Zones is the same-system-calls floor of Tick1000Zones.
+func BenchmarkTickFloor1000Zones(b *testing.B) {
+	benchTickFloor(b, synthetic1000Zones(b), benchProcfs, 1000, 0)
 }
 
 // workloadTree writes a procfs root with /proc/stat and n processes spread
@@ -163,7 +233,7 @@ func workloadTree(b *testing.B, n, pods int) string {
 		pod := i % pods
 		uid := fmt.Sprintf("%08x_1111_2222_3333_%012x", pod, pod)
 		cg := fmt.Sprintf("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/cri-containerd-%064x.scope\n", uid, pod)
-		write(fmt.Sprintf("%d/stat", pid), fmt.Appendf(nil, "%d (python3) S 1 %d %d 0 -1 4194560 100 0 0 0 %d %d 0 0 20 0 4 0 %d 1000000 1000 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n", pid, pid, pid, 100+i, 50+i, 1000+i))
+		write(fmt.Sprintf("%d/stat", pid), fmt.Appendf(nil, "%d (python3) S 1 %d %d 0 -1 4194560 100 0 0 0 %d %d 0 0 20 0 4 0 %d 1000000 1000 18446744073709551615 4194304 4200000 140730000000000 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n", pid, pid, pid, 100+i, 50+i, 1000+i))
 		write(fmt.Sprintf("%d/cmdline", pid), fmt.Appendf(nil, "python3\x00serve.py\x00--model\x00model-%d\x00", pod))
 		write(fmt.Sprintf("%d/status", pid), []byte("Name:\tpython3\nUid:\t1000\t1000\t1000\t1000\n"))
 		write(fmt.Sprintf("%d/cgroup", pid), []byte(cg))
@@ -221,29 +291,10 @@ carbon:
 	}
 }
 
-// BenchmarkBareProcStat2000Procs is the floor of the workload tick: list the
-// procfs root and read every /proc/PID/stat once, nothing else.
-func BenchmarkBareProcStat2000Procs(b *testing.B) {
-	proc := workloadTree(b, 2000, 200)
-	b.ReportAllocs()
-	for b.Loop() {
-		ents, err := os.ReadDir(proc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := 0
-		for _, e := range ents {
-			if _, err := strconv.Atoi(e.Name()); err != nil {
-				continue
-			}
-			data, err := os.ReadFile(filepath.Join(proc, e.Name(), "stat"))
-			if err != nil || len(data) == 0 {
-				b.Fatal(err)
-			}
-			n++
-		}
-		if n != 2000 {
-			b.Fatalf("%d processes", n)
-		}
-	}
+// BenchmarkTickFloorWorkloads2000Procs is the floor of the workload tick
+// with the same system calls: the 9 RAPL reads, /proc/stat, and the
+// steady-state process scan (uptime, getdents, openat+read+close of every
+// one of the 2000 PID/stat files); the GPU backend is a fake and makes none.
+func BenchmarkTickFloorWorkloads2000Procs(b *testing.B) {
+	benchTickFloor(b, intel2Socket(b), workloadTree(b, 2000, 200), 9, 2000)
 }

@@ -67,6 +67,12 @@ type workloadSource struct {
 	attrCfg      AttributionConfig
 	podResSocket string
 
+	// scan is whether the process scan runs: only when something can name
+	// a workload from processes (rules, Kubernetes, inference targets).
+	// Otherwise no workload can receive energy and the tick does not list
+	// /proc at all (docs/performance.md).
+	scan bool
+
 	unaccountedCPU float64             // seconds since start
 	cpuShares      []attribution.Share // the latest scan's CPU time per workload
 	cpuBusy        float64             // the latest scan's busy share without steal; -1 unknown
@@ -91,6 +97,7 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 		cpuBusy:    -1,
 	}
 	w.attrCfg = cfg.Attribution
+	w.scan = len(cfg.Workloads.Rules) > 0 || opts.NodeName != "" || len(cfg.Inference.Targets) > 0
 	if prev != nil && prev.attrCfg == cfg.Attribution {
 		w.energy, w.co2Loc, w.co2Mkt, w.co2Marg = prev.energy, prev.co2Loc, prev.co2Mkt, prev.co2Marg
 	} else {
@@ -102,9 +109,13 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 	}
 	if prev != nil {
 		// Same procfs, same node: keep the scan baselines and the pod watcher.
-		w.scanner, w.pods, w.lastTick = prev.scanner, prev.pods, prev.lastTick
-		w.cpuAcct, w.unaccountedCPU = prev.cpuAcct, prev.unaccountedCPU
-		w.procs, w.keys, w.cpuShares, w.cpuBusy = prev.procs, prev.keys, prev.cpuShares, prev.cpuBusy
+		w.pods, w.lastTick, w.unaccountedCPU = prev.pods, prev.lastTick, prev.unaccountedCPU
+		if w.scan && prev.scan {
+			// Baselines of a scan that did not run meanwhile would span the
+			// gap: a scan that starts again starts from a fresh baseline.
+			w.scanner, w.cpuAcct = prev.scanner, prev.cpuAcct
+			w.procs, w.keys, w.cpuShares, w.cpuBusy = prev.procs, prev.keys, prev.cpuShares, prev.cpuBusy
+		}
 		if prev.podResSocket == cfg.Kubernetes.PodResourcesSocket {
 			w.podRes, w.podResSocket = prev.podRes, prev.podResSocket
 		}

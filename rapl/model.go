@@ -1,9 +1,14 @@
 package rapl
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -60,6 +65,7 @@ type Estimator struct {
 	cpus     int
 
 	mu        sync.Mutex
+	buf       []byte // the head of /proc/stat, reused by every Sample
 	primed    bool
 	prevBusy  float64
 	prevTotal float64
@@ -139,13 +145,12 @@ func (e *Estimator) Sample(now time.Time) (Estimate, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
-	st, err := e.fs.Stat()
+	busy, total, err := e.readCPUTotal()
 	if err != nil {
 		l := e.last
 		l.Delta = 0
 		return l, fmt.Errorf("read %s: %w", e.statPath, err)
 	}
-	busy, total := cpuTimes(st.CPUTotal)
 	e.last.Delta = 0
 	if !e.primed {
 		e.primed = true
@@ -168,10 +173,65 @@ func (e *Estimator) Sample(now time.Time) (Estimate, error) {
 	return e.last, nil
 }
 
-// cpuTimes returns the busy and total time of one /proc/stat cpu line with the definition the
-// attribution's busy share uses (internal/cpustat): steal, time the hypervisor gave another guest,
-// is neither busy nor idle, so a VM whose host is oversubscribed is not modelled as drawing power
-// for work it did not do; guest and guest_nice are already in user and nice.
-func cpuTimes(c procfs.CPUStat) (busy, total float64) {
-	return cpustat.BusyTotal(c.User, c.Nice, c.System, c.Idle, c.Iowait, c.IRQ, c.SoftIRQ)
+// readCPUTotal reads the aggregate "cpu" line, the first of /proc/stat, with
+// one open, one read of the file's head into a reused buffer, and one close,
+// and returns its busy and total time in clock ticks. It parses nothing
+// else: the per-CPU lines, interrupts and the rest are not needed per sample
+// (NewEstimator counts the CPUs once), and on a host with many CPUs they are
+// most of the file.
+func (e *Estimator) readCPUTotal() (busy, total float64, err error) {
+	if e.buf == nil {
+		e.buf = make([]byte, 4096)
+	}
+	f, err := os.Open(e.statPath)
+	if err != nil {
+		return 0, 0, err
+	}
+	n, err := f.Read(e.buf)
+	_ = f.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, err
+	}
+	return parseCPULine(e.buf[:n])
+}
+
+// parseCPULine parses the first line of b, "cpu  user nice system idle
+// iowait irq softirq steal guest guest_nice" in clock ticks, into busy and
+// total time with the definition the attribution's busy share uses
+// (internal/cpustat): steal, time the hypervisor gave another guest, is
+// neither busy nor idle, so a VM whose host is oversubscribed is not
+// modelled as drawing power for work it did not do; guest and guest_nice
+// are already in user and nice. Fields a kernel does not print count as 0;
+// at least user, nice, system and idle must be there.
+func parseCPULine(b []byte) (busy, total float64, err error) {
+	line, _, found := bytes.Cut(b, []byte{'\n'})
+	if !found {
+		return 0, 0, errors.New("no complete first line")
+	}
+	rest, ok := bytes.CutPrefix(line, []byte("cpu "))
+	if !ok {
+		return 0, 0, fmt.Errorf("first line %.20q is not the cpu line", line)
+	}
+	var v [8]uint64 // user nice system idle iowait irq softirq steal
+	n := 0
+	for n < len(v) {
+		rest = bytes.TrimLeft(rest, " ")
+		if len(rest) == 0 {
+			break
+		}
+		end := bytes.IndexByte(rest, ' ')
+		if end < 0 {
+			end = len(rest)
+		}
+		x, err := strconv.ParseUint(string(rest[:end]), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("cpu line field %d: %w", n+1, err)
+		}
+		v[n], rest, n = x, rest[end:], n+1
+	}
+	if n < 4 {
+		return 0, 0, fmt.Errorf("cpu line has %d fields, want at least 4", n)
+	}
+	busy, total = cpustat.BusyTotal(float64(v[0]), float64(v[1]), float64(v[2]), float64(v[3]), float64(v[4]), float64(v[5]), float64(v[6]))
+	return busy, total, nil
 }

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # bench.sh: aiwatt's performance check (make bench). It runs the Go benchmarks
-# of the hot paths (sampling tick, scrape, RAPL read) with their floors, prints
-# a compact table, then runs tools/benchside, which serves the same sysfs trees
-# from aiwatt and Debian's prometheus-node-exporter and compares CPU per scrape.
+# of the hot paths (sampling tick, scrape, RAPL read, process scan) with their
+# floors, prints a compact table, then runs tools/benchside: node_exporter
+# 1.12.1, Kepler 0.11.4 and aiwatt side by side over the same fixture powercap
+# tree, at 80 and 570 processes, each pinned to one core, and prints CPU per
+# second of operation at 15 s and 30 s scrape intervals, series and RSS.
 # docs/performance.md explains every number.
+#
+# Peers:
+#   NODE_EXPORTER  a node_exporter binary; unset: `go install
+#                  github.com/prometheus/node_exporter@v1.12.1` into .bench/peers/
+#                  (the module proxy must be reachable), then that binary.
+#   KEPLER         a Kepler binary built from its v0.11.4 source
+#                  (git clone --branch v0.11.4 https://github.com/sustainable-computing-io/kepler,
+#                  then make build or go build ./cmd/kepler); unset: Kepler's
+#                  row says "not measured".
 #
 # Everything can be overridden from the environment, e.g.
 #   BENCH_COUNT=6 BENCH_TIME=2s ./scripts/bench.sh
 #   SKIP_SIDE=1 ./scripts/bench.sh            # Go benchmarks only
+#   SKIP_GO=1 ./scripts/bench.sh              # side by side only
+#   SIDE_FLAGS="-procs 80 -idle 30s -scrapes 300" ./scripts/bench.sh
 #
 # To add a benchmark package, append it to BENCH_PKGS and its benchmark names
 # to BENCH_PATTERN; to print a ratio to a floor, add "PKG:PREFIX=FLOORPREFIX"
@@ -22,28 +35,36 @@ cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
 BENCH_PKGS=${BENCH_PKGS:-"./agent ./exporter ./rapl ./dcgm ./gpu/nvml ./workload ./attribution ./scrape"}
-BENCH_PATTERN=${BENCH_PATTERN:-"Tick|BareLoop|BareProcStat|Scrape|MeterSample|BareRead|NVMLSample|ExporterParse|Scan2000$|BareStat2000|AttributeTick|LedgerAdd|ParseVLLM"}
-BENCH_FLOORS=${BENCH_FLOORS:-"agent:Tick=BareLoop agent:TickWorkloads=BareProcStat rapl:MeterSample=BareRead workload:Scan=BareStat"}
+BENCH_PATTERN=${BENCH_PATTERN:-"Tick|BareLoop|Scrape|MeterSample|BareRead|NVMLSample|ExporterParse|Scan2000$|BareStat2000|AttributeTick|LedgerAdd|ParseVLLM"}
+BENCH_FLOORS=${BENCH_FLOORS:-"agent:Tick=TickFloor agent:TickWorkloads=TickFloorWorkloads rapl:MeterSample=BareRead workload:Scan=BareStat"}
 BENCH_COUNT=${BENCH_COUNT:-3}
 BENCH_TIME=${BENCH_TIME:-1s}
 AIWATT_BIN=${AIWATT_BIN:-bin/aiwatt}
-NODE_EXPORTER=${NODE_EXPORTER:-prometheus-node-exporter}
-SIDE_FLAGS=${SIDE_FLAGS:-"-scrapes 2000 -zones 1000 -zone-scrapes 500"}
+NODE_EXPORTER_VERSION=${NODE_EXPORTER_VERSION:-v1.12.1}
+NODE_EXPORTER=${NODE_EXPORTER:-}
+KEPLER=${KEPLER:-}
+SIDE_FLAGS=${SIDE_FLAGS:-"-procs 80,570 -idle 60s -scrapes 1000 -cpu 1"}
 SKIP_SIDE=${SKIP_SIDE:-}
+SKIP_GO=${SKIP_GO:-}
+# SYSCALL_CHECK=1: before the benchmarks, strace each benchmark and its floor
+# (pairs in SYSCALL_PAIRS, "DIR:Benchmark=Floor") and print the file system
+# calls each makes per iteration; they must match (needs strace).
+SYSCALL_CHECK=${SYSCALL_CHECK:-}
+SYSCALL_PAIRS=${SYSCALL_PAIRS:-"agent:Tick2Sockets=TickFloor2Sockets agent:TickRAPLOnly2Sockets=TickFloor2Sockets agent:TickWorkloads2000Procs=TickFloorWorkloads2000Procs workload:Scan2000=BareStat2000 rapl:MeterSample2Sockets=BareRead2Sockets"}
 OUT=${BENCH_OUT:-.bench}
 
 mkdir -p "$OUT"
 
-# The side-by-side run needs node_exporter: check before the long part.
-if [ -z "$SKIP_SIDE" ] && ! command -v "$NODE_EXPORTER" >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "== installing Debian's prometheus-node-exporter for the side-by-side run"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-node-exporter >/dev/null
-  else
-    echo "bench.sh: $NODE_EXPORTER not found. Install it (sudo apt-get install -y prometheus-node-exporter)," >&2
-    echo "bench.sh: point NODE_EXPORTER at a node_exporter binary, or set SKIP_SIDE=1 to run the Go benchmarks only." >&2
-    exit 1
+# The side-by-side run needs node_exporter: get it before the long part.
+if [ -z "$SKIP_SIDE" ] && [ -z "$NODE_EXPORTER" ]; then
+  NODE_EXPORTER="$OUT/peers/node_exporter"
+  if [ ! -x "$NODE_EXPORTER" ]; then
+    echo "== go install github.com/prometheus/node_exporter@$NODE_EXPORTER_VERSION into $OUT/peers/"
+    mkdir -p "$OUT/peers"
+    GOBIN="$(cd "$OUT/peers" && pwd)" "$GO" install "github.com/prometheus/node_exporter@$NODE_EXPORTER_VERSION" || {
+      echo "bench.sh: could not install node_exporter; set NODE_EXPORTER to a node_exporter binary, or SKIP_SIDE=1." >&2
+      exit 1
+    }
   fi
 fi
 if [ -z "$SKIP_SIDE" ] && [ ! -x "$AIWATT_BIN" ]; then
@@ -57,7 +78,41 @@ echo "cpu:    $(LC_ALL=C lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head
 echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 echo "load:   $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min; other work on the machine skews the numbers)"
 echo "go:     $("$GO" version)"
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo " (with uncommitted changes)")"
 
+# syscalls DIR BENCH N prints "name count" per file system call of one
+# iteration of BENCH: the difference between runs of 2N and N iterations,
+# divided by N, so setup is not counted.
+syscalls() {
+  local dir=$1 bench=$2 n=$3 sc bin
+  sc=$(cd "$OUT" && pwd)/syscheck
+  bin="$sc/$(echo "$dir" | tr / _).test"
+  [ -x "$bin" ] || "$GO" test -c -o "$bin" "./$dir"
+  for k in 1 2; do
+    (cd "$dir" && strace -f -c -o "$sc/$bench.$k.txt" \
+      -e trace=openat,open,read,pread64,close,getdents64,fstat,newfstatat,statx,fcntl,epoll_ctl \
+      "$bin" -test.run '^$' -test.bench "^Benchmark$bench\$" -test.benchtime "$((n * k))x" >/dev/null 2>&1)
+  done
+  join <(awk '$NF ~ /^[a-z_0-9]+$/ && $NF != "total" {print $NF, $4}' "$sc/$bench.1.txt" | sort) \
+       <(awk '$NF ~ /^[a-z_0-9]+$/ && $NF != "total" {print $NF, $4}' "$sc/$bench.2.txt" | sort) |
+    awk -v n="$n" '{ v = ($3 - $2) / n; if (v > 0.5) printf "%s=%.0f ", $1, v }'
+}
+if [ -n "$SYSCALL_CHECK" ]; then
+  echo
+  echo "== file system calls per iteration, benchmark against its floor (strace -c, 2N minus N iterations)"
+  mkdir -p "$OUT/syscheck"
+  for pair in $SYSCALL_PAIRS; do
+    dir=${pair%%:*}; rest=${pair#*:}; bench=${rest%%=*}; floor=${rest#*=}
+    a=$(syscalls "$dir" "$bench" 20); f=$(syscalls "$dir" "$floor" 20)
+    verdict=same; [ "$a" = "$f" ] || verdict=DIFFERENT
+    printf '%-16s %-30s %s\n%-16s %-30s %s  -> %s\n' "$dir" "$bench" "$a" "" "$floor" "$f" "$verdict"
+  done
+fi
+
+if [ -n "$SKIP_GO" ]; then
+  echo
+  echo "== Go benchmarks skipped (SKIP_GO is set)"
+else
 echo
 echo "== go test -bench '$BENCH_PATTERN' -benchtime $BENCH_TIME -count $BENCH_COUNT $BENCH_PKGS"
 # shellcheck disable=SC2086 # BENCH_PKGS is a list.
@@ -99,7 +154,7 @@ awk -v floors="$BENCH_FLOORS" '
       key = order[k]; p = pkgOf[key]; b = nameOf[key]; ratio = ""
       for (f = 1; f <= nf; f++) {
         split(fl[f], pf, ":"); split(pf[2], pr, "=")
-        if (pf[1] != p || index(b, pr[1]) != 1) continue
+        if (pf[1] != p || index(b, pr[1]) != 1 || index(b, pr[2]) == 1) continue
         if (!match(b, /[0-9].*$/)) continue
         fk = p SUBSEP pr[2] substr(b, RSTART)
         if (fk in ns) ratio = sprintf("%.2fx %s%s", median(ns[key]) / median(ns[fk]), pr[2], substr(b, RSTART))
@@ -107,6 +162,7 @@ awk -v floors="$BENCH_FLOORS" '
       printf "%-10s %-38s %12s %12d %10d  %s\n", p, b, human(median(ns[key])), median(bytes[key]), median(allocs[key]), ratio
     }
   }' "$OUT/go-bench.txt" | tee "$OUT/go-bench-table.txt"
+fi
 
 if [ -n "$SKIP_SIDE" ]; then
   echo
@@ -115,7 +171,8 @@ if [ -n "$SKIP_SIDE" ]; then
 fi
 
 echo
-echo "== side by side with node_exporter (tools/benchside $SIDE_FLAGS)"
+echo "== side by side with node_exporter and Kepler (tools/benchside $SIDE_FLAGS)"
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')"
 "$GO" build -o "$OUT/benchside" ./tools/benchside
 # shellcheck disable=SC2086 # SIDE_FLAGS is a list.
-"$OUT/benchside" -aiwatt "$AIWATT_BIN" -node-exporter "$NODE_EXPORTER" $SIDE_FLAGS | tee "$OUT/benchside.txt"
+"$OUT/benchside" -aiwatt "$AIWATT_BIN" -node-exporter "$NODE_EXPORTER" -kepler "$KEPLER" $SIDE_FLAGS | tee "$OUT/benchside.txt"

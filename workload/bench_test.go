@@ -58,20 +58,25 @@ func BenchmarkScan2000Cold(b *testing.B) {
 	}
 }
 
-// BenchmarkBareStat2000 is the floor: list the root, then read every
-// /proc/PID/stat with the same system calls as Scan (getdents, openat
-// relative to the root, read, close), and do nothing else: no parsing, no
-// cache, no result.
+// BenchmarkBareStat2000 is the floor: open the root, read uptime, list the
+// root, then read every /proc/PID/stat with the same system calls as Scan
+// (openat relative to the root, read, close), and do nothing else: no
+// parsing, no cache, no result. An strace of both shows the same calls per
+// iteration: 2002 openat, 2001 read, 2002 close, 3 getdents64.
 func BenchmarkBareStat2000(b *testing.B) {
 	root := procTree2000(b)
 	buf := make([]byte, 4<<10)
 	dirBuf := make([]byte, 32<<10)
 	var arena []byte // the names, NUL-separated: the dirent buffer is reused
 	var path []byte
+	uptime := []byte("uptime\x00")
 	b.ReportAllocs()
 	for b.Loop() {
 		fd, err := openDir(root)
 		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := readAt(fd, uptime, buf, false); err != nil {
 			b.Fatal(err)
 		}
 		arena = arena[:0]

@@ -38,6 +38,7 @@ type agentCommand struct {
 	rootfs      *string
 	metricsPath *string
 	maxRequests *int
+	pprof       *bool
 	web         *web.FlagConfig
 }
 
@@ -54,6 +55,7 @@ func newAgentCommand(app *kingpin.Application) *agentCommand {
 	c.live = c.cmd.Flag("agent.live", "Print a one-line power summary to stderr after every sample.").Bool()
 	c.metricsPath = c.cmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 	c.maxRequests = c.cmd.Flag("web.max-requests", "Maximum number of parallel scrape requests (0 = no limit).").Default("40").Int()
+	c.pprof = addPprofFlag(c.cmd)
 	c.web = kingpinflag.AddFlags(c.cmd, defaultListenAddress)
 	return c
 }
@@ -119,7 +121,7 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 		logger.Error("cannot build the HTTP handler", "err", err)
 		return 1
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: withPprof(handler, *c.pprof), ReadHeaderTimeout: 10 * time.Second}
 	for _, addr := range *c.web.WebListenAddresses {
 		logger.Info("serving metrics", "url", metricsURL(addr, *c.metricsPath, *c.web.WebConfigFile != ""))
 	}

@@ -131,28 +131,3 @@ func Synthetic(tb testing.TB, sockets int) string {
 	}
 	return root
 }
-
-// BenchReadFiles is the floor the RAPL benchmarks are measured against:
-// os.ReadFile and strconv.ParseUint over files, nothing else.
-func BenchReadFiles(b *testing.B, files []string) {
-	b.Helper()
-	var sum uint64
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		for _, f := range files {
-			raw, err := os.ReadFile(f)
-			if err != nil {
-				b.Fatal(err)
-			}
-			v, err := strconv.ParseUint(string(bytes.TrimSpace(raw)), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			sum += v
-		}
-	}
-	if sum == 0 {
-		b.Fatal("read nothing")
-	}
-}
