@@ -237,9 +237,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	w := a.work
 	a.mu.Unlock()
 	w.run(ctx)
-	a.Tick()
+	// The ticker starts before the first sample, so the ticks keep their
+	// interval from the start even when the first one waits for its deadline.
 	t := time.NewTicker(a.opts.Interval)
 	defer t.Stop()
+	a.Tick()
 	for {
 		select {
 		case <-ctx.Done():
