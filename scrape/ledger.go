@@ -223,7 +223,7 @@ func (l *Ledger[K]) Expire(now time.Time) {
 			n += d
 		}
 		delete(l.pending, id)
-		if !l.logged[id] {
+		if n > 0 && !l.logged[id] { // a target that never answered dropped nothing
 			l.logged[id] = true
 			l.opts.Logger.Warn("inference counts dropped: the target's workload could not be resolved; they are counted in aiwatt_inference_unattributed_total",
 				"target", id, "held_for", h.since.Sub(now).Abs(), "count", n)
