@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferensys/aiwatt/internal/e2etest"
 	"github.com/inferensys/aiwatt/internal/sysfsfixture"
 )
 
@@ -46,18 +46,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
 }
 
 // agentProc is a running `aiwatt agent`.
@@ -110,58 +98,6 @@ func startAgent(t *testing.T, configure func(*exec.Cmd), args ...string) *agentP
 		}
 	})
 	return p
-}
-
-// waitFor polls cond until it returns true or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var lastErr error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		lastErr = err
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
-		}
-		time.Sleep(20 * time.Millisecond) // Polling interval, not synchronisation: the condition decides.
-	}
-}
-
-// scrape fetches the metrics page with client (nil: plain HTTP).
-func scrape(client *http.Client, url string) (string, error) {
-	if client == nil {
-		client = &http.Client{Timeout: 5 * time.Second}
-	}
-	resp, err := client.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return string(body), fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return string(body), nil
-}
-
-// sampleValue returns the value of the first series whose text (name and
-// labels, as exposed) equals series.
-func sampleValue(body, series string) (float64, bool) {
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, series+" ") {
-			v, err := strconv.ParseFloat(strings.TrimSpace(line[len(series):]), 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
 }
 
 var volatile = regexp.MustCompile(`^(aiwatt_sample_duration_seconds|aiwatt_last_sample_timestamp_seconds|aiwatt_config_last_reload_success_timestamp_seconds|aiwatt_samples_total)(\{[^}]*\})? `)
@@ -299,3 +235,11 @@ func materialize(t *testing.T, tree string) string {
 	t.Helper()
 	return sysfsfixture.Materialize(t, tree)
 }
+
+// The end-to-end helpers shared with the other end-to-end tests.
+var (
+	waitFor     = e2etest.WaitFor
+	freeAddr    = e2etest.FreeAddr
+	scrape      = e2etest.Scrape
+	sampleValue = e2etest.SampleValue
+)

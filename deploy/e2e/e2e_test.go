@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/inferensys/aiwatt/internal/e2etest"
 )
 
 // repoRoot is the repository's root directory (this package is deploy/e2e).
@@ -63,57 +61,6 @@ func tail(s string, n int) string {
 	return s
 }
 
-// waitFor polls cond until it holds or timeout passes; the last error or
-// state is reported on failure.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s (last error: %v)", timeout, what, last)
-		}
-		time.Sleep(100 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
-// scrape GETs url and returns the body.
-func scrape(url string) (string, error) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return string(body), fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(body), nil
-}
-
-// sampleValue is the value of the series (name and labels exactly as exposed)
-// in an exposition body.
-func sampleValue(body, series string) (float64, bool) {
-	for _, line := range strings.Split(body, "\n") {
-		rest, ok := strings.CutPrefix(line, series+" ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
-		return v, err == nil
-	}
-	return 0, false
-}
-
 // seriesWith are the lines of body whose metric is name and that contain
 // every one of the label pairs.
 func seriesWith(body, name string, pairs ...string) []string {
@@ -132,3 +79,12 @@ func seriesWith(body, name string, pairs ...string) []string {
 	}
 	return out
 }
+
+// The end-to-end helpers shared with the other end-to-end tests.
+var (
+	waitFor     = e2etest.WaitFor
+	sampleValue = e2etest.SampleValue
+)
+
+// scrape GETs url over plain HTTP and returns the body.
+func scrape(url string) (string, error) { return e2etest.Scrape(nil, url) }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inferensys/aiwatt/internal/e2etest"
 )
 
 // aiwattBin is the aiwatt binary built once for the test.
@@ -142,34 +143,6 @@ func waitReady(t testing.TB, p *proc, url string) {
 	})
 }
 
-// waitFor polls cond until it returns true or the deadline passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var lastErr error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		lastErr = err
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
-		}
-		time.Sleep(50 * time.Millisecond) // Polling interval, not synchronisation: the condition decides.
-	}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // query runs an instant query against an engine's Prometheus API and
 // returns the series' labels and values, and the warnings.
 func query(ctx context.Context, base, q string, at time.Time) ([]sample, []string, error) {
@@ -221,3 +194,9 @@ type sample struct {
 	labels map[string]string
 	value  float64
 }
+
+// The end-to-end helpers shared with the other end-to-end tests.
+var (
+	waitFor  = e2etest.WaitFor
+	freeAddr = e2etest.FreeAddr
+)
