@@ -30,9 +30,9 @@ import (
 //     model reads it). With nothing configured that is the whole tick: no
 //     process scan. The RAPL-only ticks make the same calls: the agent reads
 //     /proc/stat for the busy share whatever cpu_model.estimate says.
-//   - TickFloorWorkloads…: the same plus a second read of /proc/stat (the
-//     workload step's busy share) and the process scan (open the root,
-//     uptime, getdents, openat+read+close of every PID/stat).
+//   - TickFloorWorkloads…: the same plus the process scan (open the root,
+//     uptime, getdents, openat+read+close of every PID/stat). /proc/stat is
+//     read once: the workload step's busy share uses the CPU model's reading.
 //   - BareLoop…: the RAPL reads alone, the floor of the meter inside a tick.
 //
 // scripts/bench.sh prints each tick's ratio to its floor.
@@ -148,11 +148,8 @@ func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int
 			b.Fatalf("read stat: %d bytes, %v", n, err)
 		}
 		if wantProcs > 0 {
-			// The workload step reads /proc/stat's cpu line again for the
-			// busy share without steal.
-			if n, err := pf.ReadStat(); err != nil || n == 0 {
-				b.Fatalf("read stat: %d bytes, %v", n, err)
-			}
+			// The workload step takes the busy share from the CPU model's
+			// reading of /proc/stat: no second read.
 			if n, err := pf.Scan(); err != nil || n != wantProcs {
 				b.Fatalf("scan: %d processes (want %d), %v", n, wantProcs, err)
 			}

@@ -28,7 +28,10 @@ const (
 type tickEnergy struct {
 	cpuJ, dramJ float64
 	busy        float64 // node CPU busy share; <0 unknown
-	gpus        []gpuTick
+	// stat is this tick's /proc/stat reading by the CPU model (busy and
+	// total clock ticks), shared with the workload step; nil when none.
+	stat *[2]float64
+	gpus []gpuTick
 }
 
 // gpuTick is one GPU's energy this tick and what runs on it.
@@ -251,7 +254,14 @@ func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) A
 		w.owners = w.resolver.Owners(procs, w.keys)
 		// CPU time per workload from cgroup counters where they stand for one
 		// workload, else from the processes (reaped children included).
-		ct := w.cpuAcct.Tick(procs, w.keys)
+		// The node's CPU time comes from the CPU model's reading of this
+		// tick, so /proc/stat is read once; without one the account reads it.
+		var node *workload.NodeCPU
+		if e.stat != nil {
+			n := workload.NodeCPUFromTicks(e.stat[0], e.stat[1], w.scanner.ClockTicks())
+			node = &n
+		}
+		ct := w.cpuAcct.Tick(procs, w.keys, node)
 		w.unaccountedCPU += ct.UnaccountedSeconds
 		w.cpuShares, w.cpuBusy = ct.Shares, ct.Busy
 	}

@@ -178,8 +178,11 @@ func hostPaths(path string) []string {
 }
 
 // Tick accounts one scan. keys[i] is the workload of procs[i] (zero for
-// none), as from [Resolver.Resolve] and ancestor inheritance.
-func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
+// none), as from [Resolver.Resolve] and ancestor inheritance. node is the
+// node's CPU time read this tick by the caller (the agent's CPU model reads
+// procfs stat every tick anyway, so the tick reads it once); nil means the
+// caller has none and Tick reads procfs stat itself.
+func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU) CPUTick {
 	a.gen++
 	var t CPUTick
 	clear(a.paths)
@@ -260,13 +263,18 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 		t.ReapedSeconds += procs[i].ReapedCPUSeconds
 	}
 	t.Busy = -1
-	if node, err := ReadNodeCPU(a.procRoot, a.hz); err == nil {
+	if node == nil {
+		if n, err := ReadNodeCPU(a.procRoot, a.hz); err == nil {
+			node = &n
+		}
+	}
+	if node != nil {
 		if a.hasNode {
-			t.Busy = BusyShare(a.prevNode, node)
+			t.Busy = BusyShare(a.prevNode, *node)
 			t.NodeBusySeconds = max(node.Busy-a.prevNode.Busy, 0)
 			t.UnaccountedSeconds = max(t.NodeBusySeconds-t.Seconds, 0)
 		}
-		a.prevNode, a.hasNode = node, true
+		a.prevNode, a.hasNode = *node, true
 	}
 	return t
 }
@@ -382,6 +390,17 @@ type NodeCPU struct {
 	Busy float64
 	// Total is Busy + idle + iowait.
 	Total float64
+}
+
+// NodeCPUFromTicks is the node's CPU time from busy and total times in
+// USER_HZ ticks as [cpustat.BusyTotal] defines them (clockTicks; 0 means
+// DefaultClockTicks).
+func NodeCPUFromTicks(busy, total float64, clockTicks int) NodeCPU {
+	if clockTicks <= 0 {
+		clockTicks = DefaultClockTicks
+	}
+	hz := float64(clockTicks)
+	return NodeCPU{Busy: busy / hz, Total: total / hz}
 }
 
 // ErrNoNodeCPU means procfs stat has no aggregate cpu line.
