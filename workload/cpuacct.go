@@ -55,6 +55,7 @@ type CPUAccount struct {
 
 	prevNode NodeCPU
 	hasNode  bool
+	shares   []attribution.Share // the array of every CPUTick.Shares
 }
 
 // cgroupCPU is the remembered state of one workload cgroup.
@@ -76,7 +77,8 @@ type pathAgg struct {
 // CPUTick is the CPU account of one interval.
 type CPUTick struct {
 	// Shares is the CPU seconds of each workload, the zero Key for
-	// processes in no workload, in order of first appearance.
+	// processes in no workload, in order of first appearance. It is valid
+	// until the next [CPUAccount.Tick], which reuses its array.
 	Shares []attribution.Share
 	// Seconds is Σ Shares: all CPU time placed this interval.
 	Seconds float64
@@ -184,7 +186,7 @@ func hostPaths(path string) []string {
 // caller has none and Tick reads procfs stat itself.
 func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU) CPUTick {
 	a.gen++
-	var t CPUTick
+	t := CPUTick{Shares: a.shares[:0]}
 	clear(a.paths)
 	clear(a.idx)
 	if a.cgroupsReadable() {
@@ -276,6 +278,7 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU
 		}
 		a.prevNode, a.hasNode = *node, true
 	}
+	a.shares = t.Shares
 	return t
 }
 
