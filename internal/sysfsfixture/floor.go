@@ -190,3 +190,28 @@ func openat(dirfd int, path []byte) (int, error) {
 	}
 	return int(r), nil
 }
+
+// CgroupFloor is the floor of the workload CPU account's cgroup counter
+// reads, with its system calls: the cgroup root checked with one stat, then
+// every workload cgroup's counter (cpu.stat or cpuacct.usage) read whole
+// through os.ReadFile (open, fstat, reads to end of file, close).
+type CgroupFloor struct {
+	Root  string   // the cgroup file system root
+	Files []string // the counter files, one per workload cgroup
+}
+
+// Read makes one pass and returns the bytes read.
+func (c CgroupFloor) Read() (int, error) {
+	if _, err := os.Stat(c.Root); err != nil {
+		return 0, fmt.Errorf("cgroup root: %w", err)
+	}
+	n := 0
+	for _, f := range c.Files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return 0, fmt.Errorf("cgroup counter: %w", err)
+		}
+		n += len(b)
+	}
+	return n, nil
+}
