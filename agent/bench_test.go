@@ -128,7 +128,7 @@ func benchBareLoop(b *testing.B, sysfs string, wantZones int) {
 // and, when wantProcs > 0, the process scan of procfs, with the agent's
 // system calls and nothing else. wantProcs is the number of PID/stat files
 // the scan must read.
-func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int, cgroups sysfsfixture.CgroupFloor) {
+func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int, cgroups *sysfsfixture.CgroupFloor) {
 	b.Helper()
 	files := energyFiles(b, sysfs, wantZones)
 	powercap := filepath.Join(sysfs, "class", "powercap")
@@ -154,7 +154,7 @@ func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int
 			if n, err := pf.Scan(); err != nil || n != wantProcs {
 				b.Fatalf("scan: %d processes (want %d), %v", n, wantProcs, err)
 			}
-			if len(cgroups.Files) > 0 {
+			if cgroups != nil {
 				if n, err := cgroups.Read(); err != nil || n == 0 {
 					b.Fatalf("cgroup counters: %d bytes, %v", n, err)
 				}
@@ -185,7 +185,7 @@ func BenchmarkBareLoop2Sockets(b *testing.B) {
 
 // BenchmarkTickFloor2Sockets is the same-system-calls floor of Tick2Sockets.
 func BenchmarkTickFloor2Sockets(b *testing.B) {
-	benchTickFloor(b, intel2Socket(b), benchProcfs, 9, 0, sysfsfixture.CgroupFloor{})
+	benchTickFloor(b, intel2Socket(b), benchProcfs, 9, 0, nil)
 }
 
 // BenchmarkTick1000Zones is one tick with the default configuration over a
@@ -207,7 +207,7 @@ func BenchmarkBareLoop1000Zones(b *testing.B) {
 
 // BenchmarkTickFloor1000Zones is the same-system-calls floor of Tick1000Zones.
 func BenchmarkTickFloor1000Zones(b *testing.B) {
-	benchTickFloor(b, synthetic1000Zones(b), benchProcfs, 1000, 0, sysfsfixture.CgroupFloor{})
+	benchTickFloor(b, synthetic1000Zones(b), benchProcfs, 1000, 0, nil)
 }
 
 // podCgroup is the cgroup v2 path of pod's one container (kubepods
@@ -221,10 +221,10 @@ func podCgroup(pod int) string {
 // the agent looks for it) with a cpu.stat for each of the pods' containers,
 // so the workload tick charges every pod by its cgroup counter as on a real
 // node, and returns the floor of those reads.
-func cgroupTree(b *testing.B, sysfs string, pods int) sysfsfixture.CgroupFloor {
+func cgroupTree(b *testing.B, sysfs string, pods int) *sysfsfixture.CgroupFloor {
 	b.Helper()
 	root := filepath.Join(sysfs, "fs", "cgroup")
-	c := sysfsfixture.CgroupFloor{Root: root}
+	var files []string
 	for pod := range pods {
 		f := filepath.Join(root, podCgroup(pod), "cpu.stat")
 		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
@@ -235,9 +235,9 @@ func cgroupTree(b *testing.B, sysfs string, pods int) sysfsfixture.CgroupFloor {
 		if err := os.WriteFile(f, stat, 0o644); err != nil {
 			b.Fatal(err)
 		}
-		c.Files = append(c.Files, f)
+		files = append(files, f)
 	}
-	return c
+	return sysfsfixture.NewCgroupFloor(root, files)
 }
 
 // workloadTree writes a procfs root with /proc/stat and n processes spread
@@ -331,7 +331,7 @@ carbon:
 // with the same system calls: the 9 RAPL reads, /proc/stat, the
 // steady-state process scan (uptime, getdents, openat+read+close of every
 // one of the 2000 PID/stat files) and the cgroup counters (a stat of the
-// cgroup root, then each of the 200 cpu.stat files read whole); the GPU
+// cgroup root, then openat+read+close of each of the 200 cpu.stat files); the GPU
 // backend is a fake and makes none.
 func BenchmarkTickFloorWorkloads2000Procs(b *testing.B) {
 	sysfs := intel2Socket(b)

@@ -56,6 +56,8 @@ type CPUAccount struct {
 	prevNode NodeCPU
 	hasNode  bool
 	shares   []attribution.Share // the array of every CPUTick.Shares
+	buf      []byte              // a counter file's content, reused by every read
+	found    counterFile         // the counter file the last usage lookup found
 }
 
 // cgroupCPU is the remembered state of one workload cgroup.
@@ -64,6 +66,10 @@ type cgroupCPU struct {
 	usage uint64 // nanoseconds at the last read
 	gen   uint32 // the last scan that saw one of its processes
 	idle  int    // scans without a visible process
+	// file is the counter's path, NUL-terminated, found at the first read
+	// and read again directly; v2 says whether it is a cpu.stat.
+	file []byte
+	v2   bool
 }
 
 // pathAgg is one scan's view of one workload cgroup.
@@ -214,7 +220,7 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU
 		if failed, ok := a.noCounter[path]; ok && a.gen-failed < CgroupIdleScans {
 			continue
 		}
-		usage, err := a.usage(path)
+		usage, err := a.usage(path, st)
 		if err != nil {
 			delete(a.cgroups, path)
 			a.noCounter[path] = a.gen
@@ -231,6 +237,9 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU
 			st = &cgroupCPU{}
 			a.cgroups[path] = st
 		}
+		if st.file == nil {
+			st.file, st.v2 = a.found.file, a.found.v2
+		}
 		st.key, st.usage, st.gen, st.idle = g.key, usage, a.gen, 0
 		a.add(&t, g.key, secs)
 		t.CgroupSeconds += secs
@@ -245,7 +254,7 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU
 			continue
 		}
 		st.idle++
-		usage, err := a.usage(path)
+		usage, err := a.usage(path, st)
 		if err != nil || st.idle > CgroupIdleScans {
 			delete(a.cgroups, path)
 			continue
@@ -326,17 +335,35 @@ func (a *CPUAccount) cgroupsReadable() bool {
 	return true
 }
 
-// usage returns a cgroup's CPU time in nanoseconds.
-func (a *CPUAccount) usage(path string) (uint64, error) {
+// usage returns a cgroup's CPU time in nanoseconds. A cgroup already read
+// (st with its counter file) is read directly; otherwise its counter is
+// looked for in every candidate path and layout, and the file that answered
+// is left in a.found for the caller to keep.
+func (a *CPUAccount) usage(path string, st *cgroupCPU) (uint64, error) {
+	if a.buf == nil {
+		a.buf = make([]byte, 1<<10)
+	}
+	if st != nil && st.file != nil {
+		return readCounter(st.file, st.v2, a.buf)
+	}
+	a.found = counterFile{}
+	try := func(abs string, layout int) (uint64, error) {
+		file := counterFileName(a.cgroupRoot, abs, layout)
+		v, err := readCounter(file, cgroupLayouts[layout].v2, a.buf)
+		if err == nil {
+			a.found = counterFile{file: file, v2: cgroupLayouts[layout].v2}
+		}
+		return v, err
+	}
 	if abs, ok := a.abs[path]; ok {
-		return readCgroupUsage(a.cgroupRoot, abs, a.layout)
+		return try(abs, a.layout)
 	}
 	for _, abs := range hostPaths(path) {
 		for i := range cgroupLayouts {
 			if a.layout >= 0 && i != a.layout {
 				continue
 			}
-			if v, err := readCgroupUsage(a.cgroupRoot, abs, i); err == nil {
+			if v, err := try(abs, i); err == nil {
 				a.layout = i
 				if abs != path {
 					if len(a.abs) >= maxResolved {
@@ -351,21 +378,39 @@ func (a *CPUAccount) usage(path string) (uint64, error) {
 	return 0, fmt.Errorf("cgroup %s under %s: %w", path, a.cgroupRoot, errNoCounter)
 }
 
+// counterFile is a cgroup's CPU counter file, NUL-terminated, and whether
+// it is a v2 cpu.stat.
+type counterFile struct {
+	file []byte
+	v2   bool
+}
+
 // maxResolved bounds the cache of namespace-relative paths found again.
 const maxResolved = 10000
 
-// readCgroupUsage reads one cgroup's counter in one layout.
-func readCgroupUsage(root, path string, layout int) (uint64, error) {
+// counterFileName is where one cgroup's counter is in one layout, as a
+// NUL-terminated path for readAt.
+func counterFileName(root, path string, layout int) []byte {
 	l := cgroupLayouts[layout]
-	name := filepath.Join(root, l.dir, filepath.Clean("/"+path), l.file)
-	b, err := os.ReadFile(name)
+	return append([]byte(filepath.Join(root, l.dir, filepath.Clean("/"+path), l.file)), 0)
+}
+
+// atFDCWD is Linux's AT_FDCWD: readAt then takes file as an absolute path.
+const atFDCWD = -100
+
+// readCounter reads a cgroup's CPU counter file (from counterFileName) with
+// one open, one read (the counter is on the first line; cgroupfs returns
+// the file in one read) and one close, into buf, without allocating.
+func readCounter(file []byte, v2 bool, buf []byte) (uint64, error) {
+	b, err := readAt(atFDCWD, file, buf, false)
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", name, err)
+		return 0, fmt.Errorf("read %s: %w", file[:len(file)-1], err)
 	}
-	if !l.v2 {
-		v, ok := parseUint(bytes.TrimSpace(b))
+	if !v2 {
+		line, _, _ := bytes.Cut(b, []byte{'\n'})
+		v, ok := parseUint(bytes.TrimSpace(line))
 		if !ok {
-			return 0, fmt.Errorf("parse %s: %w", name, errNoCounter)
+			return 0, fmt.Errorf("parse %s: %w", file[:len(file)-1], errNoCounter)
 		}
 		return v, nil
 	}
@@ -380,7 +425,7 @@ func readCgroupUsage(root, path string, layout int) (uint64, error) {
 			return n * 1000, nil
 		}
 	}
-	return 0, fmt.Errorf("parse %s: no usage_usec: %w", name, errNoCounter)
+	return 0, fmt.Errorf("parse %s: no usage_usec: %w", file[:len(file)-1], errNoCounter)
 }
 
 // NodeCPU is the node's CPU time since boot from the aggregate "cpu" line
