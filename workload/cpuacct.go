@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,8 +45,12 @@ type CPUAccount struct {
 	layout     int // index in cgroupLayouts that worked; -1 unknown
 	gen        uint32
 	cgroups    map[string]*cgroupCPU
-	paths      map[string]pathAgg
-	idx        map[attribution.Key]int
+	// paths indexes aggs, this scan's workload cgroups in order of first
+	// appearance; procAgg is each process's index in aggs, -1 for none.
+	paths   map[string]int32
+	aggs    []pathAgg
+	procAgg []int32
+	idx     map[attribution.Key]int
 	// noCounter remembers, per cgroup path, the scan at which no counter
 	// could be read, so it is tried again only CgroupIdleScans later; and
 	// rootMissing the scan at which the cgroup root was not there.
@@ -74,6 +79,7 @@ type cgroupCPU struct {
 
 // pathAgg is one scan's view of one workload cgroup.
 type pathAgg struct {
+	path    string
 	key     attribution.Key
 	mixed   bool    // processes of more than one workload (or of none)
 	seconds float64 // their own and reaped-children CPU time this interval
@@ -114,7 +120,7 @@ func NewCPUAccount(procRoot, cgroupRoot string, clockTicks int) *CPUAccount {
 	}
 	return &CPUAccount{
 		procRoot: procRoot, cgroupRoot: cgroupRoot, layout: -1, hz: clockTicks,
-		cgroups: map[string]*cgroupCPU{}, paths: map[string]pathAgg{}, idx: map[attribution.Key]int{}, noCounter: map[string]uint32{},
+		cgroups: map[string]*cgroupCPU{}, paths: map[string]int32{}, idx: map[attribution.Key]int{}, noCounter: map[string]uint32{},
 		abs: map[string]string{},
 	}
 }
@@ -195,23 +201,32 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU
 	t := CPUTick{Shares: a.shares[:0]}
 	clear(a.paths)
 	clear(a.idx)
+	a.aggs = a.aggs[:0]
+	a.procAgg = slices.Grow(a.procAgg[:0], len(procs))[:len(procs)]
+	for i := range a.procAgg {
+		a.procAgg[i] = -1
+	}
 	if a.cgroupsReadable() {
 		for i := range procs {
 			c := &procs[i].Info.Cgroup
 			if !workloadCgroup(procs[i].Info) {
 				continue
 			}
-			g, ok := a.paths[c.Path]
+			j, ok := a.paths[c.Path]
 			if !ok {
-				g = pathAgg{key: keys[i], mixed: keys[i].IsZero()}
-			} else if g.key != keys[i] {
-				g.mixed = true
+				j = int32(len(a.aggs))
+				a.paths[c.Path] = j
+				a.aggs = append(a.aggs, pathAgg{path: c.Path, key: keys[i], mixed: keys[i].IsZero()})
+			} else if a.aggs[j].key != keys[i] {
+				a.aggs[j].mixed = true
 			}
-			g.seconds += procs[i].DeltaCPUSeconds + procs[i].ReapedCPUSeconds
-			a.paths[c.Path] = g
+			a.aggs[j].seconds += procs[i].DeltaCPUSeconds + procs[i].ReapedCPUSeconds
+			a.procAgg[i] = j
 		}
 	}
-	for path, g := range a.paths {
+	for j := range a.aggs {
+		g := &a.aggs[j]
+		path := g.path
 		st := a.cgroups[path]
 		if g.mixed {
 			delete(a.cgroups, path)
@@ -228,7 +243,6 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU
 		}
 		delete(a.noCounter, path)
 		g.backed = true
-		a.paths[path] = g
 		secs := g.seconds // first sight, or a recreated cgroup: what the processes say
 		if st != nil && usage >= st.usage {
 			secs = float64(usage-st.usage) / 1e9
@@ -267,7 +281,7 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU
 		st.usage = usage
 	}
 	for i := range procs {
-		if g, ok := a.paths[procs[i].Info.Cgroup.Path]; ok && g.backed {
+		if j := a.procAgg[i]; j >= 0 && a.aggs[j].backed {
 			continue
 		}
 		a.add(&t, keys[i], procs[i].DeltaCPUSeconds+procs[i].ReapedCPUSeconds)
