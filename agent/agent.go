@@ -283,7 +283,7 @@ func (a *Agent) Tick() *Snapshot {
 			raplOK = a.foldRAPL(o, &energy) || raplOK
 		case *modelSource:
 			if d, ok := o.reading.Detail.(modelDetail); ok && !o.late {
-				energy.busy = d.busy
+				energy.busy, energy.stat = d.busy, d.stat
 			}
 			modelOuts = append(modelOuts, o)
 			continue // Health and energy once RAPL's state is known.

@@ -30,9 +30,10 @@ import (
 //     model reads it). With nothing configured that is the whole tick: no
 //     process scan. The RAPL-only ticks make the same calls: the agent reads
 //     /proc/stat for the busy share whatever cpu_model.estimate says.
-//   - TickFloorWorkloads…: the same plus a second read of /proc/stat (the
-//     workload step's busy share) and the process scan (open the root,
-//     uptime, getdents, openat+read+close of every PID/stat).
+//   - TickFloorWorkloads…: the same plus the process scan (open the root,
+//     uptime, getdents, openat+read+close of every PID/stat) and the read of
+//     every workload cgroup's CPU counter. /proc/stat is read once: the
+//     workload step's busy share uses the CPU model's reading.
 //   - BareLoop…: the RAPL reads alone, the floor of the meter inside a tick.
 //
 // scripts/bench.sh prints each tick's ratio to its floor.
@@ -127,7 +128,7 @@ func benchBareLoop(b *testing.B, sysfs string, wantZones int) {
 // and, when wantProcs > 0, the process scan of procfs, with the agent's
 // system calls and nothing else. wantProcs is the number of PID/stat files
 // the scan must read.
-func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int) {
+func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int, cgroups *sysfsfixture.CgroupFloor) {
 	b.Helper()
 	files := energyFiles(b, sysfs, wantZones)
 	powercap := filepath.Join(sysfs, "class", "powercap")
@@ -148,13 +149,15 @@ func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int
 			b.Fatalf("read stat: %d bytes, %v", n, err)
 		}
 		if wantProcs > 0 {
-			// The workload step reads /proc/stat's cpu line again for the
-			// busy share without steal.
-			if n, err := pf.ReadStat(); err != nil || n == 0 {
-				b.Fatalf("read stat: %d bytes, %v", n, err)
-			}
+			// The workload step takes the busy share from the CPU model's
+			// reading of /proc/stat: no second read.
 			if n, err := pf.Scan(); err != nil || n != wantProcs {
 				b.Fatalf("scan: %d processes (want %d), %v", n, wantProcs, err)
+			}
+			if cgroups != nil {
+				if n, err := cgroups.Read(); err != nil || n == 0 {
+					b.Fatalf("cgroup counters: %d bytes, %v", n, err)
+				}
 			}
 		}
 	}
@@ -182,7 +185,7 @@ func BenchmarkBareLoop2Sockets(b *testing.B) {
 
 // BenchmarkTickFloor2Sockets is the same-system-calls floor of Tick2Sockets.
 func BenchmarkTickFloor2Sockets(b *testing.B) {
-	benchTickFloor(b, intel2Socket(b), benchProcfs, 9, 0)
+	benchTickFloor(b, intel2Socket(b), benchProcfs, 9, 0, nil)
 }
 
 // BenchmarkTick1000Zones is one tick with the default configuration over a
@@ -204,7 +207,37 @@ func BenchmarkBareLoop1000Zones(b *testing.B) {
 
 // BenchmarkTickFloor1000Zones is the same-system-calls floor of Tick1000Zones.
 func BenchmarkTickFloor1000Zones(b *testing.B) {
-	benchTickFloor(b, synthetic1000Zones(b), benchProcfs, 1000, 0)
+	benchTickFloor(b, synthetic1000Zones(b), benchProcfs, 1000, 0, nil)
+}
+
+// podCgroup is the cgroup v2 path of pod's one container (kubepods
+// systemd layout, a containerd scope), as workloadTree's processes name it.
+func podCgroup(pod int) string {
+	uid := fmt.Sprintf("%08x_1111_2222_3333_%012x", pod, pod)
+	return fmt.Sprintf("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/cri-containerd-%064x.scope", uid, pod)
+}
+
+// cgroupTree writes the cgroup v2 file system under sysfs (fs/cgroup, where
+// the agent looks for it) with a cpu.stat for each of the pods' containers,
+// so the workload tick charges every pod by its cgroup counter as on a real
+// node, and returns the floor of those reads.
+func cgroupTree(b *testing.B, sysfs string, pods int) *sysfsfixture.CgroupFloor {
+	b.Helper()
+	root := filepath.Join(sysfs, "fs", "cgroup")
+	var files []string
+	for pod := range pods {
+		f := filepath.Join(root, podCgroup(pod), "cpu.stat")
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		stat := fmt.Appendf(nil, "usage_usec %d\nuser_usec %d\nsystem_usec %d\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\nnr_bursts 0\nburst_usec 0\n",
+			3_000_000+pod, 2_000_000+pod, 1_000_000)
+		if err := os.WriteFile(f, stat, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	return sysfsfixture.NewCgroupFloor(root, files)
 }
 
 // workloadTree writes a procfs root with /proc/stat and n processes spread
@@ -231,8 +264,7 @@ func workloadTree(b *testing.B, n, pods int) string {
 	for i := range n {
 		pid := 1000 + i
 		pod := i % pods
-		uid := fmt.Sprintf("%08x_1111_2222_3333_%012x", pod, pod)
-		cg := fmt.Sprintf("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/cri-containerd-%064x.scope\n", uid, pod)
+		cg := "0::" + podCgroup(pod) + "\n"
 		write(fmt.Sprintf("%d/stat", pid), fmt.Appendf(nil, "%d (python3) S 1 %d %d 0 -1 4194560 100 0 0 0 %d %d 0 0 20 0 4 0 %d 1000000 1000 18446744073709551615 4194304 4200000 140730000000000 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n", pid, pid, pid, 100+i, 50+i, 1000+i))
 		write(fmt.Sprintf("%d/cmdline", pid), fmt.Appendf(nil, "python3\x00serve.py\x00--model\x00model-%d\x00", pod))
 		write(fmt.Sprintf("%d/status", pid), []byte("Name:\tpython3\nUid:\t1000\t1000\t1000\t1000\n"))
@@ -242,9 +274,11 @@ func workloadTree(b *testing.B, n, pods int) string {
 }
 
 // BenchmarkTickWorkloads2000Procs is a whole tick of a busy GPU
-// node: 9 RAPL zones, 2000 processes in 200 pods named by a rule, 8 GPUs
-// with 64 processes each (the cgo-free fake backend), attribution of every
-// device, the energy and CO2e ledgers, and a snapshot.
+// node: 9 RAPL zones, 2000 processes in 200 pods named by a rule, each
+// pod's CPU time read from its container's cgroup v2 cpu.stat (as on a real
+// node: the cgroup file system is there), 8 GPUs with 64 processes each (the
+// cgo-free fake backend), attribution of every device, the energy and CO2e
+// ledgers, and a snapshot.
 func BenchmarkTickWorkloads2000Procs(b *testing.B) {
 	proc := workloadTree(b, 2000, 200)
 	cfg, err := agent.ParseConfig("bench.yml", []byte(`
@@ -269,9 +303,11 @@ carbon:
 		}
 		_ = gpus.SetSMUtil(g, 70)
 	}
+	sysfs := intel2Socket(b)
+	cgroupTree(b, sysfs, 200)
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	a, err := agent.New(agent.Options{
-		Interval: 5 * time.Second, SysfsRoot: intel2Socket(b), ProcfsRoot: proc, Clock: func() time.Time { return now },
+		Interval: 5 * time.Second, SysfsRoot: sysfs, ProcfsRoot: proc, Clock: func() time.Time { return now },
 		GPUBackend: func(dcgm.Config, *slog.Logger) (dcgm.Backend, error) { return gpus, nil },
 	}, cfg)
 	if err != nil {
@@ -292,9 +328,12 @@ carbon:
 }
 
 // BenchmarkTickFloorWorkloads2000Procs is the floor of the workload tick
-// with the same system calls: the 9 RAPL reads, /proc/stat, and the
+// with the same system calls: the 9 RAPL reads, /proc/stat, the
 // steady-state process scan (uptime, getdents, openat+read+close of every
-// one of the 2000 PID/stat files); the GPU backend is a fake and makes none.
+// one of the 2000 PID/stat files) and the cgroup counters (a stat of the
+// cgroup root, then openat+read+close of each of the 200 cpu.stat files); the GPU
+// backend is a fake and makes none.
 func BenchmarkTickFloorWorkloads2000Procs(b *testing.B) {
-	benchTickFloor(b, intel2Socket(b), workloadTree(b, 2000, 200), 9, 2000)
+	sysfs := intel2Socket(b)
+	benchTickFloor(b, sysfs, workloadTree(b, 2000, 200), 9, 2000, cgroupTree(b, sysfs, 200))
 }

@@ -105,6 +105,9 @@ func (s *raplSource) Sample(_ context.Context, now time.Time) (source.Reading, e
 type modelDetail struct {
 	busy  float64 // node busy share; <0 unknown
 	watts float64
+	// stat is the sample's /proc/stat reading (busy and total clock ticks),
+	// which the workload step uses too; nil when it read nothing.
+	stat *[2]float64
 }
 
 // modelSource runs the CPU power model every tick, whatever the mode: its
@@ -160,7 +163,7 @@ func (s *modelSource) Sample(_ context.Context, now time.Time) (source.Reading, 
 	s.frac = uj - whole
 	return source.Reading{
 		Energy: []source.Delta{{Device: "/" + rapl.ZonePackage, Energy: source.Microjoules(whole)}},
-		Detail: modelDetail{busy: e.Utilisation, watts: e.Watts},
+		Detail: modelDetail{busy: e.Utilisation, watts: e.Watts, stat: &[2]float64{e.StatBusy, e.StatTotal}},
 	}, nil
 }
 

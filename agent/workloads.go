@@ -28,7 +28,10 @@ const (
 type tickEnergy struct {
 	cpuJ, dramJ float64
 	busy        float64 // node CPU busy share; <0 unknown
-	gpus        []gpuTick
+	// stat is this tick's /proc/stat reading by the CPU model (busy and
+	// total clock ticks), shared with the workload step; nil when none.
+	stat *[2]float64
+	gpus []gpuTick
 }
 
 // gpuTick is one GPU's energy this tick and what runs on it.
@@ -81,6 +84,12 @@ type workloadSource struct {
 	owners  *workload.Owners        // this tick's processes, for inference targets
 	pidIdx  map[int]int             // this tick's PID → index in the scan, reused across ticks
 	scaled  []attribution.Result
+	// parts backs the Workloads of scaled; both are reused by every scale
+	// call, whose result the ledger has consumed before the next call.
+	parts []attribution.Part
+	// co2ByKey holds snapshot's per-workload CO2e of each ledger (location,
+	// market, marginal), cleared and reused every tick.
+	co2ByKey [3]map[attribution.Key]float64
 }
 
 func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *workloadSource) (*workloadSource, error) {
@@ -251,7 +260,14 @@ func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) A
 		w.owners = w.resolver.Owners(procs, w.keys)
 		// CPU time per workload from cgroup counters where they stand for one
 		// workload, else from the processes (reaped children included).
-		ct := w.cpuAcct.Tick(procs, w.keys)
+		// The node's CPU time comes from the CPU model's reading of this
+		// tick, so /proc/stat is read once; without one the account reads it.
+		var node *workload.NodeCPU
+		if e.stat != nil {
+			n := workload.NodeCPUFromTicks(e.stat[0], e.stat[1], w.scanner.ClockTicks())
+			node = &n
+		}
+		ct := w.cpuAcct.Tick(procs, w.keys, node)
 		w.unaccountedCPU += ct.UnaccountedSeconds
 		w.cpuShares, w.cpuBusy = ct.Shares, ct.Busy
 	}
@@ -373,14 +389,23 @@ func (w *workloadSource) setIntensity(em carbon.Emissions) {
 }
 
 // scale copies results with every energy multiplied by f (grams per joule).
+// The copy is valid until the next call: it reuses one buffer of parts.
 func (w *workloadSource) scale(results []attribution.Result, f float64) []attribution.Result {
+	n := 0
+	for i := range results {
+		n += len(results[i].Workloads)
+	}
+	if cap(w.parts) < n {
+		w.parts = make([]attribution.Part, n)
+	}
+	parts := w.parts[:n]
 	w.scaled = w.scaled[:0]
 	for _, r := range results {
 		c := r
 		c.Joules *= f
 		c.Idle *= f
 		c.Unattributed *= f
-		c.Workloads = make([]attribution.Part, len(r.Workloads))
+		c.Workloads, parts = parts[:len(r.Workloads):len(r.Workloads)], parts[len(r.Workloads):]
 		for i, p := range r.Workloads {
 			c.Workloads[i] = attribution.Part{Key: p.Key, Joules: p.Joules * f}
 		}
@@ -393,24 +418,32 @@ func (w *workloadSource) snapshot() Attribution {
 	es := w.energy.Snapshot()
 	loc := w.co2Loc.Snapshot()
 	mkt := w.co2Mkt.Snapshot()
-	co2 := func(s attribution.LedgerSnapshot) map[attribution.Key]float64 {
-		m := make(map[attribution.Key]float64, len(s.Workloads))
+	co2 := func(i int, s attribution.LedgerSnapshot) map[attribution.Key]float64 {
+		m := w.co2ByKey[i]
+		if m == nil {
+			m = make(map[attribution.Key]float64, len(s.Workloads))
+			w.co2ByKey[i] = m
+		}
+		clear(m)
 		for _, wt := range s.Workloads {
 			m[wt.Key] = wt.Joules.Sum()
 		}
 		return m
 	}
-	locByKey, mktByKey := co2(loc), co2(mkt)
+	locByKey, mktByKey := co2(0, loc), co2(1, mkt)
 	hasMarket := len(w.intensity) > 0 && w.intensity[len(w.intensity)-1].Basis == string(carbon.BasisMarket)
 	hasMarginal := w.carbon.mcalc != nil && w.marginal != nil
 	var margByKey map[attribution.Key]float64
 	if hasMarginal {
-		margByKey = co2(w.co2Marg.Snapshot())
+		margByKey = co2(2, w.co2Marg.Snapshot())
 	}
 	out := Attribution{
 		Policy: string(w.policy.Idle), Idle: Joules(es.Idle), Unattributed: Joules(es.Unattributed),
 		FoldedKeys: es.FoldedKeys, FoldedJoules: Joules(es.FoldedJoules), UnaccountedCPUSeconds: w.unaccountedCPU,
 		Intensity: append([]Intensity(nil), w.intensity...),
+	}
+	if n := len(es.Workloads); n > 0 {
+		out.Workloads = make([]WorkloadEnergy, 0, n)
 	}
 	if hasMarginal {
 		out.Intensity = append(out.Intensity, *w.marginal)

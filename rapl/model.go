@@ -53,6 +53,12 @@ type Estimate struct {
 	Utilisation float64
 	// CPUs is the number of CPUs the model covers.
 	CPUs int
+	// StatBusy and StatTotal are the busy and total CPU time since boot
+	// (internal/cpustat's definition) of this sample's /proc/stat reading, in
+	// USER_HZ clock ticks; both 0 when the sample read nothing. They let the
+	// caller use the one reading for other purposes (the attribution's busy
+	// share) instead of reading /proc/stat again.
+	StatBusy, StatTotal float64
 }
 
 // Estimator models CPU power from /proc/stat utilisation, for machines without RAPL (most cloud
@@ -148,10 +154,11 @@ func (e *Estimator) Sample(now time.Time) (Estimate, error) {
 	busy, total, err := e.readCPUTotal()
 	if err != nil {
 		l := e.last
-		l.Delta = 0
+		l.Delta, l.StatBusy, l.StatTotal = 0, 0, 0
 		return l, fmt.Errorf("read %s: %w", e.statPath, err)
 	}
 	e.last.Delta = 0
+	e.last.StatBusy, e.last.StatTotal = busy, total
 	if !e.primed {
 		e.primed = true
 		e.prevBusy, e.prevTotal, e.prevTime = busy, total, now
@@ -169,7 +176,7 @@ func (e *Estimator) Sample(now time.Time) (Estimate, error) {
 		u = min(max(dBusy/dTotal, 0), 1)
 	}
 	w := float64(e.cpus) * (e.minW + u*(e.maxW-e.minW))
-	e.last = Estimate{Joules: e.last.Joules + w*dt, Delta: w * dt, Watts: w, Utilisation: u, CPUs: e.cpus}
+	e.last = Estimate{Joules: e.last.Joules + w*dt, Delta: w * dt, Watts: w, Utilisation: u, CPUs: e.cpus, StatBusy: busy, StatTotal: total}
 	return e.last, nil
 }
 

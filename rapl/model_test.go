@@ -125,6 +125,12 @@ func TestEstimatorExcludesSteal(t *testing.T) {
 	if share := workload.BusyShare(before, after); math.Abs(share-got.Utilisation) > 1e-12 {
 		t.Fatalf("model utilisation %v, attribution busy share %v: one definition expected", got.Utilisation, share)
 	}
+	// The sample's own reading, which the agent hands to the attribution
+	// instead of a second read, is the same node CPU time.
+	shared := workload.NodeCPUFromTicks(got.StatBusy, got.StatTotal, 100)
+	if math.Abs(shared.Busy-after.Busy) > 1e-9 || math.Abs(shared.Total-after.Total) > 1e-9 {
+		t.Fatalf("shared reading %+v, attribution's own reading %+v", shared, after)
+	}
 }
 
 func TestEstimatorOptions(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,8 +45,12 @@ type CPUAccount struct {
 	layout     int // index in cgroupLayouts that worked; -1 unknown
 	gen        uint32
 	cgroups    map[string]*cgroupCPU
-	paths      map[string]pathAgg
-	idx        map[attribution.Key]int
+	// paths indexes aggs, this scan's workload cgroups in order of first
+	// appearance; procAgg is each process's index in aggs, -1 for none.
+	paths   map[string]int32
+	aggs    []pathAgg
+	procAgg []int32
+	idx     map[attribution.Key]int
 	// noCounter remembers, per cgroup path, the scan at which no counter
 	// could be read, so it is tried again only CgroupIdleScans later; and
 	// rootMissing the scan at which the cgroup root was not there.
@@ -55,6 +60,9 @@ type CPUAccount struct {
 
 	prevNode NodeCPU
 	hasNode  bool
+	shares   []attribution.Share // the array of every CPUTick.Shares
+	buf      []byte              // a counter file's content, reused by every read
+	found    counterFile         // the counter file the last usage lookup found
 }
 
 // cgroupCPU is the remembered state of one workload cgroup.
@@ -63,10 +71,15 @@ type cgroupCPU struct {
 	usage uint64 // nanoseconds at the last read
 	gen   uint32 // the last scan that saw one of its processes
 	idle  int    // scans without a visible process
+	// file is the counter's path, NUL-terminated, found at the first read
+	// and read again directly; v2 says whether it is a cpu.stat.
+	file []byte
+	v2   bool
 }
 
 // pathAgg is one scan's view of one workload cgroup.
 type pathAgg struct {
+	path    string
 	key     attribution.Key
 	mixed   bool    // processes of more than one workload (or of none)
 	seconds float64 // their own and reaped-children CPU time this interval
@@ -76,7 +89,8 @@ type pathAgg struct {
 // CPUTick is the CPU account of one interval.
 type CPUTick struct {
 	// Shares is the CPU seconds of each workload, the zero Key for
-	// processes in no workload, in order of first appearance.
+	// processes in no workload, in order of first appearance. It is valid
+	// until the next [CPUAccount.Tick], which reuses its array.
 	Shares []attribution.Share
 	// Seconds is Σ Shares: all CPU time placed this interval.
 	Seconds float64
@@ -106,7 +120,7 @@ func NewCPUAccount(procRoot, cgroupRoot string, clockTicks int) *CPUAccount {
 	}
 	return &CPUAccount{
 		procRoot: procRoot, cgroupRoot: cgroupRoot, layout: -1, hz: clockTicks,
-		cgroups: map[string]*cgroupCPU{}, paths: map[string]pathAgg{}, idx: map[attribution.Key]int{}, noCounter: map[string]uint32{},
+		cgroups: map[string]*cgroupCPU{}, paths: map[string]int32{}, idx: map[attribution.Key]int{}, noCounter: map[string]uint32{},
 		abs: map[string]string{},
 	}
 }
@@ -178,29 +192,41 @@ func hostPaths(path string) []string {
 }
 
 // Tick accounts one scan. keys[i] is the workload of procs[i] (zero for
-// none), as from [Resolver.Resolve] and ancestor inheritance.
-func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
+// none), as from [Resolver.Resolve] and ancestor inheritance. node is the
+// node's CPU time read this tick by the caller (the agent's CPU model reads
+// procfs stat every tick anyway, so the tick reads it once); nil means the
+// caller has none and Tick reads procfs stat itself.
+func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU) CPUTick {
 	a.gen++
-	var t CPUTick
+	t := CPUTick{Shares: a.shares[:0]}
 	clear(a.paths)
 	clear(a.idx)
+	a.aggs = a.aggs[:0]
+	a.procAgg = slices.Grow(a.procAgg[:0], len(procs))[:len(procs)]
+	for i := range a.procAgg {
+		a.procAgg[i] = -1
+	}
 	if a.cgroupsReadable() {
 		for i := range procs {
 			c := &procs[i].Info.Cgroup
 			if !workloadCgroup(procs[i].Info) {
 				continue
 			}
-			g, ok := a.paths[c.Path]
+			j, ok := a.paths[c.Path]
 			if !ok {
-				g = pathAgg{key: keys[i], mixed: keys[i].IsZero()}
-			} else if g.key != keys[i] {
-				g.mixed = true
+				j = int32(len(a.aggs))
+				a.paths[c.Path] = j
+				a.aggs = append(a.aggs, pathAgg{path: c.Path, key: keys[i], mixed: keys[i].IsZero()})
+			} else if a.aggs[j].key != keys[i] {
+				a.aggs[j].mixed = true
 			}
-			g.seconds += procs[i].DeltaCPUSeconds + procs[i].ReapedCPUSeconds
-			a.paths[c.Path] = g
+			a.aggs[j].seconds += procs[i].DeltaCPUSeconds + procs[i].ReapedCPUSeconds
+			a.procAgg[i] = j
 		}
 	}
-	for path, g := range a.paths {
+	for j := range a.aggs {
+		g := &a.aggs[j]
+		path := g.path
 		st := a.cgroups[path]
 		if g.mixed {
 			delete(a.cgroups, path)
@@ -209,7 +235,7 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 		if failed, ok := a.noCounter[path]; ok && a.gen-failed < CgroupIdleScans {
 			continue
 		}
-		usage, err := a.usage(path)
+		usage, err := a.usage(path, st)
 		if err != nil {
 			delete(a.cgroups, path)
 			a.noCounter[path] = a.gen
@@ -217,7 +243,6 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 		}
 		delete(a.noCounter, path)
 		g.backed = true
-		a.paths[path] = g
 		secs := g.seconds // first sight, or a recreated cgroup: what the processes say
 		if st != nil && usage >= st.usage {
 			secs = float64(usage-st.usage) / 1e9
@@ -225,6 +250,9 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 		if st == nil {
 			st = &cgroupCPU{}
 			a.cgroups[path] = st
+		}
+		if st.file == nil {
+			st.file, st.v2 = a.found.file, a.found.v2
 		}
 		st.key, st.usage, st.gen, st.idle = g.key, usage, a.gen, 0
 		a.add(&t, g.key, secs)
@@ -240,7 +268,7 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 			continue
 		}
 		st.idle++
-		usage, err := a.usage(path)
+		usage, err := a.usage(path, st)
 		if err != nil || st.idle > CgroupIdleScans {
 			delete(a.cgroups, path)
 			continue
@@ -253,21 +281,27 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key) CPUTick {
 		st.usage = usage
 	}
 	for i := range procs {
-		if g, ok := a.paths[procs[i].Info.Cgroup.Path]; ok && g.backed {
+		if j := a.procAgg[i]; j >= 0 && a.aggs[j].backed {
 			continue
 		}
 		a.add(&t, keys[i], procs[i].DeltaCPUSeconds+procs[i].ReapedCPUSeconds)
 		t.ReapedSeconds += procs[i].ReapedCPUSeconds
 	}
 	t.Busy = -1
-	if node, err := ReadNodeCPU(a.procRoot, a.hz); err == nil {
+	if node == nil {
+		if n, err := ReadNodeCPU(a.procRoot, a.hz); err == nil {
+			node = &n
+		}
+	}
+	if node != nil {
 		if a.hasNode {
-			t.Busy = BusyShare(a.prevNode, node)
+			t.Busy = BusyShare(a.prevNode, *node)
 			t.NodeBusySeconds = max(node.Busy-a.prevNode.Busy, 0)
 			t.UnaccountedSeconds = max(t.NodeBusySeconds-t.Seconds, 0)
 		}
-		a.prevNode, a.hasNode = node, true
+		a.prevNode, a.hasNode = *node, true
 	}
+	a.shares = t.Shares
 	return t
 }
 
@@ -315,17 +349,35 @@ func (a *CPUAccount) cgroupsReadable() bool {
 	return true
 }
 
-// usage returns a cgroup's CPU time in nanoseconds.
-func (a *CPUAccount) usage(path string) (uint64, error) {
+// usage returns a cgroup's CPU time in nanoseconds. A cgroup already read
+// (st with its counter file) is read directly; otherwise its counter is
+// looked for in every candidate path and layout, and the file that answered
+// is left in a.found for the caller to keep.
+func (a *CPUAccount) usage(path string, st *cgroupCPU) (uint64, error) {
+	if a.buf == nil {
+		a.buf = make([]byte, 1<<10)
+	}
+	if st != nil && st.file != nil {
+		return readCounter(st.file, st.v2, a.buf)
+	}
+	a.found = counterFile{}
+	try := func(abs string, layout int) (uint64, error) {
+		file := counterFileName(a.cgroupRoot, abs, layout)
+		v, err := readCounter(file, cgroupLayouts[layout].v2, a.buf)
+		if err == nil {
+			a.found = counterFile{file: file, v2: cgroupLayouts[layout].v2}
+		}
+		return v, err
+	}
 	if abs, ok := a.abs[path]; ok {
-		return readCgroupUsage(a.cgroupRoot, abs, a.layout)
+		return try(abs, a.layout)
 	}
 	for _, abs := range hostPaths(path) {
 		for i := range cgroupLayouts {
 			if a.layout >= 0 && i != a.layout {
 				continue
 			}
-			if v, err := readCgroupUsage(a.cgroupRoot, abs, i); err == nil {
+			if v, err := try(abs, i); err == nil {
 				a.layout = i
 				if abs != path {
 					if len(a.abs) >= maxResolved {
@@ -340,21 +392,39 @@ func (a *CPUAccount) usage(path string) (uint64, error) {
 	return 0, fmt.Errorf("cgroup %s under %s: %w", path, a.cgroupRoot, errNoCounter)
 }
 
+// counterFile is a cgroup's CPU counter file, NUL-terminated, and whether
+// it is a v2 cpu.stat.
+type counterFile struct {
+	file []byte
+	v2   bool
+}
+
 // maxResolved bounds the cache of namespace-relative paths found again.
 const maxResolved = 10000
 
-// readCgroupUsage reads one cgroup's counter in one layout.
-func readCgroupUsage(root, path string, layout int) (uint64, error) {
+// counterFileName is where one cgroup's counter is in one layout, as a
+// NUL-terminated path for readAt.
+func counterFileName(root, path string, layout int) []byte {
 	l := cgroupLayouts[layout]
-	name := filepath.Join(root, l.dir, filepath.Clean("/"+path), l.file)
-	b, err := os.ReadFile(name)
+	return append([]byte(filepath.Join(root, l.dir, filepath.Clean("/"+path), l.file)), 0)
+}
+
+// atFDCWD is Linux's AT_FDCWD: readAt then takes file as an absolute path.
+const atFDCWD = -100
+
+// readCounter reads a cgroup's CPU counter file (from counterFileName) with
+// one open, one read (the counter is on the first line; cgroupfs returns
+// the file in one read) and one close, into buf, without allocating.
+func readCounter(file []byte, v2 bool, buf []byte) (uint64, error) {
+	b, err := readAt(atFDCWD, file, buf, false)
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", name, err)
+		return 0, fmt.Errorf("read %s: %w", file[:len(file)-1], err)
 	}
-	if !l.v2 {
-		v, ok := parseUint(bytes.TrimSpace(b))
+	if !v2 {
+		line, _, _ := bytes.Cut(b, []byte{'\n'})
+		v, ok := parseUint(bytes.TrimSpace(line))
 		if !ok {
-			return 0, fmt.Errorf("parse %s: %w", name, errNoCounter)
+			return 0, fmt.Errorf("parse %s: %w", file[:len(file)-1], errNoCounter)
 		}
 		return v, nil
 	}
@@ -369,7 +439,7 @@ func readCgroupUsage(root, path string, layout int) (uint64, error) {
 			return n * 1000, nil
 		}
 	}
-	return 0, fmt.Errorf("parse %s: no usage_usec: %w", name, errNoCounter)
+	return 0, fmt.Errorf("parse %s: no usage_usec: %w", file[:len(file)-1], errNoCounter)
 }
 
 // NodeCPU is the node's CPU time since boot from the aggregate "cpu" line
@@ -382,6 +452,17 @@ type NodeCPU struct {
 	Busy float64
 	// Total is Busy + idle + iowait.
 	Total float64
+}
+
+// NodeCPUFromTicks is the node's CPU time from busy and total times in
+// USER_HZ ticks as [cpustat.BusyTotal] defines them (clockTicks; 0 means
+// DefaultClockTicks).
+func NodeCPUFromTicks(busy, total float64, clockTicks int) NodeCPU {
+	if clockTicks <= 0 {
+		clockTicks = DefaultClockTicks
+	}
+	hz := float64(clockTicks)
+	return NodeCPU{Busy: busy / hz, Total: total / hz}
 }
 
 // ErrNoNodeCPU means procfs stat has no aggregate cpu line.

@@ -90,7 +90,7 @@ func TestCPUAccountCgroupCounters(t *testing.T) {
 				for i, p := range res.Processes {
 					keys[i] = keyOf[p.PID]
 				}
-				return acct.Tick(res.Processes, keys)
+				return acct.Tick(res.Processes, keys, nil)
 			}
 			want := func(tk CPUTick, k attribution.Key, secs float64) {
 				t.Helper()
@@ -282,7 +282,7 @@ func TestCPUAccountPrivateCgroupNamespace(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return acct.Tick(res.Processes, []attribution.Key{a})
+				return acct.Tick(res.Processes, []attribution.Key{a}, nil)
 			}
 			tick()
 			setUptime(t, proc, 1005)
@@ -308,5 +308,32 @@ func TestHostPaths(t *testing.T) {
 		if got := hostPaths(path); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: %v, want %v", path, got, want)
 		}
+	}
+}
+
+// A node reading from the caller (the agent's CPU model reads procfs stat
+// every tick) is used as it is: the account reads no procfs stat of its own
+// (there is none under this root), and one from ticks agrees with
+// parseNodeCPU's reading of the same line. Without one it reads procfs
+// itself, and with nothing to read the busy share is unknown.
+func TestCPUAccountNodeFromCaller(t *testing.T) {
+	a := attribution.Key{Pod: "a"}
+	info := &ProcessInfo{}
+	procs := []Process{{DeltaCPUSeconds: 1.5, Info: info}}
+	acct := NewCPUAccount(t.TempDir(), "", 100)
+	if tk := acct.Tick(procs, []attribution.Key{a}, nil); tk.Busy != -1 {
+		t.Fatalf("no stat anywhere: busy %v, want -1", tk.Busy)
+	}
+	first := NodeCPUFromTicks(160, 610, 100)
+	if want, _ := parseNodeCPU([]byte("cpu  100 20 30 400 50 5 5 90 10 0"), 100); !near(first.Busy, want.Busy) || !near(first.Total, want.Total) {
+		t.Fatalf("from ticks %+v, parsed %+v", first, want)
+	}
+	if tk := acct.Tick(procs, []attribution.Key{a}, &first); tk.Busy != -1 {
+		t.Fatalf("first reading is a baseline: busy %v", tk.Busy)
+	}
+	next := NodeCPUFromTicks(160+400, 610+500, 100) // 4 s busy of 5 s
+	tk := acct.Tick(procs, []attribution.Key{a}, &next)
+	if !near(tk.Busy, 0.8) || !near(tk.NodeBusySeconds, 4) || !near(tk.UnaccountedSeconds, 2.5) {
+		t.Errorf("busy %v, node busy %v s, unaccounted %v s; want 0.8, 4, 2.5", tk.Busy, tk.NodeBusySeconds, tk.UnaccountedSeconds)
 	}
 }

@@ -76,7 +76,7 @@ func TestCPUAccountByProcess(t *testing.T) {
 	info := &ProcessInfo{Cgroup: Cgroup{Path: "/system.slice/x.service", SystemdUnit: "x.service"}}
 	procs := []Process{{DeltaCPUSeconds: 1, Info: info}, {DeltaCPUSeconds: 2, Info: info}, {DeltaCPUSeconds: 0.5, ReapedCPUSeconds: 0.25, Info: info},
 		{DeltaCPUSeconds: 4, Info: info}}
-	got := NewCPUAccount(t.TempDir(), "", 100).Tick(procs, []attribution.Key{a, {}, a, b}).Shares
+	got := NewCPUAccount(t.TempDir(), "", 100).Tick(procs, []attribution.Key{a, {}, a, b}, nil).Shares
 	want := []attribution.Share{{Key: a, Weight: 1.75}, {Weight: 2}, {Key: b, Weight: 4}}
 	if len(got) != len(want) {
 		t.Fatalf("%v", got)

@@ -190,3 +190,49 @@ func openat(dirfd int, path []byte) (int, error) {
 	}
 	return int(r), nil
 }
+
+// CgroupFloor is the floor of the workload CPU account's cgroup counter
+// reads, with its system calls: the cgroup root checked with one stat, then
+// every workload cgroup's counter (cpu.stat or cpuacct.usage) read with one
+// openat, reads until a newline, and one close, without allocating.
+type CgroupFloor struct {
+	root  string
+	files [][]byte // NUL-terminated counter paths
+	buf   []byte
+}
+
+// NewCgroupFloor returns the floor of reading the counter files (one per
+// workload cgroup) under the cgroup root.
+func NewCgroupFloor(root string, files []string) *CgroupFloor {
+	c := &CgroupFloor{root: root, buf: make([]byte, 1<<10)}
+	for _, f := range files {
+		c.files = append(c.files, append([]byte(f), 0))
+	}
+	return c
+}
+
+// Len is the number of counter files.
+func (c *CgroupFloor) Len() int { return len(c.files) }
+
+// Read makes one pass and returns the bytes read.
+func (c *CgroupFloor) Read() (int, error) {
+	if _, err := os.Stat(c.root); err != nil {
+		return 0, fmt.Errorf("cgroup root: %w", err)
+	}
+	n := 0
+	for _, f := range c.files {
+		fd, err := openat(atFDCWD, f)
+		if err != nil {
+			return 0, fmt.Errorf("open %s: %w", f[:len(f)-1], err)
+		}
+		b, err := readFD(fd, c.buf)
+		if err != nil {
+			return 0, err
+		}
+		n += len(b)
+	}
+	return n, nil
+}
+
+// atFDCWD is Linux's AT_FDCWD: openat then takes an absolute path.
+const atFDCWD = -100
