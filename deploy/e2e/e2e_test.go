@@ -53,14 +53,6 @@ func run(ctx context.Context, dir string, env []string, name string, args ...str
 	return out.String(), nil
 }
 
-// tail is the last n bytes of s.
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "…" + s[len(s)-n:]
-	}
-	return s
-}
-
 // seriesWith are the lines of body whose metric is name and that contain
 // every one of the label pairs.
 func seriesWith(body, name string, pairs ...string) []string {
@@ -83,6 +75,7 @@ func seriesWith(body, name string, pairs ...string) []string {
 // The end-to-end helpers shared with the other end-to-end tests.
 var (
 	waitFor     = e2etest.WaitFor
+	tail        = e2etest.Tail
 	sampleValue = e2etest.SampleValue
 )
 

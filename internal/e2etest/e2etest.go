@@ -83,3 +83,12 @@ func SampleValue(body, series string) (float64, bool) {
 	}
 	return 0, false
 }
+
+// Tail is the last n bytes of s, marked with "…" when cut: for logs in a
+// failure message.
+func Tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}

@@ -117,13 +117,6 @@ func (p *proc) stop() {
 	}
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
 // waitReady polls url until it answers 200, failing early if p exits.
 func waitReady(t testing.TB, p *proc, url string) {
 	t.Helper()
@@ -198,5 +191,6 @@ type sample struct {
 // The end-to-end helpers shared with the other end-to-end tests.
 var (
 	waitFor  = e2etest.WaitFor
+	tail     = e2etest.Tail
 	freeAddr = e2etest.FreeAddr
 )
