@@ -68,6 +68,10 @@ type Agent struct {
 
 	snap   atomic.Pointer[Snapshot]
 	reload atomic.Pointer[ReloadStatus]
+	// idle is, in on-demand mode (see onDemand), the longest the agent goes
+	// without a sample when nobody scrapes it; zero while it samples every
+	// interval. Set at the end of every tick and reload.
+	idle atomic.Int64
 }
 
 // New builds an agent from its options and configuration (nil means defaults).
@@ -141,6 +145,8 @@ func (a *Agent) apply(cfg *Config) error {
 	default:
 		a.gpu.apply(gpuConfig(a.opts, cfg))
 	}
+	// The next clock tick samples and decides the mode again.
+	a.idle.Store(0)
 	return nil
 }
 
@@ -230,8 +236,14 @@ func (a *Agent) Reload() error {
 	return nil
 }
 
+// MaxIdle is the longest an agent in on-demand mode goes without a sample
+// when nobody scrapes it (shorter when a RAPL counter could wrap sooner).
+const MaxIdle = time.Minute
+
 // Run samples every interval until ctx is cancelled, then returns nil. The
-// first sample is taken at once.
+// first sample is taken at once. In on-demand mode (see Fresh) a tick of the
+// clock samples only when the latest sample is about to be older than the
+// idle bound: scrapes take the samples.
 func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	w := a.work
@@ -247,9 +259,78 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			a.Tick()
+			a.clockTick()
 		}
 	}
+}
+
+// clockTick is one tick of Run's clock: a sample, or in on-demand mode a
+// sample only when the next clock tick would find the latest sample older
+// than the idle bound.
+func (a *Agent) clockTick() {
+	idle := time.Duration(a.idle.Load())
+	if idle == 0 {
+		a.Tick()
+		return
+	}
+	a.sampleIfOlder(idle - a.opts.Interval)
+}
+
+// Fresh returns the snapshot a scrape serves. Most of the time that is the
+// latest one (Snapshot). In on-demand mode, when nothing configured needs
+// samples at a steady rate (no workload source, no inference target, no
+// carbon zone, no --agent.live, and GPUs, if any, with hardware energy
+// counters read through NVML), the clock samples only every idle bound and
+// a scrape that finds the latest sample older than the interval takes a new
+// one first. Energy is read from the same counters either way, so the
+// totals are the same; only how often the hardware is read changes: with
+// nothing to attribute, a node scraped every 15 s is read every 15 s and
+// not every 5 s.
+func (a *Agent) Fresh() *Snapshot {
+	s := a.snap.Load()
+	if a.idle.Load() == 0 || a.opts.Clock().Sub(s.Time) < a.opts.Interval {
+		return s
+	}
+	return a.sampleIfOlder(a.opts.Interval)
+}
+
+// sampleIfOlder takes a sample when the latest is at least age old (or the
+// agent is not in on-demand mode any more) and returns the latest snapshot.
+// Concurrent callers wait for one sample.
+func (a *Agent) sampleIfOlder(age time.Duration) *Snapshot {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.snap.Load()
+	if a.idle.Load() != 0 && s.Samples > 0 && a.opts.Clock().Sub(s.Time) < age {
+		return s
+	}
+	return a.tick()
+}
+
+// onDemand returns the idle bound of on-demand mode (see Fresh), or zero when
+// the agent must sample every interval. a.mu is held.
+func (a *Agent) onDemand(snap *Snapshot) time.Duration {
+	if a.opts.OnTick != nil || a.work.scan || a.work.pods != nil || a.work.podRes != nil ||
+		len(a.cfg.Inference.Targets) > 0 || a.work.carbon.err == nil {
+		return 0
+	}
+	for _, g := range snap.GPU {
+		if g.Source != gpu.SourceNVML {
+			return 0 // integrated power or an HTTP backend: sampled at a steady rate
+		}
+	}
+	idle := MaxIdle
+	if a.rapl != nil {
+		// Nine tenths of the shortest time in which a zone can wrap at the
+		// plausibility ceiling: reads that far apart never miss a wrap.
+		if w := time.Duration(a.rapl.wrap.Load()) / 10 * 9; w > 0 && w < idle {
+			idle = w
+		}
+	}
+	if idle < 2*a.opts.Interval {
+		return 0 // nothing to gain
+	}
+	return idle
 }
 
 // Tick samples every source once at the clock's current time and publishes
@@ -259,6 +340,11 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) Tick() *Snapshot {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.tick()
+}
+
+// tick is Tick with a.mu held.
+func (a *Agent) tick() *Snapshot {
 	now := a.opts.Clock()
 	a.samples++
 	snap := &Snapshot{Time: now, Samples: a.samples}
@@ -324,6 +410,7 @@ func (a *Agent) Tick() *Snapshot {
 	snap.Inference = a.infer.fold(now, scraped, a.work)
 	snap.Sources = a.statuses()
 	a.snap.Store(snap)
+	a.idle.Store(int64(a.onDemand(snap)))
 	if a.opts.OnTick != nil {
 		a.opts.OnTick(snap)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/inferensys/aiwatt/rapl"
@@ -40,6 +41,9 @@ type raplSource struct {
 	err      error // why there is no meter
 	retryIn  int
 	appliedW float64
+	// wrap is the meter's WrapTime at the last sample (nanoseconds): the
+	// longest the agent may go without reading the zones.
+	wrap atomic.Int64
 }
 
 var _ source.Source = (*raplSource)(nil)
@@ -86,6 +90,7 @@ func (s *raplSource) Sample(_ context.Context, now time.Time) (source.Reading, e
 		s.appliedW = maxW
 	}
 	smp := s.meter.Sample(now)
+	s.wrap.Store(int64(s.meter.WrapTime()))
 	r := source.Reading{Errors: source.Errors(smp.Errors), Energy: make([]source.Delta, 0, len(smp.Zones))}
 	zones := make([]zoneDetail, 0, len(smp.Zones))
 	for _, z := range smp.Zones {

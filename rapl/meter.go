@@ -223,6 +223,28 @@ func (m *Meter) Zones() []Zone {
 	return out
 }
 
+// WrapTime is the shortest time in which a zone's counter can wrap, at the
+// plausibility ceiling (MaxPowerWatts): its max_energy_range_uj divided by
+// that power. Reads further apart than that could miss a whole wrap, so a
+// sampler that reads rarely must read at least this often. Zero when no zone
+// has a known range.
+func (m *Meter) WrapTime() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out time.Duration
+	for _, z := range m.zones {
+		if z.zone.Err != nil || z.zone.MaxEnergyRangeUJ == 0 {
+			continue
+		}
+		// Microjoules / watts = microseconds.
+		d := time.Duration(float64(z.zone.MaxEnergyRangeUJ)/m.maxPowerWatts) * time.Microsecond
+		if out == 0 || d < out {
+			out = d
+		}
+	}
+	return out
+}
+
 // Sample reads energy_uj of every zone once and returns each zone's delta. now is the time of the
 // read, from the caller's clock; it must come from a monotonic clock (time.Now does) for the power
 // check to be meaningful. A zone's first good read is only a baseline. A zone that fails keeps its

@@ -413,3 +413,19 @@ func TestMeterConcurrentUse(t *testing.T) {
 	<-done
 	<-done
 }
+
+func TestMeterWrapTime(t *testing.T) {
+	root := copyTree(t, "intel-2socket")
+	m := newMeter(t, root, Options{})
+	// dram's 65712999613 µJ is the smallest range: at the default 2000 W
+	// ceiling it wraps in 32.856499806 s; the packages' 262 kJ in 131 s.
+	if got, want := m.WrapTime(), 32856499*time.Microsecond; got != want {
+		t.Fatalf("WrapTime at 2000 W = %s, want %s", got, want)
+	}
+	if err := m.SetMaxPowerWatts(500); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.WrapTime(), 131425999*time.Microsecond; got != want {
+		t.Fatalf("WrapTime at 500 W = %s, want %s", got, want)
+	}
+}

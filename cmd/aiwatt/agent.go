@@ -114,7 +114,7 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 	}()
 
 	handler, err := exporter.NewHandler(exporter.HandlerOptions{
-		Source: a, Reload: a.Reload, MetricsPath: *c.metricsPath, MaxRequests: *c.maxRequests, Logger: logger,
+		Source: scrapeView{a}, Reload: a.Reload, MetricsPath: *c.metricsPath, MaxRequests: *c.maxRequests, Logger: logger,
 		ProcessMetricsTTL: *c.interval,
 	})
 	if err != nil {
@@ -135,6 +135,13 @@ func (c *agentCommand) run(logger *slog.Logger) int {
 	logger.Info("stopped")
 	return code
 }
+
+// scrapeView is the agent as /metrics reads it: Fresh, which in on-demand
+// mode samples first when the latest sample is older than the interval.
+type scrapeView struct{ *agent.Agent }
+
+// Snapshot implements exporter.Source.
+func (v scrapeView) Snapshot() *agent.Snapshot { return v.Fresh() }
 
 // metricsURL is a clickable address for the log line.
 func metricsURL(addr, path string, tls bool) string {

@@ -8,12 +8,14 @@ import (
 
 // TestPerSecond checks the arithmetic of the table: the background share of
 // a block of scrapes is taken out before dividing by the scrapes, and a
-// second of operation is the idle rate plus one scrape per interval.
+// second of operation is what a paced window cost per second of its length.
 func TestPerSecond(t *testing.T) {
 	r := result{
 		idleCPU: 600 * time.Millisecond, idleWall: 60 * time.Second, // 10 ms/s idle
 		blockCPU: 1100 * time.Millisecond, blockWall: 10 * time.Second, // 100 ms of it background
-		scrapes: 1000,
+		scrapes:   1000,
+		pacedCPU:  []time.Duration{90 * time.Millisecond, 120 * time.Millisecond},
+		pacedWall: []time.Duration{60 * time.Second, 120 * time.Second},
 	}
 	near := func(name string, got, want float64) {
 		t.Helper()
@@ -23,8 +25,9 @@ func TestPerSecond(t *testing.T) {
 	}
 	near("idlePerSecond", r.idlePerSecond(), 0.010)
 	near("perScrape", r.perScrape(), 0.001)
-	near("perSecondAt(15s)", r.perSecondAt(15*time.Second), 0.010+0.001/15)
-	near("perSecondAt(30s)", r.perSecondAt(30*time.Second), 0.010+0.001/30)
+	near("perSecondAt(0)", r.perSecondAt(0), 0.0015)
+	near("perSecondAt(1)", r.perSecondAt(1), 0.001)
+	near("perSecondAt(2), not measured", r.perSecondAt(2), 0)
 	r.blockCPU = 50 * time.Millisecond // less than the idle rate predicts
 	near("perScrape floored", r.perScrape(), 0)
 }
