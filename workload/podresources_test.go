@@ -345,8 +345,10 @@ func TestPodResourcesResponseTooLarge(t *testing.T) {
 }
 
 // The kubelet restarts: its socket disappears (the source is absent), then
-// a new kubelet listens on the same path, and the next List reaches it on
-// a new connection without an error.
+// a new kubelet listens on the same path, and the next List reaches it
+// without an error. Then it restarts between calls without the client
+// seeing the socket gone: the pooled connection is dead, and the call goes
+// through on a new one.
 func TestPodResourcesKubeletRestart(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "kubelet.sock")
 	first := &kubeletServer{resp: nodeResources}
@@ -362,80 +364,28 @@ func TestPodResourcesKubeletRestart(t *testing.T) {
 	if _, err := c.List(ctx); !errors.Is(err, ErrNoPodResources) {
 		t.Fatalf("kubelet down: %v, want ErrNoPodResources", err)
 	}
-	second := &kubeletServer{resp: &podresourcesv1.ListPodResourcesResponse{PodResources: []*podresourcesv1.PodResources{
+	cur := &kubeletServer{resp: &podresourcesv1.ListPodResourcesResponse{PodResources: []*podresourcesv1.PodResources{
 		{Name: "after", Namespace: "ml", Containers: []*podresourcesv1.ContainerResources{{Name: "c", Devices: []*podresourcesv1.ContainerDevices{
 			{ResourceName: "nvidia.com/gpu", DeviceIds: []string{"GPU-1"}},
 		}}}},
 	}}}
-	serveKubelet(t, sock, second)
-	got, err := c.List(ctx, "nvidia.com/")
-	if err != nil || len(got) != 1 || got[0].Pod != "after" {
-		t.Fatalf("second kubelet: %+v, %v", got, err)
-	}
-	if first.calls.Load() != 1 || second.calls.Load() != 1 {
-		t.Errorf("calls %d and %d", first.calls.Load(), second.calls.Load())
-	}
-}
-
-// The kubelet restarts between two calls without the client seeing the
-// socket disappear: the pooled connection is dead, and the call goes
-// through on a new one.
-func TestPodResourcesKubeletRestartBetweenCalls(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "kubelet.sock")
-	cur := &kubeletServer{resp: nodeResources}
-	stop := serveKubelet(t, sock, cur)
-	c := NewPodResources(sock)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for i := 0; i < 3; i++ {
-		if _, err := c.List(ctx); err != nil {
-			t.Fatalf("call %d: %v", i, err)
+	for i := range 4 {
+		if i > 0 { // restart between two calls
+			stop()
+			cur = &kubeletServer{resp: cur.resp}
 		}
-		stop()
-		cur = &kubeletServer{resp: nodeResources}
 		stop = serveKubelet(t, sock, cur)
-	}
-	// (net/http may dial twice and close the spare connection at once.)
-	if _, err := c.List(ctx); err != nil || cur.calls.Load() != 1 {
-		t.Fatalf("after three restarts: %v, %d calls", err, cur.calls.Load())
-	}
-}
-
-// A socket file that nobody serves: a clear error, not ErrNoPodResources.
-func TestPodResourcesDeadSocket(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "kubelet.sock")
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis.(*net.UnixListener).SetUnlinkOnClose(false)
-	lis.Close()
-	c := NewPodResources(sock)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_, err = c.List(ctx)
-	if err == nil || errors.Is(err, ErrNoPodResources) {
-		t.Fatalf("err = %v", err)
-	}
-}
-
-func TestParseDeviceID(t *testing.T) {
-	for id, want := range map[string]GPUDevice{
-		"GPU-1":         {UUID: "GPU-1", Index: -1, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: -1},
-		"GPU-1::12":     {UUID: "GPU-1", Index: -1, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: 12, Shared: true},
-		"MIG-2::1":      {MIGUUID: "MIG-2", Index: -1, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: 1, Shared: true},
-		"MIG-GPU-3/1/0": {UUID: "GPU-3", MIGUUID: "MIG-GPU-3/1/0", Index: -1, MIGGPUInstance: 1, MIGComputeInstance: 0, Replica: -1},
-		"MIG-GPU-3/x":   {UUID: "GPU-3", MIGUUID: "MIG-GPU-3/x", Index: -1, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: -1},
-		"nvidia0":       {Index: 0, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: -1},
-		"nvidia15":      {Index: 15, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: -1},
-		"nvidiactl":     {UUID: "nvidiactl", Index: -1, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: -1},
-		"GPU-1::x":      {UUID: "GPU-1", Index: -1, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: -1, Shared: true},
-	} {
-		if got := ParseDeviceID(id); got != want {
-			t.Errorf("ParseDeviceID(%q) = %+v, want %+v", id, got, want)
+		got, err := c.List(ctx, "nvidia.com/")
+		if err != nil || len(got) != 1 || got[0].Pod != "after" {
+			t.Fatalf("kubelet %d: %+v, %v", i+2, got, err)
 		}
+		// (net/http may dial twice and close the spare connection at once.)
+		if cur.calls.Load() != 1 {
+			t.Errorf("kubelet %d: %d calls", i+2, cur.calls.Load())
+		}
+	}
+	if first.calls.Load() != 1 {
+		t.Errorf("first kubelet: %d calls", first.calls.Load())
 	}
 }
 
