@@ -74,10 +74,11 @@ vet:
 unit:
 	$(GO) test -race -count=1 ./...
 
-## fuzz: a short, bounded fuzzing run of the inference-server parser (seeded with the real captures).
+## fuzz: short, bounded fuzzing runs of the inference-server parser (seeded with the real captures) and the pod-resources decoder.
 FUZZTIME ?= 10s
 fuzz:
 	$(GO) test ./scrape -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./workload -run '^$$' -fuzz '^FuzzDecodeListResponse$$' -fuzztime $(FUZZTIME)
 
 ## golden-check: promtool lints the golden /metrics exposition.
 golden-check:

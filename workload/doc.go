@@ -21,7 +21,8 @@
 //     systemd unit, from cgroup v1 and v2 paths.
 //   - [PodWatcher]: metadata of the pods on this node from the API server.
 //   - [PodResources]: which container holds which GPU, from the kubelet's
-//     pod-resources gRPC API, device plugins (device IDs normalised by
+//     pod-resources gRPC API (a small client over net/http, no grpc-go),
+//     device plugins (device IDs normalised by
 //     [ParseDeviceID]) and dynamic resource allocation ([ParseDRADevice]).
 //   - [Rules] and [Matcher]: the configuration that names workloads, from
 //     pod labels and annotations in Kubernetes and from process rules
@@ -95,7 +96,18 @@
 // PodResources calls List on the kubelet's pod-resources socket
 // (default /var/lib/kubelet/pod-resources/kubelet.sock) with the caller's
 // context as its timeout. A missing socket is ErrNoPodResources (absent,
-// not failed). Device IDs of the NVIDIA device plugin are normalised:
+// not failed). The client is a unary gRPC call written over net/http's
+// HTTP/2 without TLS, not grpc-go: one connection, reused; the context's
+// deadline sent as grpc-timeout; the status from grpc-status and the
+// percent-decoded grpc-message as a [StatusError] (DeadlineExceeded counts
+// as a timeout, PermissionDenied as a permission error); responses over
+// 16 MiB and compressed ones refused; a call that could not be delivered
+// on the pooled connection (the kubelet restarted) made once more on a new
+// one. The response is decoded with protowire, reading only the fields
+// below (field numbers of the kubelet's api.proto), skipping the others;
+// malformed protobuf is an error. Neither grpc-go nor the kubelet's
+// generated types are linked into the agent (the tests serve the real
+// kubelet API with them). Device IDs of the NVIDIA device plugin are normalised:
 // "GPU-<uuid>" a whole GPU, "MIG-<uuid>" a MIG device (its parent comes
 // from NVML), "<id>::<n>" a time-slicing replica (Shared: the same physical
 // GPU is shared), "nvidia<N>" a GPU by index. Devices allocated through

@@ -16,7 +16,8 @@ import (
 // execHelperEnv makes the test binary a helper: "<phase>:<dir>". In phase
 // "prepare" it writes <dir>/ready, waits for <dir>/go, then execs itself
 // (same binary, so the same comm) into phase "serve"; in "serve" it writes
-// <dir>/served and waits for <dir>/stop.
+// <dir>/served and waits for <dir>/stop. "kubelet:<socket>" serves the
+// pod-resources API (serveKubeletProcess).
 const execHelperEnv = "AIWATT_WORKLOAD_TEST_EXEC"
 
 func TestMain(m *testing.M) { helperproc.Main(m, execHelperEnv, execHelper) }
@@ -40,6 +41,8 @@ func execHelper(v string) {
 	case "serve":
 		_ = os.WriteFile(filepath.Join(dir, "served"), nil, 0o644)
 		wait("stop")
+	case "kubelet": // dir is the socket path
+		serveKubeletProcess(dir)
 	}
 }
 

@@ -9,10 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 )
 
 // DefaultPodResourcesSocket is the kubelet's pod-resources socket.
@@ -101,13 +97,19 @@ type DeviceAllocation struct {
 	Device GPUDevice
 }
 
+// listMethod is the gRPC method of the kubelet's List.
+const listMethod = "/v1.PodResourcesLister/List"
+
 // PodResources is a client of the kubelet's pod-resources API (v1). It
-// reuses one connection; Close releases it.
+// reuses one connection, dials again when the kubelet has restarted and
+// recreated the socket, and Close releases it. It speaks gRPC over
+// net/http's HTTP/2 and decodes the response with protowire, so neither
+// grpc-go nor the kubelet's generated types are linked.
 type PodResources struct {
 	socket string
 
 	mu   sync.Mutex
-	conn *grpc.ClientConn
+	conn *grpcUnary
 }
 
 // NewPodResources returns a client of the pod-resources socket at path
@@ -127,43 +129,14 @@ func (c *PodResources) List(ctx context.Context, prefixes ...string) ([]DeviceAl
 		}
 		return nil, fmt.Errorf("pod-resources socket: %w", err)
 	}
-	conn, err := c.dial()
-	if err != nil {
-		return nil, err
-	}
-	resp, err := podresourcesv1.NewPodResourcesListerClient(conn).List(ctx, &podresourcesv1.ListPodResourcesRequest{})
+	// The request, ListPodResourcesRequest, has no fields: an empty message.
+	msg, err := c.client().invoke(ctx, listMethod, nil, podResourcesMaxMsg)
 	if err != nil {
 		return nil, fmt.Errorf("pod-resources List on %s: %w", c.socket, err)
 	}
-	var out []DeviceAllocation
-	for _, pod := range resp.GetPodResources() {
-		for _, ctr := range pod.GetContainers() {
-			for _, dev := range ctr.GetDevices() {
-				if !hasPrefix(dev.GetResourceName(), prefixes) {
-					continue
-				}
-				for _, id := range dev.GetDeviceIds() {
-					out = append(out, DeviceAllocation{
-						Namespace: pod.GetNamespace(), Pod: pod.GetName(), Container: ctr.GetName(),
-						Resource: dev.GetResourceName(), DeviceID: id, Device: ParseDeviceID(id),
-					})
-				}
-			}
-			for _, dr := range ctr.GetDynamicResources() {
-				for _, cr := range dr.GetClaimResources() {
-					if !draDriverMatches(cr.GetDriverName(), prefixes) {
-						continue
-					}
-					d := ParseDRADevice(cr.GetDeviceName(), cr.GetCdiDevices())
-					d.Shared = d.Shared || cr.ShareId != nil
-					out = append(out, DeviceAllocation{
-						Namespace: pod.GetNamespace(), Pod: pod.GetName(), Container: ctr.GetName(),
-						Resource: DRAResourcePrefix + cr.GetDriverName(), DeviceID: cr.GetPoolName() + "/" + cr.GetDeviceName(),
-						Claim: dr.GetClaimNamespace() + "/" + dr.GetClaimName(), Device: d,
-					})
-				}
-			}
-		}
+	out, err := decodeListResponse(msg, prefixes, nil)
+	if err != nil {
+		return nil, fmt.Errorf("pod-resources List on %s: decode ListPodResourcesResponse: %w", c.socket, err)
 	}
 	return out, nil
 }
@@ -195,11 +168,12 @@ func draDriverMatches(driver string, prefixes []string) bool {
 // DRA driver's device names, "gpu-<N>" for a whole GPU by index and
 // "gpu-<N>-mig-…" for a MIG device on GPU N, which is then Shared (the
 // driver does not say which instance, so the GPU is shared by its holders).
+// cdi holds the fully qualified CDI device names ("vendor/class=device").
 // A device it cannot place has neither UUID nor Index.
-func ParseDRADevice(name string, cdi []*podresourcesv1.CDIDevice) GPUDevice {
+func ParseDRADevice(name string, cdi []string) GPUDevice {
 	d := GPUDevice{Index: -1, MIGGPUInstance: -1, MIGComputeInstance: -1, Replica: -1}
 	for _, c := range cdi {
-		_, dev, _ := strings.Cut(c.GetName(), "=")
+		_, dev, _ := strings.Cut(c, "=")
 		if strings.HasPrefix(dev, "GPU-") {
 			d.UUID = dev
 			return d
@@ -236,33 +210,23 @@ func hasPrefix(s string, prefixes []string) bool {
 	return false
 }
 
-// dial returns the client connection, creating it once. gRPC reconnects by
-// itself when the kubelet restarts and recreates the socket.
-func (c *PodResources) dial() (*grpc.ClientConn, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.conn != nil {
-		return c.conn, nil
-	}
-	conn, err := grpc.NewClient("unix:"+c.socket,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(podResourcesMaxMsg)),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("pod-resources client for %s: %w", c.socket, err)
-	}
-	c.conn = conn
-	return conn, nil
-}
-
-// Close closes the connection, if one was made.
-func (c *PodResources) Close() error {
+// client returns the gRPC client, creating it once.
+func (c *PodResources) client() *grpcUnary {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conn == nil {
-		return nil
+		c.conn = newGRPCUnary(c.socket)
 	}
-	err := c.conn.Close()
-	c.conn = nil
-	return err
+	return c.conn
+}
+
+// Close closes the connection, if one was made; a later List dials again.
+func (c *PodResources) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		c.conn.close()
+		c.conn = nil
+	}
+	return nil
 }
