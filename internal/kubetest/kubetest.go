@@ -399,6 +399,7 @@ func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, 
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush() // As kube-apiserver does: the client sees the watch open.
 	enc := json.NewEncoder(w)
 	send := func(typ string, obj map[string]any) bool {
 		o := map[string]any{"kind": "Pod", "apiVersion": "v1"}
