@@ -193,7 +193,7 @@ func TestKubeconfig(t *testing.T) {
 			cluster: "    server: %s\n    tls-server-name: api.example.net\n    certificate-authority-data: " + b64(plainCA), user: "    {}", err: "api.example.net"},
 		{name: "extensions and compression", srv: plain,
 			cluster: "    server: %s\n    disable-compression: true\n    extensions: [{name: x, extension: {}}]\n    certificate-authority-data: " + b64(plainCA),
-			user: "    token: t\n    extensions: []", want: seen{Auth: "Bearer t"}},
+			user:    "    token: t\n    extensions: []", want: seen{Auth: "Bearer t"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
