@@ -466,11 +466,9 @@ func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, 
 	}
 }
 
-// WriteKubeconfig writes a kubeconfig that points a client at the server
-// and returns its path.
-func (s *APIServer) WriteKubeconfig(t testing.TB, path string) string {
-	t.Helper()
-	cfg := fmt.Sprintf(`apiVersion: v1
+// Kubeconfig returns a kubeconfig that points a client at the server.
+func (s *APIServer) Kubeconfig() string {
+	return fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: test
@@ -483,7 +481,12 @@ users:
 - name: test
   user: {}
 `, s.URL)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+}
+
+// WriteKubeconfig writes Kubeconfig to path and returns the path.
+func (s *APIServer) WriteKubeconfig(t testing.TB, path string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s.Kubeconfig()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
