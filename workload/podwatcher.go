@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/inferensys/aiwatt/internal/kubeapi"
+	"github.com/inferensys/aiwatt/internal/retry"
 )
 
 // PodWatcherOptions configure a PodWatcher.
@@ -49,7 +50,9 @@ const (
 	// maxObjectBytes caps one pod (or watch event) in a response; the API
 	// server's own limit is about 1.5 MiB.
 	maxObjectBytes = 4 << 20
-	// backoffMin and backoffMax bound the wait after a failed request.
+	// backoffMin is the ceiling of the first wait after a failed request
+	// (the wait is drawn below it: full jitter); it doubles with each
+	// failure in a row up to backoffMax.
 	backoffMin = time.Second
 	backoffMax = 30 * time.Second
 )
@@ -136,7 +139,7 @@ func (w *PodWatcher) Run(ctx context.Context) error {
 	var (
 		rv         string // empty: list first
 		consistent bool   // the next list must be current (after 410 Gone)
-		bo         = backoff{min: w.backoffMin, max: w.backoffMax}
+		bo         = backoff{policy: retry.Policy{Base: w.backoffMin, Max: w.backoffMax, Jitter: rand.Float64}}
 	)
 	for ctx.Err() == nil {
 		if rv == "" {
@@ -145,7 +148,7 @@ func (w *PodWatcher) Run(ctx context.Context) error {
 				if ctx.Err() == nil {
 					d := bo.next()
 					w.logger.Warn("listing pods failed; serving the last known pods", "err", err, "retry_in", d)
-					sleep(ctx, d)
+					_ = retry.Sleep(ctx, d)
 				}
 				continue
 			}
@@ -166,7 +169,7 @@ func (w *PodWatcher) Run(ctx context.Context) error {
 			}
 			d := bo.next()
 			w.logger.Warn("watching pods failed; serving the last known pods", "err", err, "retry_in", d, "resource_version", rv)
-			sleep(ctx, d)
+			_ = retry.Sleep(ctx, d)
 		}
 	}
 	return nil
@@ -348,32 +351,20 @@ func (w *PodWatcher) watch(ctx context.Context, rv *string) (int, error) {
 	}
 }
 
-// backoff is a capped exponential back-off with jitter: each wait is
-// drawn from [d/2, d], d doubling from min to max.
+// backoff counts the failures in a row and draws the wait after each from
+// internal/retry's capped exponential back-off with full jitter.
 type backoff struct {
-	min, max, cur time.Duration
+	policy retry.Policy
+	n      int
 }
 
 func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur/2 + rand.N(b.cur/2+1)
+	d := b.policy.Wait(b.n, 0)
+	b.n++
+	return d
 }
 
-func (b *backoff) reset() { b.cur = 0 }
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
+func (b *backoff) reset() { b.n = 0 }
 
 // Synced reports whether the first list has been received.
 func (w *PodWatcher) Synced() bool {
