@@ -40,9 +40,9 @@ func newAPIServer(t *testing.T, node string) (*kubetest.APIServer, *kubeapi.Conf
 	return s, &kubeapi.Config{Host: s.URL}
 }
 
-// startWatcher runs a PodWatcher against cfg until the test ends, with
-// back-offs of milliseconds.
-func startWatcher(t *testing.T, cfg *kubeapi.Config, clock func() time.Time) *PodWatcher {
+// runWatcher runs a PodWatcher of node-a against cfg, with back-offs of
+// milliseconds, until the test ends.
+func runWatcher(t *testing.T, cfg *kubeapi.Config, clock func() time.Time) *PodWatcher {
 	t.Helper()
 	w, err := NewPodWatcher(cfg, PodWatcherOptions{NodeName: "node-a", Clock: clock})
 	if err != nil {
@@ -53,7 +53,14 @@ func startWatcher(t *testing.T, cfg *kubeapi.Config, clock func() time.Time) *Po
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+	return w
+}
+
+// startWatcher runs a PodWatcher (runWatcher) and waits for its first list.
+func startWatcher(t *testing.T, cfg *kubeapi.Config, clock func() time.Time) *PodWatcher {
+	t.Helper()
+	w := runWatcher(t, cfg, clock)
+	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer scancel()
 	if err := w.WaitForSync(sctx); err != nil {
 		t.Fatal(err)
@@ -380,21 +387,13 @@ func TestPodWatcherTokenRotation(t *testing.T) {
 func TestPodWatcherRetriesList(t *testing.T) {
 	api, cfg := newAPIServer(t, "node-a")
 	api.SetToken("not-ours")
-	w, err := NewPodWatcher(cfg, PodWatcherOptions{NodeName: "node-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.backoffMin, w.backoffMax = time.Millisecond, 5*time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	w := runWatcher(t, cfg, nil)
 	eventually(t, "retries", func() bool { return api.Count("unauthorized") >= 3 })
 	if w.Synced() {
 		t.Fatal("synced without a list")
 	}
 	api.SetToken("")
-	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer scancel()
 	if err := w.WaitForSync(sctx); err != nil {
 		t.Fatal(err)
