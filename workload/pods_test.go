@@ -41,14 +41,17 @@ func newAPIServer(t *testing.T, node string) (*kubetest.APIServer, *kubeapi.Conf
 }
 
 // runWatcher runs a PodWatcher of node-a against cfg, with back-offs of
-// milliseconds, until the test ends.
-func runWatcher(t *testing.T, cfg *kubeapi.Config, clock func() time.Time) *PodWatcher {
+// milliseconds and what tune changes, until the test ends.
+func runWatcher(t *testing.T, cfg *kubeapi.Config, clock func() time.Time, tune ...func(*PodWatcher)) *PodWatcher {
 	t.Helper()
 	w, err := NewPodWatcher(cfg, PodWatcherOptions{NodeName: "node-a", Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.backoffMin, w.backoffMax = time.Millisecond, 20*time.Millisecond
+	for _, f := range tune {
+		f(w)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(ctx) }()
@@ -464,5 +467,30 @@ func TestNodeRegionStatusError(t *testing.T) {
 	}
 	if api.Count("node") != 1 {
 		t.Errorf("requests %v", api.Requests())
+	}
+}
+
+// A watch ends at its timeoutSeconds (the server closes it) and is resumed
+// at once from the same resource version, without a list.
+func TestPodWatcherWatchTimeout(t *testing.T) {
+	api, cfg := newAPIServer(t, "node-a")
+	// timeoutSeconds=1: the server ends each watch after a second.
+	runWatcher(t, cfg, nil, func(w *PodWatcher) { w.watchTimeout = 0 })
+	eventually(t, "a second watch", func() bool { return api.Count("watch") >= 2 })
+	rvs := api.WatchResourceVersions()
+	if rvs[1] != rvs[0] || api.Count("list") != 1 {
+		t.Errorf("watches from %v after %v: want the same resource version and one list", rvs, api.Requests())
+	}
+}
+
+// A watch the server never ends (a connection that died silently) is given
+// up at its timeout plus a grace, and watched again.
+func TestPodWatcherSilentWatch(t *testing.T) {
+	api, cfg := newAPIServer(t, "node-a")
+	api.IgnoreWatchTimeouts()
+	runWatcher(t, cfg, nil, func(w *PodWatcher) { w.watchTimeout, w.watchGrace = time.Millisecond, 20*time.Millisecond })
+	eventually(t, "watches again", func() bool { return api.Count("watch") >= 3 })
+	if api.Count("list") != 1 {
+		t.Errorf("requests %v: want one list", api.Requests())
 	}
 }

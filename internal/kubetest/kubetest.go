@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // apiServer speaks the Kubernetes API's list and watch of pods, with real
@@ -45,6 +46,7 @@ type APIServer struct {
 	changed   chan struct{} // closed and replaced on every change
 	drop      chan struct{} // closed and replaced to drop open watches
 	hold      chan struct{} // non-nil: new watches wait until it is closed
+	silent    bool          // watches never end at their timeoutSeconds
 	sent      map[string]int
 	requests  []string // "list", "watch", "watchlist", "refused", "gone", "unauthorized", "node"
 	accepts   []string
@@ -133,6 +135,15 @@ func (s *APIServer) DropWatches() {
 	defer s.mu.Unlock()
 	close(s.drop)
 	s.drop = make(chan struct{})
+}
+
+// IgnoreWatchTimeouts makes watches outlive their timeoutSeconds, as a
+// connection that died without a word does: only the client's own deadline
+// ends them.
+func (s *APIServer) IgnoreWatchTimeouts() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.silent = true
 }
 
 // HoldWatches makes new watch requests wait (a slow server) until
@@ -330,7 +341,8 @@ func (s *APIServer) serve(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.record("watch")
 	}
-	s.watch(w, r, q.Get("sendInitialEvents") == "true", q.Get("resourceVersion"), q.Get("allowWatchBookmarks") == "true")
+	timeout, _ := strconv.Atoi(q.Get("timeoutSeconds"))
+	s.watch(w, r, q.Get("sendInitialEvents") == "true", q.Get("resourceVersion"), q.Get("allowWatchBookmarks") == "true", time.Duration(timeout)*time.Second)
 }
 
 func (s *APIServer) count(typ string) {
@@ -365,7 +377,9 @@ func (s *APIServer) list(w http.ResponseWriter) {
 	w.Write(body)
 }
 
-func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, rv string, bookmarks bool) {
+// watch streams events from rv; like kube-apiserver it ends the watch
+// after timeout (timeoutSeconds) unless IgnoreWatchTimeouts.
+func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, rv string, bookmarks bool, timeout time.Duration) {
 	s.mu.Lock()
 	if hold := s.hold; hold != nil {
 		s.mu.Unlock()
@@ -395,6 +409,12 @@ func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, 
 		return
 	}
 	drop := s.drop
+	var expired <-chan time.Time
+	if timeout > 0 && !s.silent {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Transfer-Encoding", "chunked")
@@ -457,6 +477,8 @@ func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, 
 		case <-changed:
 		case <-drop:
 			panic(http.ErrAbortHandler) // The connection breaks without the final chunk.
+		case <-expired:
+			return
 		case <-r.Context().Done():
 			return
 		case <-s.stop:
