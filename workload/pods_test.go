@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -492,5 +493,23 @@ func TestPodWatcherSilentWatch(t *testing.T) {
 	eventually(t, "watches again", func() bool { return api.Count("watch") >= 3 })
 	if api.Count("list") != 1 {
 		t.Errorf("requests %v: want one list", api.Requests())
+	}
+}
+
+// BenchmarkDecodePodList decodes a list of 110 realistic pods (11–14 KB of
+// JSON each) into PodMeta, as a relist does.
+func BenchmarkDecodePodList110(b *testing.B) {
+	body, err := json.Marshal(map[string]any{"kind": "PodList", "apiVersion": "v1",
+		"metadata": map[string]any{"resourceVersion": "90000"}, "items": kubetest.RealisticPods("node-a", 110)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		if _, err := decodePodList(bytes.NewReader(body), maxObjectBytes, func(p *APIPod) { _ = PodFromAPI(p); n++ }); err != nil || n != 110 {
+			b.Fatalf("%d pods: %v", n, err)
+		}
 	}
 }
