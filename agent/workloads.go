@@ -133,7 +133,9 @@ func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *wor
 		rc, err := workload.RESTConfig(opts.Kubeconfig)
 		if err != nil {
 			logger.Warn("Kubernetes pod metadata unavailable; pods are named by their cgroups only", "err", err)
-		} else if w.pods, err = workload.NewPodWatcher(rc, workload.PodWatcherOptions{NodeName: opts.NodeName}); err != nil {
+		} else if w.pods, err = workload.NewPodWatcher(rc, workload.PodWatcherOptions{
+			NodeName: opts.NodeName, Logger: logger.With("component", "kubernetes-client"),
+		}); err != nil {
 			logger.Warn("Kubernetes pod watcher not started", "err", err)
 		}
 	}

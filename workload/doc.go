@@ -78,13 +78,18 @@
 // vanished (ENOENT, ESRCH: it exited mid-scan), and the scan returns every
 // other process; only a root that cannot be listed fails the scan.
 //
-// # Pod metadata: an API server informer, not the kubelet's /pods
+// # Pod metadata: a watch of the API server, not the kubelet's /pods
 //
 // PodWatcher lists and watches pods through the API server with the field
-// selector spec.nodeName=<NODE_NAME> (a client-go informer of pods; the
-// full object is needed for container statuses and requests, and a
-// transform keeps only those fields in memory). The kubelet's /pods endpoint
-// would spare the API server, but reading it needs the nodes/proxy
+// selector spec.nodeName=<NODE_NAME>, through internal/kubeapi, aiwatt's own
+// small client (client-go's scheme and types cost the agent megabytes of
+// memory for these two requests). The full object is needed for container
+// statuses and requests; the list and the watch stream are decoded one pod at
+// a time into APIPod, which holds only the fields PodFromAPI reads, so a
+// pod's managedFields and last-applied-configuration are never kept. A watch
+// resumes from the last resource version seen (bookmarks keep it current);
+// 410 Gone means a new list, which replaces the set. The kubelet's /pods
+// endpoint would spare the API server, but reading it needs the nodes/proxy
 // permission, which also allows exec into every pod of the node: far too
 // much for an energy agent. A watch with a field selector costs the API
 // server one watch per node, independent of cluster size, and needs only

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/inferensys/aiwatt/attribution"
 )
@@ -232,7 +231,9 @@ func podsFromFixture(t *testing.T) []*PodMeta {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var list corev1.PodList
+	var list struct {
+		Items []APIPod `json:"items"`
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&list); err != nil {
 		t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
-	"k8s.io/klog/v2"
 
 	"github.com/inferensys/aiwatt/agent"
 	"github.com/inferensys/aiwatt/exporter"
@@ -62,8 +61,6 @@ func newAgentCommand(app *kingpin.Application) *agentCommand {
 
 func (c *agentCommand) run(logger *slog.Logger) int {
 	logger.Info("starting aiwatt agent", "version", version.Info(), "build", version.BuildContext())
-	// The Kubernetes client logs through klog: send it to the agent's logger.
-	klog.SetSlogLogger(logger.With("component", "kubernetes-client"))
 	if *c.interval <= 0 {
 		logger.Error("--agent.interval must be positive", "interval", *c.interval)
 		return 2

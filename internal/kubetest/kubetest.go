@@ -2,7 +2,10 @@
 // and watch of pods (and the watch-list protocol) with real Pod JSON, as
 // kube-apiserver does, on an httptest server, and refuses any request that
 // does not select one node's pods. The agent's pod watcher and the
-// end-to-end tests of the binary talk to it through client-go, unmodified.
+// end-to-end tests of the binary talk to it through aiwatt's own client,
+// unmodified. Tests make it misbehave as a real one does: expire old resource
+// versions (410 Gone), send bookmarks, drop watch connections, require a
+// bearer token.
 package kubetest
 
 import (
@@ -15,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // apiServer speaks the Kubernetes API's list and watch of pods, with real
@@ -25,21 +29,31 @@ import (
 // sendInitialEvents with 422, as a server without the WatchList feature
 // does, and the client falls back to list+watch.
 type APIServer struct {
-	t testing.TB
-	// URL is the server's base URL (a rest.Config Host).
+	errorf func(format string, args ...any)
+	srv    *httptest.Server
+	// URL is the server's base URL (a kubeconfig's server).
 	URL       string
 	node      string
 	watchList bool
 
-	mu       sync.Mutex
-	rv       int
-	pods     []map[string]any // current pods, in list order
-	events   []watchEvent
-	changed  chan struct{} // closed and replaced on every change
-	requests []string      // "list", "watch", "watchlist", "refused"
-	accepts  []string
-	stop     chan struct{}
-	nodes    map[string]map[string]any
+	mu        sync.Mutex
+	rv        int
+	pods      []map[string]any // current pods, in list order
+	events    []watchEvent
+	compacted int           // watches from an older resource version are 410 Gone
+	goneHTTP  bool          // 410 as the response status, not as an ERROR event
+	token     string        // required bearer token; empty: none
+	changed   chan struct{} // closed and replaced on every change
+	drop      chan struct{} // closed and replaced to drop open watches
+	hold      chan struct{} // non-nil: new watches wait until it is closed
+	silent    bool          // watches never end at their timeoutSeconds
+	sent      map[string]int
+	requests  []string // "list", "watch", "watchlist", "refused", "gone", "unauthorized", "node"
+	accepts   []string
+	watchRVs  []string // the resourceVersion of every watch request
+	agents    []string // the User-Agent of every request
+	stop      chan struct{}
+	nodes     map[string]map[string]any
 }
 
 type watchEvent struct {
@@ -52,14 +66,143 @@ type watchEvent struct {
 // to clients that select node, until the test ends.
 func NewAPIServer(t testing.TB, node string, watchList bool, pods []map[string]any, resourceVersion int) *APIServer {
 	t.Helper()
-	s := &APIServer{t: t, node: node, watchList: watchList, changed: make(chan struct{}), stop: make(chan struct{})}
+	s := Start(node, pods, resourceVersion, t.Errorf)
+	s.watchList = watchList
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start serves pods at resourceVersion to clients that select node, outside
+// a test (a benchmark's API server); errorf reports requests a real server
+// would refuse too. Close stops it.
+func Start(node string, pods []map[string]any, resourceVersion int, errorf func(format string, args ...any)) *APIServer {
+	s := &APIServer{errorf: errorf, node: node, changed: make(chan struct{}), drop: make(chan struct{}), stop: make(chan struct{})}
 	s.rv = resourceVersion
 	s.pods = pods
-	srv := httptest.NewServer(http.HandlerFunc(s.serve))
-	s.URL = srv.URL
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(s.stop) }) // runs first: ends open watches
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.URL = s.srv.URL
 	return s
+}
+
+// Close ends open watches and stops the server.
+func (s *APIServer) Close() {
+	close(s.stop)
+	s.srv.Close()
+}
+
+// SetToken makes every request need "Authorization: Bearer token" (401
+// otherwise); empty accepts any request.
+func (s *APIServer) SetToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.token = token
+}
+
+// Compact forgets the changes so far, as etcd compaction and the watch
+// cache's window do: a watch from an older resource version than the
+// current one is answered 410 Gone ("too old resource version"), as an
+// ERROR event in a 200 response (what kube-apiserver's watch cache sends) or,
+// with httpStatus, as the response status.
+func (s *APIServer) Compact(httpStatus bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.compacted, s.goneHTTP = s.rv, httpStatus
+}
+
+// Advance moves the resource version on by n without a change to the
+// node's pods: other objects of the cluster changed.
+func (s *APIServer) Advance(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rv += n
+}
+
+// Bookmark sends a BOOKMARK event at the current resource version to open
+// watches that allow bookmarks.
+func (s *APIServer) Bookmark() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, watchEvent{rv: s.rv, typ: "BOOKMARK", obj: map[string]any{
+		"metadata": map[string]any{"resourceVersion": strconv.Itoa(s.rv)}}})
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// DropWatches breaks every open watch connection mid-stream (no final
+// chunk), as a restarting API server or a load balancer does.
+func (s *APIServer) DropWatches() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.drop)
+	s.drop = make(chan struct{})
+}
+
+// IgnoreWatchTimeouts makes watches outlive their timeoutSeconds, as a
+// connection that died without a word does: only the client's own deadline
+// ends them.
+func (s *APIServer) IgnoreWatchTimeouts() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.silent = true
+}
+
+// HoldWatches makes new watch requests wait (a slow server) until
+// ReleaseWatches.
+func (s *APIServer) HoldWatches() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hold == nil {
+		s.hold = make(chan struct{})
+	}
+}
+
+// ReleaseWatches lets held and new watch requests proceed.
+func (s *APIServer) ReleaseWatches() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hold != nil {
+		close(s.hold)
+		s.hold = nil
+	}
+}
+
+// Replace sets the node's pods without a watch event: changes that a watch
+// missed and only a list shows. The resource version moves on.
+func (s *APIServer) Replace(pods []map[string]any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rv++
+	s.pods = pods
+}
+
+// Sent returns how many watch events of a type (ADDED, MODIFIED, DELETED,
+// BOOKMARK, ERROR) were written and flushed to clients.
+func (s *APIServer) Sent(typ string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent[typ]
+}
+
+// ResourceVersion returns the current resource version.
+func (s *APIServer) ResourceVersion() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rv
+}
+
+// WatchResourceVersions returns the resourceVersion each watch request
+// started from.
+func (s *APIServer) WatchResourceVersions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.watchRVs...)
+}
+
+// UserAgents returns the User-Agent header of every request.
+func (s *APIServer) UserAgents() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.agents...)
 }
 
 // Pods returns a copy of the current pods.
@@ -141,6 +284,15 @@ func (s *APIServer) SetNode(name string, obj map[string]any) {
 
 func (s *APIServer) serve(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	s.mu.Lock()
+	s.agents = append(s.agents, r.Header.Get("User-Agent"))
+	token := s.token
+	s.mu.Unlock()
+	if token != "" && r.Header.Get("Authorization") != "Bearer "+token {
+		s.record("unauthorized")
+		s.fail(w, http.StatusUnauthorized, "Unauthorized", "Unauthorized")
+		return
+	}
 	if name, ok := strings.CutPrefix(r.URL.Path, "/api/v1/nodes/"); ok && r.Method == http.MethodGet {
 		s.mu.Lock()
 		node, found := s.nodes[name]
@@ -159,12 +311,12 @@ func (s *APIServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.URL.Path != "/api/v1/pods" || r.Method != http.MethodGet {
-		s.t.Errorf("unexpected request %s %s", r.Method, r.URL)
+		s.errorf("unexpected request %s %s", r.Method, r.URL)
 		s.fail(w, http.StatusNotFound, "NotFound", "not found")
 		return
 	}
 	if got := q.Get("fieldSelector"); got != "spec.nodeName="+s.node {
-		s.t.Errorf("request without the node's field selector: %s", r.URL)
+		s.errorf("request without the node's field selector: %s", r.URL)
 		s.fail(w, http.StatusForbidden, "Forbidden", "whole-cluster pod lists are not allowed here")
 		return
 	}
@@ -184,9 +336,22 @@ func (s *APIServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		s.record("watchlist")
 	} else {
+		s.mu.Lock()
+		s.watchRVs = append(s.watchRVs, q.Get("resourceVersion"))
+		s.mu.Unlock()
 		s.record("watch")
 	}
-	s.watch(w, r, q.Get("sendInitialEvents") == "true", q.Get("resourceVersion"))
+	timeout, _ := strconv.Atoi(q.Get("timeoutSeconds"))
+	s.watch(w, r, q.Get("sendInitialEvents") == "true", q.Get("resourceVersion"), q.Get("allowWatchBookmarks") == "true", time.Duration(timeout)*time.Second)
+}
+
+func (s *APIServer) count(typ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sent == nil {
+		s.sent = map[string]int{}
+	}
+	s.sent[typ]++
 }
 
 func (s *APIServer) record(kind string) {
@@ -205,17 +370,56 @@ func (s *APIServer) list(w http.ResponseWriter) {
 	})
 	s.mu.Unlock()
 	if err != nil {
-		s.t.Error(err)
+		s.errorf("list: %v", err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(body)
 }
 
-func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, rv string) {
+// watch streams events from rv; like kube-apiserver it ends the watch
+// after timeout (timeoutSeconds) unless IgnoreWatchTimeouts.
+func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, rv string, bookmarks bool, timeout time.Duration) {
+	s.mu.Lock()
+	if hold := s.hold; hold != nil {
+		s.mu.Unlock()
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+			return
+		case <-s.stop:
+			return
+		}
+		s.mu.Lock()
+	}
+	cursor, _ := strconv.Atoi(rv)
+	if !initial && cursor < s.compacted {
+		compacted, goneHTTP := s.compacted, s.goneHTTP
+		s.mu.Unlock()
+		s.record("gone")
+		msg := fmt.Sprintf("too old resource version: %d (%d)", cursor, compacted)
+		if goneHTTP {
+			s.fail(w, http.StatusGone, "Expired", msg)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprintf(w, `{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":%q,"reason":"Expired","code":410}}`+"\n", msg)
+		s.count("ERROR")
+		return
+	}
+	drop := s.drop
+	var expired <-chan time.Time
+	if timeout > 0 && !s.silent {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Transfer-Encoding", "chunked")
 	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush() // As kube-apiserver does: the client sees the watch open.
 	enc := json.NewEncoder(w)
 	send := func(typ string, obj map[string]any) bool {
 		o := map[string]any{"kind": "Pod", "apiVersion": "v1"}
@@ -226,10 +430,10 @@ func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, 
 			return false
 		}
 		w.(http.Flusher).Flush()
+		s.count(typ)
 		return true
 	}
 	s.mu.Lock()
-	cursor, _ := strconv.Atoi(rv)
 	if initial {
 		pods, cur := append([]map[string]any(nil), s.pods...), s.rv
 		s.mu.Unlock()
@@ -247,23 +451,34 @@ func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, 
 		s.mu.Lock()
 		cursor = cur
 	}
+	next := 0 // index of the next event to consider
+	for ; next < len(s.events) && s.events[next].rv <= cursor; next++ {
+	}
 	for {
-		var pending []watchEvent
-		for _, e := range s.events {
-			if e.rv > cursor {
-				pending = append(pending, e)
-			}
+		select {
+		case <-drop:
+			s.mu.Unlock()
+			panic(http.ErrAbortHandler) // Dropped: nothing more is sent.
+		default:
 		}
+		pending := append([]watchEvent(nil), s.events[next:]...)
+		next = len(s.events)
 		changed := s.changed
 		s.mu.Unlock()
 		for _, e := range pending {
+			if e.typ == "BOOKMARK" && !bookmarks {
+				continue
+			}
 			if !send(e.typ, e.obj) {
 				return
 			}
-			cursor = e.rv
 		}
 		select {
 		case <-changed:
+		case <-drop:
+			panic(http.ErrAbortHandler) // The connection breaks without the final chunk.
+		case <-expired:
+			return
 		case <-r.Context().Done():
 			return
 		case <-s.stop:
@@ -273,11 +488,9 @@ func (s *APIServer) watch(w http.ResponseWriter, r *http.Request, initial bool, 
 	}
 }
 
-// WriteKubeconfig writes a kubeconfig that points client-go at the server
-// and returns its path.
-func (s *APIServer) WriteKubeconfig(t testing.TB, path string) string {
-	t.Helper()
-	cfg := fmt.Sprintf(`apiVersion: v1
+// Kubeconfig returns a kubeconfig that points a client at the server.
+func (s *APIServer) Kubeconfig() string {
+	return fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
 - name: test
@@ -290,7 +503,12 @@ users:
 - name: test
   user: {}
 `, s.URL)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+}
+
+// WriteKubeconfig writes Kubeconfig to path and returns the path.
+func (s *APIServer) WriteKubeconfig(t testing.TB, path string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s.Kubeconfig()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -34,7 +34,13 @@
 // Rows: node_exporter with only the rapl collector, the same with
 // --web.disable-exporter-metrics, Kepler (when -kepler names a binary; its
 // row says "not measured" otherwise), aiwatt with no configuration, aiwatt
-// with a rule that names the sleep processes (10 workloads).
+// with a rule that names the sleep processes (10 workloads), and aiwatt
+// watching the pods of its node (-pods, default 110): a fake API server in
+// this process (internal/kubetest) serves that many realistic pods, 11 to
+// 14 KB of JSON each with managedFields and a last-applied-configuration,
+// and the agent runs with --kubernetes.node-name and
+// --kubernetes.kubeconfig pointing at it. With -baseline the baseline
+// binary gets a pod-watch row too.
 //
 // Usage (from the repository root, after make build):
 //
@@ -43,6 +49,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -62,6 +69,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/inferensys/aiwatt/internal/kubetest"
 	"github.com/inferensys/aiwatt/internal/sysfsfixture"
 )
 
@@ -86,6 +94,7 @@ type config struct {
 	kepler         string
 	keplerLabel    string
 	baseline       string
+	pods           int
 	fixture        string
 	procs          []int
 	idle           time.Duration
@@ -109,6 +118,7 @@ func main() {
 	flag.StringVar(&c.kepler, "kepler", os.Getenv("KEPLER"), "Kepler binary (default $KEPLER); empty: Kepler's row says not measured")
 	flag.StringVar(&c.keplerLabel, "kepler-label", "Kepler v0.11.4", "Kepler's row name: the version the -kepler binary was built from (its build information cannot say)")
 	flag.StringVar(&c.baseline, "baseline", "", "a second aiwatt binary (e.g. the previous commit's): adds its nothing-configured row, measured in the same windows")
+	flag.IntVar(&c.pods, "pods", 110, "pods on the agent's node in the pod-watch rows (0: no pod-watch rows)")
 	flag.StringVar(&c.fixture, "fixture", "rapl/testdata/intel-2socket.sysfs", "sysfs fixture tree every exporter serves")
 	flag.StringVar(&procs, "procs", procs, "comma-separated process counts, one scenario each (the exporter plus count-1 sleep processes)")
 	flag.DurationVar(&c.idle, "idle", 60*time.Second, "idle window over which background CPU is measured")
@@ -244,8 +254,9 @@ func run(ctx context.Context, c config, w io.Writer) error {
 			return []string{"agent", "--path.sysfs=" + sysfs, "--web.listen-address=" + addr, "--agent.interval=" + c.aiwattInterval.String(), "--config.file=" + file}, nil
 		}},
 	}
+	var base string
 	if c.baseline != "" {
-		base, err := filepath.Abs(c.baseline)
+		base, err = filepath.Abs(c.baseline)
 		if err != nil {
 			return fmt.Errorf("baseline binary %s: %w", c.baseline, err)
 		}
@@ -256,6 +267,14 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		rows = append(rows, row{name: "aiwatt baseline, nothing configured", bin: base, ready: "aiwatt_cpu_energy_joules_total", args: func(sysfs, addr, _ string) ([]string, error) {
 			return []string{"agent", "--path.sysfs=" + sysfs, "--web.listen-address=" + addr, "--agent.interval=" + c.aiwattInterval.String()}, nil
 		}})
+	}
+	if c.pods > 0 {
+		podRows, stop, err := podWatchRows(c, w, tmp, aiwattBin, base)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		rows = append(rows, podRows...)
 	}
 	for i, n := range c.procs {
 		dir := filepath.Join(tmp, fmt.Sprintf("s%d", i))
@@ -270,6 +289,48 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		printTable(w, c, n, res, time.Since(start))
 	}
 	return nil
+}
+
+// benchNode is the node name of the pod-watch rows.
+const benchNode = "bench-node-1"
+
+// podWatchRows starts the fake API server with c.pods realistic pods on
+// benchNode and returns the pod-watch rows of the aiwatt binary (and of the
+// baseline, when given) and a function that stops the server.
+func podWatchRows(c config, w io.Writer, tmp, aiwattBin, baseBin string) ([]row, func(), error) {
+	pods := kubetest.RealisticPods(benchNode, c.pods)
+	var size int
+	for _, p := range pods {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pod JSON: %w", err)
+		}
+		size += len(b)
+	}
+	api := kubetest.Start(benchNode, pods, 100000, func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "benchside: fake API server: "+format+"\n", args...)
+	})
+	kubeconfig := filepath.Join(tmp, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(api.Kubeconfig()), 0o600); err != nil {
+		api.Close()
+		return nil, nil, fmt.Errorf("write kubeconfig: %w", err)
+	}
+	fmt.Fprintf(w, "kubernetes:    fake API server (internal/kubetest) on %s: %d pods on %s, %.1f KB of JSON each on average\n",
+		api.URL, c.pods, benchNode, float64(size)/float64(c.pods)/1000)
+	args := func(sysfs, addr, _ string) ([]string, error) {
+		return []string{"agent", "--path.sysfs=" + sysfs, "--web.listen-address=" + addr, "--agent.interval=" + c.aiwattInterval.String(),
+			"--kubernetes.node-name=" + benchNode, "--kubernetes.kubeconfig=" + kubeconfig}, nil
+	}
+	rows := []row{{name: fmt.Sprintf("aiwatt, pod watch, %d pods", c.pods), bin: aiwattBin, ready: "aiwatt_cpu_energy_joules_total", args: args}}
+	if baseBin != "" {
+		rows = append(rows, row{name: fmt.Sprintf("aiwatt baseline, pod watch, %d pods", c.pods), bin: baseBin, ready: "aiwatt_cpu_energy_joules_total", args: args})
+	}
+	stop := func() {
+		fmt.Fprintf(w, "kubernetes:    the fake API server answered %d lists and %d watches (refused %d watch-lists, which falls back to list and watch)\n",
+			api.Count("list"), api.Count("watch"), api.Count("refused"))
+		api.Close()
+	}
+	return rows, stop, nil
 }
 
 // keplerArgs points Kepler at the fixture tree and /proc (its namespace's),
