@@ -4,7 +4,9 @@
 # floors, prints a compact table, then runs tools/benchside: node_exporter
 # 1.12.1, Kepler 0.11.4 and aiwatt side by side over the same fixture powercap
 # tree, at 80 and 570 processes, each pinned to one core, and prints CPU per
-# second of operation at 15 s and 30 s scrape intervals, series and RSS.
+# second of operation at 15 s and 30 s scrape intervals (measured over paced
+# windows of 6 scrapes each), series and RSS, plus aiwatt watching 110 pods
+# on a fake API server. The side-by-side part takes about 13 minutes.
 # docs/performance.md explains every number.
 #
 # Peers:
@@ -43,7 +45,7 @@ AIWATT_BIN=${AIWATT_BIN:-bin/aiwatt}
 NODE_EXPORTER_VERSION=${NODE_EXPORTER_VERSION:-v1.12.1}
 NODE_EXPORTER=${NODE_EXPORTER:-}
 KEPLER=${KEPLER:-}
-SIDE_FLAGS=${SIDE_FLAGS:-"-procs 80,570 -idle 60s -scrapes 1000 -cpu 1"}
+SIDE_FLAGS=${SIDE_FLAGS:-"-procs 80,570 -idle 60s -paced 6 -scrapes 1000 -cpu 1"}
 SKIP_SIDE=${SKIP_SIDE:-}
 SKIP_GO=${SKIP_GO:-}
 # SYSCALL_CHECK=1: before the benchmarks, strace each benchmark and its floor
