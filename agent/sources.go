@@ -63,7 +63,14 @@ func (s podResSource) Name() string { return SourcePodResources }
 func (s podResSource) Sample(ctx context.Context, _ time.Time) (source.Reading, error) {
 	allocs, err := s.client.List(ctx, "nvidia.com/")
 	if err != nil {
-		return source.Reading{Errors: source.Errors{source.ReasonOf(err): 1}}, err
+		reason := source.ReasonOf(err)
+		switch {
+		case errors.Is(err, workload.ErrMessageTooLarge):
+			reason = source.ReasonBodyTooLarge
+		case errors.Is(err, workload.ErrMalformed):
+			reason = source.ReasonParseError
+		}
+		return source.Reading{Errors: source.Errors{reason: 1}}, err
 	}
 	return source.Reading{Detail: allocs}, nil
 }

@@ -207,7 +207,7 @@ func readGRPCMessage(r io.Reader, maxMsg int) ([]byte, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])
 	if uint64(n) > uint64(maxMsg) {
-		return nil, fmt.Errorf("response message of %d bytes exceeds the limit of %d", n, maxMsg)
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, n, maxMsg)
 	}
 	msg := make([]byte, n)
 	if _, err := io.ReadFull(r, msg); err != nil {

@@ -76,7 +76,7 @@ func TestReadUnaryResponse(t *testing.T) {
 		{"+proto content type", 200, http.Header{"Content-Type": {"application/grpc+proto"}}, frame(0, []byte("x")), ok, "x", false},
 		{"compressed", 200, grpcHeader, frame(1, []byte("abc")), ok, "compressed response message refused", true},
 		{"bad flag", 200, grpcHeader, frame(2, []byte("abc")), ok, "flag 0x2", true},
-		{"over the cap", 200, grpcHeader, frame(0, make([]byte, 17)), ok, "17 bytes exceeds the limit of 16", true},
+		{"over the cap", 200, grpcHeader, frame(0, make([]byte, 17)), ok, "17 bytes, limit 16", true},
 		{"at the cap", 200, grpcHeader, frame(0, bytes.Repeat([]byte("y"), 16)), ok, strings.Repeat("y", 16), false},
 		{"truncated message", 200, grpcHeader, frame(0, []byte("abc"))[:6], ok, "unexpected EOF", true},
 		{"truncated header", 200, grpcHeader, []byte{0, 0}, ok, "header: unexpected EOF", true},

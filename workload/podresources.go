@@ -23,6 +23,15 @@ const podResourcesMaxMsg = 16 << 20
 // is absent, not failed. Test it with errors.Is.
 var ErrNoPodResources = errors.New("workload: kubelet pod-resources socket not found")
 
+// ErrMessageTooLarge is a gRPC response over the size limit; ErrMalformed
+// is a response that does not decode. A List error wraps one of them when
+// that is what went wrong, so that a source can say body_too_large or
+// parse_error.
+var (
+	ErrMessageTooLarge = errors.New("response message over the size limit")
+	ErrMalformed       = errors.New("malformed response")
+)
+
 // GPUDevice is a device ID of the NVIDIA device plugin, normalised.
 type GPUDevice struct {
 	// UUID is the physical GPU's UUID ("GPU-…"); empty when the ID names
@@ -136,7 +145,7 @@ func (c *PodResources) List(ctx context.Context, prefixes ...string) ([]DeviceAl
 	}
 	out, err := decodeListResponse(msg, prefixes, nil)
 	if err != nil {
-		return nil, fmt.Errorf("pod-resources List on %s: decode ListPodResourcesResponse: %w", c.socket, err)
+		return nil, fmt.Errorf("pod-resources List on %s: %w: decode ListPodResourcesResponse: %w", c.socket, ErrMalformed, err)
 	}
 	return out, nil
 }

@@ -330,7 +330,7 @@ func TestPodResourcesResponseTooLarge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	got, err := c.List(ctx, "nvidia.com/")
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("exceeds the limit of %d", podResourcesMaxMsg)) || got != nil {
+	if !errors.Is(err, ErrMessageTooLarge) || !strings.Contains(err.Error(), fmt.Sprintf("limit %d", podResourcesMaxMsg)) || got != nil {
 		t.Fatalf("List = %d allocations, %v; want the size limit", len(got), err)
 	}
 	srv.mu.Lock()
