@@ -149,9 +149,11 @@ type Scanner struct {
 	bigBuf  []byte // cgroup, cmdline, status
 	pathBuf []byte // "<pid>/<file>\x00", relative to the root fd
 	pids    []int
-	dchild  []uint64    // growth of cutime+cstime per process of the current scan
-	gone    []procEntry // entries of PIDs reused in the current scan
-	recheck int         // scans between command-line rechecks; <= 0 never
+	ents    []*procEntry // the cache entry of each process of the current scan
+	seen    int          // cache entries the current scan has seen
+	dchild  []uint64     // growth of cutime+cstime per process of the current scan
+	gone    []procEntry  // entries of PIDs reused in the current scan
+	recheck int          // scans between command-line rechecks; <= 0 never
 
 	// readAt reads the file at path (NUL-terminated, relative to dirfd) into
 	// buf. untilEOF reads past a newline. Tests replace it.
@@ -250,6 +252,11 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 	if err := s.list(rootfd); err != nil {
 		return nil, fmt.Errorf("list %s: %w", s.root, err)
 	}
+	// procfs lists PIDs in ascending order, so this is normally a check;
+	// reading in PID order returns the processes sorted without sorting them.
+	if !slices.IsSorted(s.pids) {
+		slices.Sort(s.pids)
+	}
 	if s.afterList != nil {
 		s.afterList(s.pids)
 	}
@@ -257,9 +264,11 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 	s.gen++
 	res := &ScanResult{Processes: make([]Process, 0, len(s.pids)), Uptime: uptime}
 	s.dchild = s.dchild[:0]
+	s.ents = s.ents[:0]
 	s.gone = s.gone[:0]
+	s.seen = 0
 	for _, pid := range s.pids {
-		p, dchild, reason, err := s.process(rootfd, pid, uptime, res)
+		p, e, dchild, reason, err := s.process(rootfd, pid, uptime, res)
 		if reason != "" {
 			if res.Skipped == nil {
 				res.Skipped = make(map[string]uint64, 2)
@@ -272,29 +281,32 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 		}
 		res.Processes = append(res.Processes, p)
 		s.dchild = append(s.dchild, dchild)
+		s.ents = append(s.ents, e)
 	}
 	s.reap(res)
-	for pid, e := range s.cache {
-		if e.gen != s.gen {
-			delete(s.cache, pid)
+	if s.vanished() {
+		for pid, e := range s.cache {
+			if e.gen != s.gen {
+				delete(s.cache, pid)
+			}
 		}
 	}
-	slices.SortFunc(res.Processes, func(a, b Process) int { return a.PID - b.PID })
 	s.first = false
 	s.prevUptime = uptime
 	return res, nil
 }
 
-// process reads one process; a non-empty reason means it was skipped, and
-// err is then the read error of the file named by s.pathBuf, if any.
-func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Process, uint64, string, error) {
+// process reads one process and returns it with its cache entry; a
+// non-empty reason means it was skipped, and err is then the read error of
+// the file named by s.pathBuf, if any.
+func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Process, *procEntry, uint64, string, error) {
 	b, err := s.readAt(rootfd, s.path(pid, "stat"), s.statBuf, false)
 	if err != nil {
-		return Process{}, 0, reason(err), err
+		return Process{}, nil, 0, reason(err), err
 	}
 	st, ok := parseStat(b)
 	if !ok {
-		return Process{}, 0, ReasonParseError, errors.New("cannot parse")
+		return Process{}, nil, 0, ReasonParseError, errors.New("cannot parse")
 	}
 	e := s.cache[pid]
 	if e != nil && e.start != st.start {
@@ -320,7 +332,7 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 	if e == nil || e.info.Comm != string(st.comm) || s.execed(rootfd, pid, e, &st) { // string compare does not allocate
 		info, err := s.readInfo(rootfd, pid, st.comm)
 		if err != nil {
-			return Process{}, 0, reason(err), err
+			return Process{}, nil, 0, reason(err), err
 		}
 		if e == nil {
 			e = &procEntry{start: st.start}
@@ -330,6 +342,9 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 			res.Execs++
 		}
 		e.info = info
+	}
+	if e.gen != s.gen {
+		s.seen++
 	}
 	e.ticks, e.children, e.ppid, e.gen = st.ticks, st.children, st.ppid, s.gen
 	e.startCode, e.startStack = st.startCode, st.startStack
@@ -341,8 +356,13 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 		DeltaCPUSeconds: float64(delta) / s.hz,
 		ChildCPUSeconds: float64(st.children) / s.hz,
 		Info:            e.info,
-	}, dchild, "", nil
+	}, e, dchild, "", nil
 }
+
+// vanished reports whether the cache holds entries the current scan did not
+// see (processes that exited or could not be read), which reap and Scan
+// then look for; in a steady state none did and the cache is not walked.
+func (s *Scanner) vanished() bool { return len(s.cache) > s.seen }
 
 // execed reports whether the process behind a cached entry has exec'd
 // under the same comm since the previous scan. The signal is free: the
@@ -377,9 +397,11 @@ func (s *Scanner) execed(rootfd, pid int, e *procEntry, st *stat) bool {
 // cgroup in the interval: then it is that cgroup's and none is credited.
 func (s *Scanner) reap(res *ScanResult) {
 	if !s.first {
-		for _, e := range s.cache {
-			if e.gen != s.gen {
-				s.owe(e)
+		if s.vanished() {
+			for _, e := range s.cache {
+				if e.gen != s.gen {
+					s.owe(e)
+				}
 			}
 		}
 		for i := range s.gone {
@@ -388,7 +410,7 @@ func (s *Scanner) reap(res *ScanResult) {
 	}
 	for i := range res.Processes {
 		p := &res.Processes[i]
-		e := s.cache[p.PID]
+		e := s.ents[i]
 		d := s.dchild[i]
 		if e.owed > 0 {
 			used := min(e.owed, d)
@@ -586,71 +608,87 @@ type stat struct {
 	startStack uint64
 }
 
+// maxStatComm bounds comm as /proc/PID/stat shows it: the kernel formats
+// it into a 64-byte buffer (proc_task_name), workqueue workers' longer
+// names included.
+const maxStatComm = 63
+
+// statReadFields are the fields of /proc/PID/stat that parseStat reads, as a
+// bit set by field number.
+const statReadFields = 1<<4 | 1<<14 | 1<<15 | 1<<16 | 1<<17 | 1<<22 | 1<<26 | 1<<28
+
 // parseStat parses /proc/PID/stat: "pid (comm) state ppid(4) … utime(14)
 // stime(15) cutime(16) cstime(17) … starttime(22) … startcode(26)
 // endcode(27) startstack(28) …". comm may hold spaces and parentheses, so
-// the fields start after the last ')'. Fields after 22 are optional.
+// the fields start after the last ')' (looked for within the longest comm
+// the kernel writes: no later field holds one). Fields after 22 are
+// optional. It makes one pass over fields 3 to 28, accumulating the digits
+// of the fields it reads and skipping the others, and does not allocate: a
+// scan parses every process's stat every tick.
 func parseStat(b []byte) (stat, bool) {
 	open := bytes.IndexByte(b, '(')
-	end := bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
+	if open < 0 {
 		return stat{}, false
 	}
+	end := bytes.LastIndexByte(b[:min(len(b), open+maxStatComm+2)], ')')
+	if end < 0 {
+		end = bytes.LastIndexByte(b, ')')
+		if end < 0 {
+			return stat{}, false
+		}
+	}
 	st := stat{comm: b[open+1 : end]}
-	rest := bytes.TrimRight(b[end+1:], "\n")
-	var utime, stime, cutime, cstime uint64
+	rest := b[end+1:]
+	for len(rest) > 0 && rest[len(rest)-1] == '\n' {
+		rest = rest[:len(rest)-1]
+	}
+	var f [29]uint64 // by field number; only those of statReadFields are set
+	i, n := 0, len(rest)
 	// Field 3 (state) is the first after ')'; utime is field 14.
 	for field := 3; field <= 28; field++ {
-		for len(rest) > 0 && rest[0] == ' ' {
-			rest = rest[1:]
+		for i < n && rest[i] == ' ' {
+			i++
 		}
-		i := bytes.IndexByte(rest, ' ')
-		if i < 0 {
-			i = len(rest)
+		start := i
+		if statReadFields&(1<<field) == 0 {
+			for i < n && rest[i] != ' ' {
+				i++
+			}
+		} else {
+			// The digits accumulate on the way, by parseUint's rule: a
+			// non-empty decimal below 2^63.
+			var v uint64
+			ok := true
+			for ; i < n && rest[i] != ' '; i++ {
+				if d := rest[i] - '0'; d <= 9 && v <= (1<<63)/10 {
+					v = v*10 + uint64(d)
+				} else {
+					ok = false
+				}
+			}
+			if !ok {
+				switch field {
+				case 4, 14, 15, 22:
+					return stat{}, false
+				}
+				v = 0 // cutime and cstime are signed in the kernel: a negative value counts as 0
+			}
+			f[field] = v
 		}
-		tok := rest[:i]
-		rest = rest[i:]
-		if len(tok) == 0 {
+		if i == start {
 			if field > 22 {
 				break
 			}
 			return stat{}, false
 		}
-		switch field {
-		case 4:
-			v, ok := parseUint(tok)
-			if !ok || v > 1<<30 {
-				return stat{}, false
-			}
-			st.ppid = int(v)
-		case 14, 15, 22:
-			v, ok := parseUint(tok)
-			if !ok {
-				return stat{}, false
-			}
-			switch field {
-			case 14:
-				utime = v
-			case 15:
-				stime = v
-			case 22:
-				st.start = v
-			}
-		case 16, 17:
-			v, _ := parseUint(tok) // signed in the kernel; a negative value counts as 0
-			if field == 16 {
-				cutime = v
-			} else {
-				cstime = v
-			}
-		case 26:
-			st.startCode, _ = parseUint(tok)
-		case 28:
-			st.startStack, _ = parseUint(tok)
-		}
 	}
-	st.ticks = utime + stime
-	st.children = cutime + cstime
+	if f[4] > 1<<30 {
+		return stat{}, false
+	}
+	st.ppid, st.start = int(f[4]), f[22]
+	st.startCode, st.startStack = f[26], f[28]
+	st.ticks = f[14] + f[15]
+	st.children = f[16] + f[17]
 	return st, true
 }
 

@@ -2,8 +2,11 @@ package workload
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -378,5 +381,79 @@ func TestClockTicks(t *testing.T) {
 	}
 	if got := NewScanner("/proc", ScannerOptions{ClockTicks: 250}).ClockTicks(); got != 250 {
 		t.Errorf("override ignored: %d", got)
+	}
+}
+
+// statByFields is a plain reading of /proc/PID/stat with strings.FieldsFunc,
+// the specification parseStat's single pass must agree with.
+func statByFields(line string) (stat, bool) {
+	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
+	if open < 0 || end < open {
+		return stat{}, false
+	}
+	f := strings.FieldsFunc(strings.TrimRight(line[end+1:], "\n"), func(r rune) bool { return r == ' ' })
+	if len(f) < 20 { // fields 3 … 22
+		return stat{}, false
+	}
+	num := func(field int) (uint64, bool) {
+		if field-3 >= len(f) {
+			return 0, true
+		}
+		v, err := strconv.ParseUint(f[field-3], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		return v, true
+	}
+	st := stat{comm: []byte(line[open+1 : end])}
+	ppid, ok1 := num(4)
+	ut, ok2 := num(14)
+	stt, ok3 := num(15)
+	start, ok4 := num(22)
+	if !ok1 || !ok2 || !ok3 || !ok4 || ppid > 1<<30 {
+		return stat{}, false
+	}
+	cut, _ := num(16)
+	cst, _ := num(17)
+	st.ppid, st.ticks, st.children, st.start = int(ppid), ut+stt, cut+cst, start
+	st.startCode, _ = num(26)
+	st.startStack, _ = num(28)
+	return st, true
+}
+
+// TestParseStatAgreesWithFields checks the allocation-free single pass
+// against statByFields over generated lines: odd comms, negative child
+// times, runs of spaces, lines cut after any field, hidden addresses.
+func TestParseStatAgreesWithFields(t *testing.T) {
+	rng := rand.New(rand.NewPCG(18, 2000))
+	comms := []string{"python3", "a b", "x) (y", ")", "", "kworker/0:1-events"}
+	tokens := []string{"0", "1", "42", "-1", "9223372036854775807", "99999999999999999999", "S", "x1"}
+	for n := range 5000 {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d (%s)", n, comms[rng.IntN(len(comms))])
+		fields := 3 + rng.IntN(50)
+		for range fields {
+			b.WriteString(strings.Repeat(" ", 1+rng.IntN(2)*rng.IntN(3)))
+			if rng.IntN(3) == 0 {
+				b.WriteString(tokens[rng.IntN(len(tokens))])
+			} else {
+				b.WriteString(strconv.Itoa(rng.IntN(1 << 20)))
+			}
+		}
+		if rng.IntN(2) == 0 {
+			b.WriteString("\n")
+		}
+		line := b.String()
+		got, gok := parseStat([]byte(line))
+		want, wok := statByFields(line)
+		if gok != wok || (gok && (string(got.comm) != string(want.comm) || got.ppid != want.ppid || got.ticks != want.ticks ||
+			got.children != want.children || got.start != want.start || got.startCode != want.startCode || got.startStack != want.startStack)) {
+			t.Fatalf("parseStat(%q) = %+v %v, want %+v %v", line, got, gok, want, wok)
+		}
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		parseStat([]byte("1 (x) S 1 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 0 0 0 0 4194304 4200000 140730000000000\n"))
+	}); a != 0 {
+		t.Errorf("parseStat allocates %v times", a)
 	}
 }
