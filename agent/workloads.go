@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/inferensys/aiwatt/attribution"
@@ -80,10 +81,9 @@ type workloadSource struct {
 	cpuShares      []attribution.Share // the latest scan's CPU time per workload
 	cpuBusy        float64             // the latest scan's busy share without steal; -1 unknown
 
-	pidKeys map[int]attribution.Key // this tick's processes, for GPUs
-	owners  *workload.Owners        // this tick's processes, for inference targets
-	pidIdx  map[int]int             // this tick's PID → index in the scan, reused across ticks
-	scaled  []attribution.Result
+	owners *workload.Owners // this tick's processes, for GPUs and inference targets
+	pidIdx map[int]int      // this tick's PID → index in the scan when a process needs its ancestors, reused across ticks
+	scaled []attribution.Result
 	// parts backs the Workloads of scaled; both are reused by every scale
 	// call, whose result the ledger has consumed before the next call.
 	parts []attribution.Part
@@ -242,21 +242,9 @@ type tickInputs struct {
 func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) Attribution {
 	if in.scan != nil {
 		procs := in.scan.Processes
-		if w.pidIdx == nil {
-			w.pidIdx = make(map[int]int, len(procs))
-		}
-		clear(w.pidIdx)
-		for i := range procs {
-			w.pidIdx[procs[i].PID] = i
-		}
-		w.procs, w.keys = procs, inheritKeys(procs, w.resolver.Resolve(procs), w.pidIdx)
-		clear(w.pidKeys)
-		if w.pidKeys == nil {
-			w.pidKeys = make(map[int]attribution.Key, len(procs))
-		}
-		for i := range procs {
-			w.pidKeys[procs[i].PID] = w.keys[i]
-		}
+		// The previous tick's keys are consumed (the CPU account and the
+		// owners index copy them): their array is reused.
+		w.procs, w.keys = procs, w.inheritKeys(procs, w.resolver.ResolveTo(w.keys, procs))
 		w.owners = w.resolver.Owners(procs, w.keys)
 		// CPU time per workload from cgroup counters where they stand for one
 		// workload, else from the processes (reaped children included).
@@ -306,7 +294,7 @@ func (w *workloadSource) gpuDevices(gpus []gpuTick, allocs []workload.DeviceAllo
 	}
 	ix := workload.IndexGPUAllocations(allocs)
 	claimer := workload.GPUClaimer{
-		KeyOf:    func(pid int) attribution.Key { return w.pidKeys[pid] }, // A PID not in the scan belongs to no workload.
+		KeyOf:    func(pid int) attribution.Key { k, _ := w.owners.PID(pid); return k }, // A PID not in the scan belongs to no workload.
 		AllocKey: w.allocKey,
 		PodKey:   w.podRefKey,
 	}
@@ -485,8 +473,20 @@ func (a *Agent) applyWorkloads(cfg *Config) error {
 // launcher covers the whole process tree it forks (an engine core, data
 // loader workers, a torchrun's ranks). Pods are named by their cgroups and
 // need no inheritance.
-// idx maps each PID to its index in procs.
-func inheritKeys(procs []workload.Process, keys []attribution.Key, idx map[int]int) []attribution.Key {
+// The index of PIDs it needs is built only when a process has no workload
+// of its own.
+func (w *workloadSource) inheritKeys(procs []workload.Process, keys []attribution.Key) []attribution.Key {
+	if !slices.ContainsFunc(keys, attribution.Key.IsZero) {
+		return keys
+	}
+	if w.pidIdx == nil {
+		w.pidIdx = make(map[int]int, len(procs))
+	}
+	clear(w.pidIdx)
+	for i := range procs {
+		w.pidIdx[procs[i].PID] = i
+	}
+	idx := w.pidIdx
 	for i := range procs {
 		if !keys[i].IsZero() {
 			continue

@@ -1,20 +1,27 @@
 package workload
 
 import (
+	"slices"
+
 	"github.com/inferensys/aiwatt/attribution"
 )
 
 // Resolver names the workload of each process: the container of a known
 // pod when the process's cgroup names one, else the first matching rule,
 // else none (the zero Key, whose activity is unattributed). It caches the
-// rule outcome per ProcessInfo, so regular expressions run once per process.
-// It is not safe for concurrent use.
+// outcome per ProcessInfo, which a [Scanner] makes once per process (PID and
+// start time) and again after an exec, so regular expressions run once per
+// process and a PID reused by another process, or a process that exec'd,
+// is resolved afresh; a cached pod outcome is kept while the pod lookup
+// returns the same pod. It is not safe for concurrent use.
 type Resolver struct {
 	matcher *Matcher
 	pods    PodLookup
 	cache   map[*ProcessInfo]*resolved
 	gen     uint32
-	owners  Owners // reused by Owners
+	touched int     // cache entries the current Resolve has used
+	rules   []int32 // the rule of each process of the last Resolve, for Owners
+	owners  Owners  // reused by Owners
 }
 
 type resolved struct {
@@ -37,32 +44,49 @@ func NewResolver(m *Matcher, pods PodLookup) *Resolver {
 // Cached outcomes of processes absent from procs are dropped, so call it
 // with every process of a scan.
 func (r *Resolver) Resolve(procs []Process) []attribution.Key {
+	return r.ResolveTo(nil, procs)
+}
+
+// ResolveTo is Resolve writing into dst's array when it is large enough
+// (a sampling loop passes the previous tick's slice back), so that a tick
+// does not allocate a key per process.
+func (r *Resolver) ResolveTo(dst []attribution.Key, procs []Process) []attribution.Key {
 	r.gen++
-	out := make([]attribution.Key, len(procs))
+	r.touched = 0
+	out := slices.Grow(dst[:0], len(procs))[:len(procs)]
+	r.rules = slices.Grow(r.rules[:0], len(procs))[:len(procs)]
 	for i := range procs {
-		out[i] = r.key(procs[i].Info)
+		e := r.key(procs[i].Info)
+		out[i], r.rules[i] = e.key, int32(e.rule)
 	}
-	for info, e := range r.cache {
-		if e.gen != r.gen {
-			delete(r.cache, info)
+	if len(r.cache) > r.touched {
+		// Some process of the previous call is gone (or exec'd): forget it.
+		for info, e := range r.cache {
+			if e.gen != r.gen {
+				delete(r.cache, info)
+			}
 		}
 	}
 	return out
 }
 
-func (r *Resolver) key(info *ProcessInfo) attribution.Key {
+func (r *Resolver) key(info *ProcessInfo) *resolved {
 	e := r.cache[info]
 	var pod *PodMeta
 	if uid := info.Cgroup.PodUID; uid != "" && r.pods != nil {
 		pod, _ = r.pods.Pod(uid)
 	}
+	if e != nil && e.gen != r.gen {
+		r.touched++
+	}
 	if e != nil && e.pod == pod {
 		e.gen = r.gen
-		return e.key
+		return e
 	}
 	if e == nil {
 		e = &resolved{}
 		r.cache[info] = e
+		r.touched++
 	}
 	e.gen, e.pod, e.rule = r.gen, pod, -1
 	if pod != nil {
@@ -71,10 +95,10 @@ func (r *Resolver) key(info *ProcessInfo) attribution.Key {
 			name = c.Name
 		}
 		e.key = r.matcher.PodKey(pod, name)
-		return e.key
+		return e
 	}
 	e.key, e.rule = r.matcher.Match(info)
-	return e.key
+	return e
 }
 
 // CPUAllocation returns the CPU requests of the regular containers of
@@ -131,8 +155,14 @@ func (r *Resolver) Owners(procs []Process, keys []attribution.Key) *Owners {
 		if k.IsZero() {
 			continue
 		}
-		if e := r.cache[p.Info]; e != nil && e.rule >= 0 && e.rule < len(r.matcher.rules) {
-			if name := r.matcher.rules[e.rule].name; name != "" {
+		rule := -1
+		if len(r.rules) == len(procs) {
+			rule = int(r.rules[i])
+		} else if e := r.cache[p.Info]; e != nil {
+			rule = e.rule
+		}
+		if rule >= 0 && rule < len(r.matcher.rules) {
+			if name := r.matcher.rules[rule].name; name != "" {
 				if _, ok := o.byRule[name]; !ok {
 					o.byRule[name] = k
 				}
