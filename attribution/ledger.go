@@ -46,10 +46,19 @@ type Ledger struct {
 	foldedJoules Totals
 	invalid      uint64
 	newKeys      []Key // scratch
+	// ents holds, for every part of the results of the current Add in
+	// order, its live entry (nil when it had none at the first look), so
+	// each part is looked up once.
+	ents []*entry
+	// sorted is the live entries in key order, for Snapshot; rebuilt only
+	// after a key came or went (dirty).
+	sorted []*entry
+	dirty  bool
 }
 
 // entry is one live workload.
 type entry struct {
+	key      Key
 	totals   Totals
 	lastSeen time.Time
 }
@@ -88,12 +97,16 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 	// Admit new keys first, in a fixed order, so that which keys fold does
 	// not depend on the order of devices or of shares.
 	l.newKeys = l.newKeys[:0]
+	l.ents = l.ents[:0]
 	for i := range results {
 		for _, p := range results[i].Workloads {
 			if p.Key == OtherKey {
+				l.ents = append(l.ents, nil)
 				continue
 			}
-			if e, ok := l.live[p.Key]; ok {
+			e := l.live[p.Key]
+			l.ents = append(l.ents, e)
+			if e != nil {
 				e.lastSeen = now
 				continue
 			}
@@ -108,15 +121,19 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 	l.newKeys = slices.Compact(l.newKeys)
 	for _, k := range l.newKeys {
 		if len(l.live) < l.maxKeys {
-			l.live[k] = &entry{lastSeen: now}
+			l.live[k] = &entry{key: k, lastSeen: now}
+			l.dirty = true
 			continue
 		}
 		l.folded[k] = now
 		l.foldedKeys++
 	}
 
+	ents := l.ents
 	for i := range results {
 		r := &results[i]
+		parts := ents[:len(r.Workloads)]
+		ents = ents[len(r.Workloads):]
 		if r.Invalid || !r.Component.Valid() {
 			l.invalid++
 			continue
@@ -124,8 +141,12 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 		c := r.Component
 		l.idle[c] += r.Idle
 		l.unattributed[c] += r.Unattributed
-		for _, p := range r.Workloads {
-			if e, ok := l.live[p.Key]; ok {
+		for j, p := range r.Workloads {
+			e := parts[j]
+			if e == nil && len(l.newKeys) > 0 && p.Key != OtherKey {
+				e = l.live[p.Key] // live since the first look, or folded
+			}
+			if e != nil {
 				e.totals[c] += p.Joules
 				continue
 			}
@@ -142,6 +163,7 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 	for k, e := range l.live {
 		if e.lastSeen.Before(cutoff) {
 			delete(l.live, k)
+			l.dirty = true
 		}
 	}
 	for k, seen := range l.folded {
@@ -195,10 +217,17 @@ func (l *Ledger) Snapshot() LedgerSnapshot {
 		InvalidResults: l.invalid,
 		Live:           len(l.live),
 	}
-	for k, e := range l.live {
-		s.Workloads = append(s.Workloads, WorkloadTotal{Key: k, Joules: e.totals})
+	if l.dirty {
+		l.sorted = l.sorted[:0]
+		for _, e := range l.live {
+			l.sorted = append(l.sorted, e)
+		}
+		slices.SortFunc(l.sorted, func(a, b *entry) int { return a.key.Compare(b.key) })
+		l.dirty = false
 	}
-	slices.SortFunc(s.Workloads, func(a, b WorkloadTotal) int { return a.Key.Compare(b.Key) })
+	for _, e := range l.sorted {
+		s.Workloads = append(s.Workloads, WorkloadTotal{Key: e.key, Joules: e.totals})
+	}
 	if l.otherSeen {
 		s.Workloads = append(s.Workloads, WorkloadTotal{Key: OtherKey, Joules: l.other})
 	}

@@ -197,3 +197,42 @@ func TestNewLedgerRefusesNegative(t *testing.T) {
 		t.Error("negative cap accepted")
 	}
 }
+
+// The snapshot's workloads stay in key order, with current totals, as keys
+// come and go between snapshots (the ledger keeps the order and sorts again
+// only when its keys changed).
+func TestLedgerSnapshotOrderFollowsKeys(t *testing.T) {
+	l, err := NewLedger(LedgerOptions{Retention: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := func(s LedgerSnapshot) []Key {
+		var ks []Key
+		for _, w := range s.Workloads {
+			ks = append(ks, w.Key)
+		}
+		return ks
+	}
+	// kC sorts first (empty namespace), then kA, then kB.
+	l.Add(t0, []Result{res(CPU, 1, kB, kC)})
+	if got := order(l.Snapshot()); fmt.Sprint(got) != fmt.Sprint([]Key{kC, kB}) {
+		t.Fatalf("order %v", got)
+	}
+	l.Add(t0.Add(5*time.Second), []Result{res(CPU, 2, kA, kB)})
+	s := l.Snapshot()
+	if got := order(s); fmt.Sprint(got) != fmt.Sprint([]Key{kC, kA, kB}) {
+		t.Fatalf("after kA came: order %v", got)
+	}
+	if s.Workloads[2].Joules[CPU] != 3 || s.Workloads[1].Joules[CPU] != 2 {
+		t.Fatalf("totals %+v", s.Workloads)
+	}
+	// kC is last seen at t0: gone 10 s later; the others keep counting.
+	l.Add(t0.Add(11*time.Second), []Result{res(CPU, 1, kA, kB)})
+	s = l.Snapshot()
+	if got := order(s); fmt.Sprint(got) != fmt.Sprint([]Key{kA, kB}) || s.Live != 2 {
+		t.Fatalf("after kC expired: order %v, live %d", got, s.Live)
+	}
+	if s.Workloads[0].Joules[CPU] != 3 || s.Workloads[1].Joules[CPU] != 4 {
+		t.Fatalf("totals %+v", s.Workloads)
+	}
+}
