@@ -406,24 +406,34 @@ func (w *workloadSource) snapshot() Attribution {
 	es := w.energy.Snapshot()
 	loc := w.co2Loc.Snapshot()
 	mkt := w.co2Mkt.Snapshot()
-	co2 := func(i int, s attribution.LedgerSnapshot) map[attribution.Key]float64 {
+	// The CO2e ledgers see the same workloads at the same times as the
+	// energy ledger, so their snapshots list them in the same order: the
+	// grams of es.Workloads[j] are normally at index j. A map by key is
+	// built only for a snapshot where that does not hold.
+	var built [3]bool
+	co2 := func(i int, s *attribution.LedgerSnapshot, j int, k attribution.Key) float64 {
+		if j < len(s.Workloads) && s.Workloads[j].Key == k {
+			return s.Workloads[j].Joules.Sum()
+		}
 		m := w.co2ByKey[i]
-		if m == nil {
-			m = make(map[attribution.Key]float64, len(s.Workloads))
-			w.co2ByKey[i] = m
+		if !built[i] {
+			if m == nil {
+				m = make(map[attribution.Key]float64, len(s.Workloads))
+				w.co2ByKey[i] = m
+			}
+			clear(m)
+			for _, wt := range s.Workloads {
+				m[wt.Key] = wt.Joules.Sum()
+			}
+			built[i] = true
 		}
-		clear(m)
-		for _, wt := range s.Workloads {
-			m[wt.Key] = wt.Joules.Sum()
-		}
-		return m
+		return m[k]
 	}
-	locByKey, mktByKey := co2(0, loc), co2(1, mkt)
 	hasMarket := len(w.intensity) > 0 && w.intensity[len(w.intensity)-1].Basis == string(carbon.BasisMarket)
 	hasMarginal := w.carbon.mcalc != nil && w.marginal != nil
-	var margByKey map[attribution.Key]float64
+	var marg attribution.LedgerSnapshot
 	if hasMarginal {
-		margByKey = co2(2, w.co2Marg.Snapshot())
+		marg = w.co2Marg.Snapshot()
 	}
 	out := Attribution{
 		Policy: string(w.policy.Idle), Idle: Joules(es.Idle), Unattributed: Joules(es.Unattributed),
@@ -439,12 +449,14 @@ func (w *workloadSource) snapshot() Attribution {
 	if out.Policy == "" {
 		out.Policy = string(attribution.IdleNode)
 	}
-	for _, wt := range es.Workloads {
+	for j, wt := range es.Workloads {
 		we := WorkloadEnergy{Key: Workload(wt.Key), Joules: Joules(wt.Joules)}
 		if w.carbon.calc != nil {
-			we.CO2eLocation = locByKey[wt.Key]
-			we.CO2eMarket, we.HasMarket = mktByKey[wt.Key], hasMarket
-			we.CO2eMarginal, we.HasMarginal = margByKey[wt.Key], hasMarginal
+			we.CO2eLocation = co2(0, &loc, j, wt.Key)
+			we.CO2eMarket, we.HasMarket = co2(1, &mkt, j, wt.Key), hasMarket
+			if hasMarginal {
+				we.CO2eMarginal, we.HasMarginal = co2(2, &marg, j, wt.Key), true
+			}
 		}
 		out.Workloads = append(out.Workloads, we)
 	}
