@@ -81,15 +81,19 @@ type workloadSource struct {
 	cpuShares      []attribution.Share // the latest scan's CPU time per workload
 	cpuBusy        float64             // the latest scan's busy share without steal; -1 unknown
 
-	owners *workload.Owners // this tick's processes, for GPUs and inference targets
-	pidIdx map[int]int      // this tick's PID → index in the scan when a process needs its ancestors, reused across ticks
-	scaled []attribution.Result
+	owners  *workload.Owners     // this tick's processes, for GPUs and inference targets
+	claimer *workload.GPUClaimer // names each GPU's workloads, kept for its scratch index
+	pidIdx  map[int]int          // this tick's PID → index in the scan when a process needs its ancestors, reused across ticks
+	scaled  []attribution.Result
 	// parts backs the Workloads of scaled; both are reused by every scale
 	// call, whose result the ledger has consumed before the next call.
 	parts []attribution.Part
 	// co2ByKey holds snapshot's per-workload CO2e of each ledger (location,
 	// market, marginal), cleared and reused every tick.
 	co2ByKey [3]map[attribution.Key]float64
+	// snaps backs the Workloads of the ledger snapshots snapshot reads:
+	// energy, location, market, marginal.
+	snaps [4][]attribution.WorkloadTotal
 }
 
 func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *workloadSource) (*workloadSource, error) {
@@ -293,14 +297,16 @@ func (w *workloadSource) gpuDevices(gpus []gpuTick, allocs []workload.DeviceAllo
 		return nil
 	}
 	ix := workload.IndexGPUAllocations(allocs)
-	claimer := workload.GPUClaimer{
-		KeyOf:    func(pid int) attribution.Key { k, _ := w.owners.PID(pid); return k }, // A PID not in the scan belongs to no workload.
-		AllocKey: w.allocKey,
-		PodKey:   w.podRefKey,
+	if w.claimer == nil {
+		w.claimer = &workload.GPUClaimer{
+			KeyOf:    func(pid int) attribution.Key { k, _ := w.owners.PID(pid); return k }, // A PID not in the scan belongs to no workload.
+			AllocKey: w.allocKey,
+			PodKey:   w.podRefKey,
+		}
 	}
 	out := make([]attribution.Device, 0, len(gpus))
 	for _, g := range gpus {
-		d, _ := claimer.Claim(&g.sample, &ix)
+		d, _ := w.claimer.Claim(&g.sample, &ix)
 		d.Joules = g.joules
 		out = append(out, d)
 	}
@@ -403,9 +409,11 @@ func (w *workloadSource) scale(results []attribution.Result, f float64) []attrib
 }
 
 func (w *workloadSource) snapshot() Attribution {
-	es := w.energy.Snapshot()
-	loc := w.co2Loc.Snapshot()
-	mkt := w.co2Mkt.Snapshot()
+	// The ledger snapshots are read here only: their arrays are reused.
+	es := w.energy.SnapshotTo(w.snaps[0])
+	loc := w.co2Loc.SnapshotTo(w.snaps[1])
+	mkt := w.co2Mkt.SnapshotTo(w.snaps[2])
+	w.snaps[0], w.snaps[1], w.snaps[2] = es.Workloads, loc.Workloads, mkt.Workloads
 	// The CO2e ledgers see the same workloads at the same times as the
 	// energy ledger, so their snapshots list them in the same order: the
 	// grams of es.Workloads[j] are normally at index j. A map by key is
@@ -433,7 +441,8 @@ func (w *workloadSource) snapshot() Attribution {
 	hasMarginal := w.carbon.mcalc != nil && w.marginal != nil
 	var marg attribution.LedgerSnapshot
 	if hasMarginal {
-		marg = w.co2Marg.Snapshot()
+		marg = w.co2Marg.SnapshotTo(w.snaps[3])
+		w.snaps[3] = marg.Workloads
 	}
 	out := Attribution{
 		Policy: string(w.policy.Idle), Idle: Joules(es.Idle), Unattributed: Joules(es.Unattributed),

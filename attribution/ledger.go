@@ -205,11 +205,16 @@ type LedgerSnapshot struct {
 }
 
 // Snapshot returns a copy of the totals.
-func (l *Ledger) Snapshot() LedgerSnapshot {
+func (l *Ledger) Snapshot() LedgerSnapshot { return l.SnapshotTo(nil) }
+
+// SnapshotTo is Snapshot with its Workloads written into buf's array when
+// it is large enough: a caller that consumes each snapshot before the next
+// passes the previous one's Workloads back and allocates none.
+func (l *Ledger) SnapshotTo(buf []WorkloadTotal) LedgerSnapshot {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := LedgerSnapshot{
-		Workloads:      make([]WorkloadTotal, 0, len(l.live)+1),
+		Workloads:      slices.Grow(buf[:0], len(l.live)+1),
 		Idle:           l.idle,
 		Unattributed:   l.unattributed,
 		FoldedKeys:     l.foldedKeys,

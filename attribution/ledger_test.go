@@ -236,3 +236,28 @@ func TestLedgerSnapshotOrderFollowsKeys(t *testing.T) {
 		t.Fatalf("totals %+v", s.Workloads)
 	}
 }
+
+// SnapshotTo gives what Snapshot gives, in the array passed back to it once
+// that is large enough.
+func TestLedgerSnapshotTo(t *testing.T) {
+	l, err := NewLedger(LedgerOptions{MaxKeys: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Add(t0, []Result{res(CPU, 1, kA, kB, kC)}) // kC folded into other
+	var buf []WorkloadTotal
+	for i := range 3 {
+		l.Add(t0.Add(time.Duration(i)*time.Second), []Result{res(GPU, float64(i), kA, kB)})
+		s := l.SnapshotTo(buf)
+		if want := l.Snapshot(); fmt.Sprint(s) != fmt.Sprint(want) {
+			t.Fatalf("SnapshotTo %+v, Snapshot %+v", s, want)
+		}
+		if i > 0 && &s.Workloads[0] != &buf[0] {
+			t.Errorf("snapshot %d did not reuse the array", i)
+		}
+		buf = s.Workloads
+	}
+	if a := testing.AllocsPerRun(10, func() { buf = l.SnapshotTo(buf).Workloads }); a != 0 {
+		t.Errorf("SnapshotTo allocates %v times", a)
+	}
+}
