@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -455,5 +456,27 @@ func TestParseStatAgreesWithFields(t *testing.T) {
 		parseStat([]byte("1 (x) S 1 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 0 0 0 0 4194304 4200000 140730000000000\n"))
 	}); a != 0 {
 		t.Errorf("parseStat allocates %v times", a)
+	}
+}
+
+// sortPIDs sorts any listing, of few or many PIDs, small or up to the
+// largest parsePID accepts, as slices.Sort does.
+func TestSortPIDs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 2))
+	s := NewScanner(t.TempDir(), ScannerOptions{})
+	for _, tc := range []struct{ n, max int }{{0, 1}, {1, 1}, {100, 50}, {300, 1 << 11}, {2000, 1 << 22}, {5000, 1 << 30}, {4096, 1 << 22}} {
+		s.pids = s.pids[:0]
+		for range tc.n {
+			s.pids = append(s.pids, rng.IntN(tc.max))
+		}
+		want := slices.Sorted(slices.Values(s.pids))
+		s.sortPIDs()
+		if !slices.Equal(s.pids, want) {
+			t.Fatalf("%d PIDs below %d: not sorted", tc.n, tc.max)
+		}
+		s.sortPIDs() // sorted already: unchanged
+		if !slices.Equal(s.pids, want) {
+			t.Fatalf("%d PIDs below %d: a sorted listing changed", tc.n, tc.max)
+		}
 	}
 }
