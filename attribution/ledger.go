@@ -48,8 +48,11 @@ type Ledger struct {
 	newKeys      []Key // scratch
 	// ents holds, for every part of the results of the current Add in
 	// order, its live entry (nil when it had none at the first look), so
-	// each part is looked up once.
-	ents []*entry
+	// each part is looked up once. prev is the previous Add's: a sampling
+	// loop names the same workloads in the same order tick after tick, so
+	// the part at the same position is usually the same key, and its entry
+	// is taken from there without hashing the key.
+	ents, prev []*entry
 	// sorted is the live entries in key order, for Snapshot; rebuilt only
 	// after a key came or went (dirty).
 	sorted []*entry
@@ -61,6 +64,7 @@ type entry struct {
 	key      Key
 	totals   Totals
 	lastSeen time.Time
+	gone     bool // expired: no longer in live
 }
 
 // NewLedger returns an empty ledger. It refuses negative options.
@@ -104,7 +108,12 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 				l.ents = append(l.ents, nil)
 				continue
 			}
-			e := l.live[p.Key]
+			var e *entry
+			if n := len(l.ents); n < len(l.prev) && l.prev[n] != nil && !l.prev[n].gone && l.prev[n].key == p.Key {
+				e = l.prev[n]
+			} else {
+				e = l.live[p.Key]
+			}
 			l.ents = append(l.ents, e)
 			if e != nil {
 				e.lastSeen = now
@@ -145,6 +154,7 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 			e := parts[j]
 			if e == nil && len(l.newKeys) > 0 && p.Key != OtherKey {
 				e = l.live[p.Key] // live since the first look, or folded
+				parts[j] = e
 			}
 			if e != nil {
 				e.totals[c] += p.Joules
@@ -163,6 +173,7 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 	for k, e := range l.live {
 		if e.lastSeen.Before(cutoff) {
 			delete(l.live, k)
+			e.gone = true
 			l.dirty = true
 		}
 	}
@@ -171,6 +182,7 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 			delete(l.folded, k)
 		}
 	}
+	l.prev, l.ents = l.ents, l.prev[:0]
 }
 
 // WorkloadTotal is one workload's totals.

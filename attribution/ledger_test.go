@@ -261,3 +261,29 @@ func TestLedgerSnapshotTo(t *testing.T) {
 		t.Errorf("SnapshotTo allocates %v times", a)
 	}
 }
+
+// Add takes a part's entry from the same position of the previous Add when
+// the key there is the same: a swapped order, a key that expired and came
+// back at its old position (a new series from 0) and one folded into other
+// all count as if every part were looked up by its key.
+func TestLedgerAddReusesPositions(t *testing.T) {
+	l, err := NewLedger(LedgerOptions{Retention: 10 * time.Second, MaxKeys: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Add(t0, []Result{res(CPU, 1, kA, kB)})
+	l.Add(t0.Add(time.Second), []Result{res(CPU, 1, kA, kB)})
+	l.Add(t0.Add(2*time.Second), []Result{res(CPU, 10, kB, kA)}) // swapped
+	got := totals(t, l.Snapshot())
+	if got[kA][CPU] != 12 || got[kB][CPU] != 12 {
+		t.Fatalf("after the swap: %v", got)
+	}
+	// kA is not named for 10 s and expires; kB goes on (kC folds: cap 2).
+	l.Add(t0.Add(13*time.Second), []Result{res(CPU, 1, kC, kB)})
+	l.Add(t0.Add(14*time.Second), []Result{res(CPU, 5, kA, kB)}) // kA back at its old position
+	s := l.Snapshot()
+	got = totals(t, s)
+	if got[kA][CPU] != 5 || got[kB][CPU] != 18 || got[OtherKey][CPU] != 1 || s.FoldedKeys != 1 {
+		t.Fatalf("after kA expired and came back: %v, folded %d", got, s.FoldedKeys)
+	}
+}
