@@ -64,7 +64,7 @@ type entry struct {
 	key      Key
 	totals   Totals
 	lastSeen time.Time
-	gone     bool // expired: no longer in live
+	gone     bool // expired: no longer in live (a safety net for Add's reuse of the previous Add's entries, which were seen then and so cannot have expired since)
 }
 
 // NewLedger returns an empty ledger. It refuses negative options.
