@@ -133,6 +133,12 @@ func (m *Matcher) AllocationKey(a DeviceAllocation, pod *PodMeta) attribution.Ke
 // or the systemd unit it runs in. A rule or unit with several processes
 // gives the workload of the one with the lowest PID.
 type Owners struct {
+	// procs and keys are the scan's processes and their workloads; sorted
+	// by PID (as a Scanner returns them), a PID is found by binary search,
+	// else through byPID.
+	procs  []Process
+	keys   []attribution.Key
+	sorted bool
 	byPID  map[int]attribution.Key
 	byRule map[string]attribution.Key
 	byUnit map[string]attribution.Key
@@ -140,18 +146,27 @@ type Owners struct {
 
 // Owners builds the index of one scan; keys[i] is the workload of procs[i]
 // after inheritance. Call it after Resolve with the same processes. The
-// index is reused by the next call.
+// index is reused by the next call, and refers to procs and keys, which the
+// caller leaves as they are while it uses the index.
 func (r *Resolver) Owners(procs []Process, keys []attribution.Key) *Owners {
 	o := &r.owners
-	if o.byPID == nil {
-		o.byPID, o.byRule, o.byUnit = make(map[int]attribution.Key, len(procs)), map[string]attribution.Key{}, map[string]attribution.Key{}
+	if o.byRule == nil {
+		o.byRule, o.byUnit = map[string]attribution.Key{}, map[string]attribution.Key{}
 	}
+	o.procs, o.keys = procs, keys
 	clear(o.byPID)
 	clear(o.byRule)
 	clear(o.byUnit)
+	sorted := slices.IsSortedFunc(procs, func(a, b Process) int { return a.PID - b.PID })
+	o.sorted = sorted
+	if !sorted && o.byPID == nil {
+		o.byPID = make(map[int]attribution.Key, len(procs))
+	}
 	for i := range procs {
 		p, k := &procs[i], keys[i]
-		o.byPID[p.PID] = k
+		if !sorted {
+			o.byPID[p.PID] = k
+		}
 		if k.IsZero() {
 			continue
 		}
@@ -183,8 +198,15 @@ func (o *Owners) PID(pid int) (attribution.Key, bool) {
 	if o == nil {
 		return attribution.Key{}, false
 	}
-	k, ok := o.byPID[pid]
-	return k, ok
+	if !o.sorted {
+		k, ok := o.byPID[pid]
+		return k, ok
+	}
+	i, ok := slices.BinarySearchFunc(o.procs, pid, func(p Process, pid int) int { return p.PID - pid })
+	if !ok {
+		return attribution.Key{}, false
+	}
+	return o.keys[i], true
 }
 
 // Alive reports whether a PID is in the scan.

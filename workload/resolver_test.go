@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/inferensys/aiwatt/attribution"
@@ -192,5 +193,32 @@ func TestResolverCacheFollowsProcesses(t *testing.T) {
 	}
 	if len(r.cache) != 1 {
 		t.Errorf("cache holds %d outcomes for 1 process", len(r.cache))
+	}
+}
+
+// Owners finds every process of the scan by PID, and no other, whether the
+// processes come sorted by PID (as a Scanner returns them: a binary search)
+// or not (an index by PID).
+func TestOwnersPID(t *testing.T) {
+	r := NewResolver(nil, nil)
+	for _, sorted := range []bool{true, false} {
+		var procs []Process
+		var keys []attribution.Key
+		for i := range 300 {
+			procs = append(procs, Process{PID: 2 + 3*i, Info: &ProcessInfo{}})
+			keys = append(keys, attribution.Key{ModelID: fmt.Sprint(i)})
+		}
+		if !sorted {
+			procs[0], procs[299] = procs[299], procs[0]
+			keys[0], keys[299] = keys[299], keys[0]
+		}
+		o := r.Owners(procs, keys)
+		for pid := range 905 {
+			k, ok := o.PID(pid)
+			i := (pid - 2) / 3
+			if want := pid >= 2 && (pid-2)%3 == 0 && i < 300; ok != want || (ok && k.ModelID != fmt.Sprint(i)) {
+				t.Fatalf("sorted=%v: PID %d: %v %v", sorted, pid, k, ok)
+			}
+		}
 	}
 }
