@@ -669,7 +669,17 @@ func parseStat(b []byte) (stat, bool) {
 	if open < 0 {
 		return stat{}, false
 	}
-	end := bytes.LastIndexByte(b[:min(len(b), open+maxStatComm+2)], ')')
+	// The last ')' within the window, found forwards: IndexByte is
+	// vectorised, LastIndexByte is not.
+	end := -1
+	for win, at := b[:min(len(b), open+maxStatComm+2)], open+1; ; {
+		k := bytes.IndexByte(win[at:], ')')
+		if k < 0 {
+			break
+		}
+		end = at + k
+		at = end + 1
+	}
 	if end < 0 {
 		end = bytes.LastIndexByte(b, ')')
 		if end < 0 {
