@@ -149,7 +149,11 @@ type Scanner struct {
 	bigBuf  []byte // cgroup, cmdline, status
 	pathBuf []byte // "<pid>/<file>\x00", relative to the root fd
 	pids    []int
-	pidTmp  []int        // sortPIDs' scratch
+	pidTmp  []int // sortPIDs' scratch
+	// cgroups holds each cgroup read, by path, so the processes of one
+	// cgroup share its strings: less memory, and a path compared by its
+	// address ([CPUAccount] indexes paths so) is found at once.
+	cgroups map[string]Cgroup
 	ents    []*procEntry // the cache entry of each process of the current scan
 	seen    int          // cache entries the current scan has seen
 	dchild  []uint64     // growth of cutime+cstime per process of the current scan
@@ -500,7 +504,7 @@ func (s *Scanner) readInfo(rootfd, pid int, comm []byte) (*ProcessInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	info.Cgroup = ParseCgroupFile(b)
+	info.Cgroup = s.internCgroup(ParseCgroupFile(b))
 	b, err = s.readAt(rootfd, s.path(pid, "cmdline"), s.bigBuf, true)
 	if err != nil {
 		return nil, err
@@ -522,6 +526,23 @@ func (s *Scanner) readInfo(rootfd, pid int, comm []byte) (*ProcessInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// maxInterned bounds Scanner.cgroups; past it the table starts again
+// (sharing is an economy, never needed for correctness).
+const maxInterned = 8192
+
+// internCgroup returns the cgroup read before with c's path (a Cgroup is a
+// function of its path), or keeps c as that.
+func (s *Scanner) internCgroup(c Cgroup) Cgroup {
+	if old, ok := s.cgroups[c.Path]; ok {
+		return old
+	}
+	if s.cgroups == nil || len(s.cgroups) >= maxInterned {
+		s.cgroups = make(map[string]Cgroup)
+	}
+	s.cgroups[c.Path] = c
+	return c
 }
 
 // slurmEnviron returns SLURM_JOB_ID (digits only), SLURM_STEP_ID and
