@@ -85,6 +85,7 @@ type workloadSource struct {
 	claimer *workload.GPUClaimer // names each GPU's workloads, kept for its scratch index
 	pidIdx  map[int]int          // this tick's PID → index in the scan when a process needs its ancestors, reused across ticks
 	scaled  []attribution.Result
+	results []attribution.Result // the latest tick's attribution, its arrays reused by the next
 	// parts backs the Workloads of scaled; both are reused by every scale
 	// call, whose result the ledger has consumed before the next call.
 	parts []attribution.Part
@@ -281,7 +282,10 @@ func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) A
 		{ID: "dram", Component: attribution.DRAM, Joules: e.dramJ, Busy: busy, Claims: attribution.Claims{Activity: cpuShares, Allocation: cpuAlloc}},
 	}
 	devices = append(devices, w.gpuDevices(e.gpus, in.allocs)...)
-	results := w.attributor.Attribute(devices)
+	// The previous tick's results are consumed (the ledgers add them, scale
+	// copies them): their arrays are reused.
+	results := w.attributor.AttributeTo(w.results, devices)
+	w.results = results
 	w.energy.Add(now, results)
 	w.addCO2e(now, results, in.em, in.marginal)
 	w.lastTick = now
@@ -304,6 +308,7 @@ func (w *workloadSource) gpuDevices(gpus []gpuTick, allocs []workload.DeviceAllo
 			PodKey:   w.podRefKey,
 		}
 	}
+	w.claimer.Recycle() // the previous tick's devices are attributed
 	out := make([]attribution.Device, 0, len(gpus))
 	for _, g := range gpus {
 		d, _ := w.claimer.Claim(&g.sample, &ix)

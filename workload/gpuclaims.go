@@ -76,6 +76,24 @@ type GPUClaimer struct {
 	PodKey func(p gpu.PodRef) attribution.Key
 
 	index map[attribution.Key]int // processShares' scratch
+	// arena backs the Activity of the claims made since Recycle.
+	arena []attribution.Share
+}
+
+// Recycle lets the next claims reuse the memory of the claims made so far,
+// whose devices the caller has finished with (a sampling loop calls it at
+// the start of each tick's claims).
+func (c *GPUClaimer) Recycle() { c.arena = c.arena[:0] }
+
+// shares returns an empty slice with room for n shares from the arena.
+func (c *GPUClaimer) shares(n int) []attribution.Share {
+	if cap(c.arena)-len(c.arena) < n {
+		// A new array; the claims already made keep the old one.
+		c.arena = make([]attribution.Share, 0, max(2*cap(c.arena), n, 64))
+	}
+	at := len(c.arena)
+	c.arena = c.arena[:at+n]
+	return c.arena[at : at : at+n]
 }
 
 // GPUClaimOutcome tells how a GPU's claims were made.
@@ -235,7 +253,7 @@ func (c *GPUClaimer) processShares(procs []gpu.Process, gi int) (out []attributi
 	if n == 0 {
 		return nil, smKnown
 	}
-	out = make([]attribution.Share, 0, n)
+	out = c.shares(n)
 	// Few workloads are found by a linear search; many by an index, so a
 	// GPU shared by many workloads costs one look-up per process.
 	var index map[attribution.Key]int

@@ -52,3 +52,28 @@ func TestClaimSumsProcessesByWorkload(t *testing.T) {
 		})
 	}
 }
+
+// The claims made between two Recycle calls keep their own activity; after
+// Recycle the next claims reuse the memory.
+func TestClaimRecycle(t *testing.T) {
+	cl := GPUClaimer{KeyOf: func(pid int) attribution.Key { return attribution.Key{ModelID: fmt.Sprint(pid)} }}
+	sample := func(pids ...uint32) *gpu.GPUSample {
+		g := &gpu.GPUSample{GPU: gpu.GPU{UUID: "GPU-x"}, SMUtil: 10}
+		for _, p := range pids {
+			g.Processes = append(g.Processes, gpu.Process{PID: p, SMUtil: float64(p), MIGGPUInstanceID: -1})
+		}
+		return g
+	}
+	a, _ := cl.Claim(sample(1, 2), nil)
+	b, _ := cl.Claim(sample(3, 4, 5), nil)
+	if fmt.Sprint(a.Activity) != fmt.Sprint([]attribution.Share{{Key: attribution.Key{ModelID: "1"}, Weight: 1}, {Key: attribution.Key{ModelID: "2"}, Weight: 2}}) ||
+		len(b.Activity) != 3 || b.Activity[0].Weight != 3 {
+		t.Fatalf("claims of one tick overlap: %v / %v", a.Activity, b.Activity)
+	}
+	first := &a.Activity[0]
+	cl.Recycle()
+	c, _ := cl.Claim(sample(6, 7), nil)
+	if &c.Activity[0] != first || c.Activity[1].Weight != 7 {
+		t.Fatalf("after Recycle: %v, reused %v", c.Activity, &c.Activity[0] == first)
+	}
+}
