@@ -155,10 +155,18 @@ type Scanner struct {
 	// address ([CPUAccount] indexes paths so) is found at once.
 	cgroups map[string]Cgroup
 	ents    []*procEntry // the cache entry of each process of the current scan
-	seen    int          // cache entries the current scan has seen
-	dchild  []uint64     // growth of cutime+cstime per process of the current scan
-	gone    []procEntry  // entries of PIDs reused in the current scan
-	recheck int          // scans between command-line rechecks; <= 0 never
+	entPIDs []int        // their PIDs
+	// prevEnts and prevPIDs are ents and entPIDs of the previous scan, in
+	// PID order: the current scan, in PID order too, finds a process's entry
+	// there by walking both lists side by side (prevAt), without a map
+	// look-up.
+	prevEnts []*procEntry
+	prevPIDs []int
+	prevAt   int
+	seen     int         // cache entries the current scan has seen
+	dchild   []uint64    // growth of cutime+cstime per process of the current scan
+	gone     []procEntry // entries of PIDs reused in the current scan
+	recheck  int         // scans between command-line rechecks; <= 0 never
 
 	// readAt reads the file at path (NUL-terminated, relative to dirfd) into
 	// buf. untilEOF reads past a newline. Tests replace it.
@@ -179,6 +187,10 @@ type procEntry struct {
 	startCode, startStack uint64
 	info                  *ProcessInfo
 	gen                   uint32
+	// comm is info.Comm when it fits (commLen >= 0), compared without
+	// following info; commLen is -1 when it does not.
+	comm    [16]byte
+	commLen int8
 	// owed is the CPU time, in ticks, of vanished descendants that scans
 	// already counted and that this process's cutime+cstime will repeat once
 	// it has reaped them; owedScans is how many scans it has been waiting.
@@ -188,6 +200,23 @@ type procEntry struct {
 	// process of another cgroup (a container's first process reaped by its
 	// runtime shim, a service's main process by systemd).
 	foreign bool
+}
+
+// setComm keeps comm in the entry when it fits.
+func (e *procEntry) setComm(comm string) {
+	if len(comm) > len(e.comm) {
+		e.commLen = -1
+		return
+	}
+	e.commLen = int8(copy(e.comm[:], comm))
+}
+
+// sameComm reports whether comm is the entry's.
+func (e *procEntry) sameComm(comm []byte) bool {
+	if e.commLen >= 0 {
+		return string(e.comm[:e.commLen]) == string(comm)
+	}
+	return e.info.Comm == string(comm) // the compare does not allocate
 }
 
 // owedScans is how many scans owed time waits for the reaper's cutime to
@@ -267,7 +296,9 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 	s.gen++
 	res := &ScanResult{Processes: make([]Process, 0, len(s.pids)), Uptime: uptime}
 	s.dchild = s.dchild[:0]
-	s.ents = s.ents[:0]
+	s.prevEnts, s.ents = s.ents, s.prevEnts[:0]
+	s.prevPIDs, s.entPIDs = s.entPIDs, s.prevPIDs[:0]
+	s.prevAt = 0
 	s.gone = s.gone[:0]
 	s.seen = 0
 	for _, pid := range s.pids {
@@ -285,6 +316,7 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 		res.Processes = append(res.Processes, p)
 		s.dchild = append(s.dchild, dchild)
 		s.ents = append(s.ents, e)
+		s.entPIDs = append(s.entPIDs, pid)
 	}
 	s.reap(res)
 	if s.vanished() {
@@ -311,7 +343,7 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 	if !ok {
 		return Process{}, nil, 0, ReasonParseError, errors.New("cannot parse")
 	}
-	e := s.cache[pid]
+	e := s.prevEntry(pid)
 	if e != nil && e.start != st.start {
 		// The PID was reused: the old process vanished.
 		s.gone = append(s.gone, *e)
@@ -332,7 +364,7 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 		// children it reaped, fell in this interval.
 		delta, dchild = st.ticks, st.children
 	}
-	if e == nil || e.info.Comm != string(st.comm) || s.execed(rootfd, pid, e, &st) { // string compare does not allocate
+	if e == nil || !e.sameComm(st.comm) || s.execed(rootfd, pid, e, &st) {
 		info, err := s.readInfo(rootfd, pid, st.comm)
 		if err != nil {
 			return Process{}, nil, 0, reason(err), err
@@ -345,6 +377,7 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 			res.Execs++
 		}
 		e.info = info
+		e.setComm(info.Comm)
 	}
 	if e.gen != s.gen {
 		s.seen++
@@ -400,6 +433,23 @@ func (s *Scanner) sortPIDs() {
 	if &src[0] != &p[0] {
 		copy(p, src)
 	}
+}
+
+// prevEntry returns the cached entry of pid: from the previous scan's
+// list, which the scan walks in step since both are in PID order, else
+// (a process the previous scan did not return) from the cache.
+func (s *Scanner) prevEntry(pid int) *procEntry {
+	for s.prevAt < len(s.prevPIDs) && s.prevPIDs[s.prevAt] < pid {
+		s.prevAt++
+	}
+	if s.prevAt < len(s.prevPIDs) && s.prevPIDs[s.prevAt] == pid {
+		// It is the cache's entry: at the end of a scan the cache holds the
+		// entries of the processes it returned and no other. Taken once, so
+		// a PID listed twice finds the cache's entry the second time.
+		s.prevAt++
+		return s.prevEnts[s.prevAt-1]
+	}
+	return s.cache[pid]
 }
 
 // vanished reports whether the cache holds entries the current scan did not

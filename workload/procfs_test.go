@@ -480,3 +480,50 @@ func TestSortPIDs(t *testing.T) {
 		}
 	}
 }
+
+// A comm change is an exec whether the comm fits in the scanner's entry
+// (up to 16 bytes) or not (workqueue workers' longer names, up to 63), and
+// a PID listed twice is read as one process.
+func TestScanCommChangeAndRepeatedPID(t *testing.T) {
+	root := t.TempDir()
+	setUptime(t, root, 1000)
+	s := NewScanner(root, ScannerOptions{ClockTicks: 100, CmdlineRecheckScans: -1})
+	short := statFields{pid: 40, ppid: 1, comm: "python3", start: 100, startStack: fixtureStack}
+	long := statFields{pid: 41, ppid: 1, comm: "kworker/u256:1-events_unbound", start: 100, startStack: fixtureStack}
+	churnProc(t, root, short, "0::/user.slice", "python3")
+	churnProc(t, root, long, "0::/", "")
+	scan := func() *ScanResult {
+		t.Helper()
+		res, err := s.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := scan(); res.New != 2 {
+		t.Fatalf("first scan: %d new", res.New)
+	}
+	if res := scan(); res.New != 0 || res.Execs != 0 {
+		t.Fatalf("unchanged: %d new, %d execs", res.New, res.Execs)
+	}
+	short.comm, long.comm = "python4", "kworker/u256:1-events_unbounD"
+	writeStatFull(t, root, short)
+	writeStatFull(t, root, long)
+	res := scan()
+	if res.Execs != 2 {
+		t.Fatalf("comm changes: %d execs, want 2", res.Execs)
+	}
+	if got := byPID(t, res); got[40].Info.Comm != "python4" || got[41].Info.Comm != long.comm {
+		t.Fatalf("comms %q %q", got[40].Info.Comm, got[41].Info.Comm)
+	}
+	// A listing that names PID 40 twice (the hook runs after the listing).
+	s.afterList = func(pids []int) { s.pids = append(s.pids[:1], pids...) }
+	res = scan()
+	s.afterList = nil
+	if res.New != 0 || res.Execs != 0 || len(res.Processes) != 3 {
+		t.Fatalf("repeated PID: %d new, %d execs, %d processes", res.New, res.Execs, len(res.Processes))
+	}
+	if res := scan(); res.New != 0 || res.Execs != 0 || len(res.Processes) != 2 {
+		t.Fatalf("after the repeated PID: %d new, %d execs, %d processes", res.New, res.Execs, len(res.Processes))
+	}
+}
