@@ -651,7 +651,18 @@ func (s *Scanner) uptime(rootfd int) float64 {
 
 // path returns "<pid>/<file>\x00" in the scanner's path buffer.
 func (s *Scanner) path(pid int, file string) []byte {
-	b := strconv.AppendInt(s.pathBuf[:0], int64(pid), 10)
+	// The digits by hand: strconv.AppendInt costs several times as much,
+	// and every process's path is built every scan.
+	var d [20]byte
+	i := len(d)
+	for v := uint64(max(pid, 0)); ; v /= 10 {
+		i--
+		d[i] = byte('0' + v%10)
+		if v < 10 {
+			break
+		}
+	}
+	b := append(s.pathBuf[:0], d[i:]...)
 	b = append(b, '/')
 	b = append(b, file...)
 	s.pathBuf = append(b, 0)
