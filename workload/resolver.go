@@ -21,7 +21,20 @@ type Resolver struct {
 	gen     uint32
 	touched int     // cache entries the current Resolve has used
 	rules   []int32 // the rule of each process of the last Resolve, for Owners
+	// last and prev are the outcomes of the current and the previous
+	// Resolve by process, in the order of procs: a scan's processes come
+	// in PID order, so the current call finds a process's outcome in prev
+	// by walking it alongside (prevAt), without a map look-up.
+	last, prev []lastOutcome
+	prevAt     int
 	owners  Owners  // reused by Owners
+}
+
+// lastOutcome is one process's outcome in a Resolve.
+type lastOutcome struct {
+	pid  int
+	info *ProcessInfo
+	e    *resolved
 }
 
 type resolved struct {
@@ -55,9 +68,11 @@ func (r *Resolver) ResolveTo(dst []attribution.Key, procs []Process) []attributi
 	r.touched = 0
 	out := slices.Grow(dst[:0], len(procs))[:len(procs)]
 	r.rules = slices.Grow(r.rules[:0], len(procs))[:len(procs)]
+	r.prev, r.last, r.prevAt = r.last, r.prev[:0], 0
 	for i := range procs {
-		e := r.key(procs[i].Info)
+		e := r.key(procs[i].PID, procs[i].Info)
 		out[i], r.rules[i] = e.key, int32(e.rule)
+		r.last = append(r.last, lastOutcome{procs[i].PID, procs[i].Info, e})
 	}
 	if len(r.cache) > r.touched {
 		// Some process of the previous call is gone (or exec'd): forget it.
@@ -70,8 +85,24 @@ func (r *Resolver) ResolveTo(dst []attribution.Key, procs []Process) []attributi
 	return out
 }
 
-func (r *Resolver) key(info *ProcessInfo) *resolved {
-	e := r.cache[info]
+// fromPrev returns the previous call's outcome for the process pid with
+// info, if that call resolved it (it is then the cache's entry for info).
+func (r *Resolver) fromPrev(pid int, info *ProcessInfo) *resolved {
+	for r.prevAt < len(r.prev) && r.prev[r.prevAt].pid < pid {
+		r.prevAt++
+	}
+	if r.prevAt < len(r.prev) && r.prev[r.prevAt].pid == pid && r.prev[r.prevAt].info == info {
+		r.prevAt++
+		return r.prev[r.prevAt-1].e
+	}
+	return nil
+}
+
+func (r *Resolver) key(pid int, info *ProcessInfo) *resolved {
+	e := r.fromPrev(pid, info)
+	if e == nil {
+		e = r.cache[info]
+	}
 	var pod *PodMeta
 	if uid := info.Cgroup.PodUID; uid != "" && r.pods != nil {
 		pod, _ = r.pods.Pod(uid)
