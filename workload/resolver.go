@@ -27,7 +27,7 @@ type Resolver struct {
 	// by walking it alongside (prevAt), without a map look-up.
 	last, prev []lastOutcome
 	prevAt     int
-	owners  Owners  // reused by Owners
+	owners     Owners // reused by Owners
 }
 
 // lastOutcome is one process's outcome in a Resolve.
