@@ -335,7 +335,6 @@ func (a *Attributor) split(r *Result, e float64, shares []Share, zeroUnattribute
 		given += p
 	}
 	parts[maxI] = max(e-given, 0)
-	r.Workloads = slices.Grow(r.Workloads, len(shares)) // one allocation for the lot
 	for i := range shares {
 		if shares[i].Key.IsZero() {
 			if zeroUnattributed {
@@ -352,7 +351,6 @@ func (a *Attributor) split(r *Result, e float64, shares []Share, zeroUnattribute
 
 // list names the workloads of shares in r with 0 J where not yet present.
 func (a *Attributor) list(r *Result, shares []Share) {
-	r.Workloads = slices.Grow(r.Workloads, len(shares))
 	for i := range shares {
 		if !shares[i].Key.IsZero() {
 			a.add(r, shares[i].Key, 0)
