@@ -84,11 +84,7 @@ type workloadSource struct {
 	owners  *workload.Owners     // this tick's processes, for GPUs and inference targets
 	claimer *workload.GPUClaimer // names each GPU's workloads, kept for its scratch index
 	pidIdx  map[int]int          // this tick's PID → index in the scan when a process needs its ancestors, reused across ticks
-	scaled  []attribution.Result
 	results []attribution.Result // the latest tick's attribution, its arrays reused by the next
-	// parts backs the Workloads of scaled; both are reused by every scale
-	// call, whose result the ledger has consumed before the next call.
-	parts []attribution.Part
 	// co2ByKey holds snapshot's per-workload CO2e of each ledger (location,
 	// market, marginal), cleared and reused every tick.
 	co2ByKey [3]map[attribution.Key]float64
@@ -282,8 +278,8 @@ func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) A
 		{ID: "dram", Component: attribution.DRAM, Joules: e.dramJ, Busy: busy, Claims: attribution.Claims{Activity: cpuShares, Allocation: cpuAlloc}},
 	}
 	devices = append(devices, w.gpuDevices(e.gpus, in.allocs)...)
-	// The previous tick's results are consumed (the ledgers add them, scale
-	// copies them): their arrays are reused.
+	// The previous tick's results are consumed (the ledgers have added
+	// them): their arrays are reused.
 	results := w.attributor.AttributeTo(w.results, devices)
 	w.results = results
 	w.energy.Add(now, results)
@@ -354,8 +350,8 @@ func (w *workloadSource) addCO2e(now time.Time, results []attribution.Result, em
 		}
 		w.setIntensity(*em)
 	}
-	w.co2Loc.Add(now, w.scale(results, loc))
-	w.co2Mkt.Add(now, w.scale(results, mkt))
+	w.co2Loc.AddScaled(now, results, loc)
+	w.co2Mkt.AddScaled(now, results, mkt)
 	if w.carbon.mcalc == nil {
 		return
 	}
@@ -366,7 +362,7 @@ func (w *workloadSource) addCO2e(now time.Time, results []attribution.Result, em
 		w.marginal = &Intensity{Zone: seg.Intensity.Zone, Provider: seg.Intensity.Provider,
 			Basis: string(carbon.BasisMarginal), GramsPerKWh: float64(marg.Marginal), ValidFrom: seg.Intensity.ValidFrom}
 	}
-	w.co2Marg.Add(now, w.scale(results, m))
+	w.co2Marg.AddScaled(now, results, m)
 }
 
 // setIntensity keeps, for export, the intensities of the tick just
@@ -385,32 +381,6 @@ func (w *workloadSource) setIntensity(em carbon.Emissions) {
 		w.intensity = append(w.intensity, Intensity{Zone: seg.Intensity.Zone, Provider: "market",
 			Basis: string(carbon.BasisMarket), GramsPerKWh: float64(em.Market), ValidFrom: seg.Intensity.ValidFrom})
 	}
-}
-
-// scale copies results with every energy multiplied by f (grams per joule).
-// The copy is valid until the next call: it reuses one buffer of parts.
-func (w *workloadSource) scale(results []attribution.Result, f float64) []attribution.Result {
-	n := 0
-	for i := range results {
-		n += len(results[i].Workloads)
-	}
-	if cap(w.parts) < n {
-		w.parts = make([]attribution.Part, n)
-	}
-	parts := w.parts[:n]
-	w.scaled = w.scaled[:0]
-	for _, r := range results {
-		c := r
-		c.Joules *= f
-		c.Idle *= f
-		c.Unattributed *= f
-		c.Workloads, parts = parts[:len(r.Workloads):len(r.Workloads)], parts[len(r.Workloads):]
-		for i, p := range r.Workloads {
-			c.Workloads[i] = attribution.Part{Key: p.Key, Joules: p.Joules * f}
-		}
-		w.scaled = append(w.scaled, c)
-	}
-	return w.scaled
 }
 
 func (w *workloadSource) snapshot() Attribution {

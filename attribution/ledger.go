@@ -94,7 +94,13 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 // Key.Compare order while fewer than MaxKeys are live; the others fold into
 // OtherKey. Afterwards workloads unseen for longer than the retention are
 // dropped. Results with Invalid set are only counted.
-func (l *Ledger) Add(now time.Time, results []Result) {
+func (l *Ledger) Add(now time.Time, results []Result) { l.AddScaled(now, results, 1) }
+
+// AddScaled is Add with every energy of results multiplied by f: a ledger
+// of another quantity derived from the same attribution (grams of CO2e at
+// f grams per joule) sees the same workloads at the same times, without a
+// scaled copy of the results.
+func (l *Ledger) AddScaled(now time.Time, results []Result, f float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
@@ -148,8 +154,8 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 			continue
 		}
 		c := r.Component
-		l.idle[c] += r.Idle
-		l.unattributed[c] += r.Unattributed
+		l.idle[c] += r.Idle * f
+		l.unattributed[c] += r.Unattributed * f
 		for j, p := range r.Workloads {
 			e := parts[j]
 			if e == nil && len(l.newKeys) > 0 && p.Key != OtherKey {
@@ -157,14 +163,14 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 				parts[j] = e
 			}
 			if e != nil {
-				e.totals[c] += p.Joules
+				e.totals[c] += p.Joules * f
 				continue
 			}
 			// Folded, or OtherKey itself.
-			l.other[c] += p.Joules
+			l.other[c] += p.Joules * f
 			l.otherSeen = true
 			if p.Key != OtherKey {
-				l.foldedJoules[c] += p.Joules
+				l.foldedJoules[c] += p.Joules * f
 			}
 		}
 	}

@@ -287,3 +287,29 @@ func TestLedgerAddReusesPositions(t *testing.T) {
 		t.Fatalf("after kA expired and came back: %v, folded %d", got, s.FoldedKeys)
 	}
 }
+
+// AddScaled(f) accounts what Add accounts of the results with every energy
+// multiplied by f, folding and expiring the same keys.
+func TestLedgerAddScaled(t *testing.T) {
+	scaled, err := NewLedger(LedgerOptions{MaxKeys: 2, Retention: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := NewLedger(LedgerOptions{MaxKeys: 2, Retention: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const f = 0.25
+	for i, keys := range [][]Key{{kA, kB, kC}, {kB}, {kA, kB}, {kC}} {
+		now := t0.Add(time.Duration(i) * 6 * time.Second)
+		r := []Result{res(CPU, 8, keys...), {Component: GPU, Joules: 4, Idle: 4, Workloads: []Part{{kB, 0}}}, {Component: DRAM, Invalid: true}}
+		r[0].Idle, r[0].Unattributed = 2, 6
+		scaled.AddScaled(now, r, f)
+		m := []Result{res(CPU, 8*f, keys...), {Component: GPU, Joules: 4 * f, Idle: 4 * f, Workloads: []Part{{kB, 0}}}, {Component: DRAM, Invalid: true}}
+		m[0].Idle, m[0].Unattributed = 2*f, 6*f
+		plain.Add(now, m)
+		if a, b := scaled.Snapshot(), plain.Snapshot(); fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("tick %d: AddScaled %+v, Add of scaled results %+v", i, a, b)
+		}
+	}
+}
