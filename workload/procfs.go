@@ -2,9 +2,11 @@ package workload
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/bits"
 	"slices"
 	"strconv"
 	"syscall"
@@ -773,6 +775,9 @@ func parseStat(b []byte) (stat, bool) {
 	for len(rest) > 0 && rest[len(rest)-1] == '\n' {
 		rest = rest[:len(rest)-1]
 	}
+	if ok := parseStatFields(rest, &st); ok {
+		return st, true
+	}
 	var f [29]uint64 // by field number; only those of statReadFields are set
 	i, n := 0, len(rest)
 	// Field 3 (state) is the first after ')'; utime is field 14.
@@ -821,6 +826,125 @@ func parseStat(b []byte) (stat, bool) {
 	st.ticks = f[14] + f[15]
 	st.children = f[16] + f[17]
 	return st, true
+}
+
+// parseStatFields is parseStat's fast path over the fields after comm,
+// for the kernel's own format: fields 3 to 22 or more, one space before
+// each, no space after the last, and the fields parseStat reads in decimal
+// below 2^63. It skips the fields in between eight bytes at a time. It
+// reports false, leaving the line to the general loop, for anything else.
+func parseStatFields(rest []byte, st *stat) bool {
+	n := len(rest)
+	if n < 2 || rest[0] != ' ' || rest[n-1] == ' ' {
+		return false
+	}
+	// num parses the field after the space at i; it returns the value and
+	// the index of the space (or end) after it.
+	num := func(i int) (uint64, int, bool) {
+		var v uint64
+		j := i + 1
+		for ; j < n && rest[j] != ' '; j++ {
+			d := rest[j] - '0'
+			if d > 9 || v > (1<<63)/10 {
+				return 0, 0, false
+			}
+			v = v*10 + uint64(d)
+		}
+		return v, j, j > i+1
+	}
+	var ok bool
+	var v uint64
+	// i is always the index of the space before the next field wanted.
+	i, found := skipFields(rest, 0, 1) // past state: the space before ppid
+	if !found {
+		return false
+	}
+	if v, i, ok = num(i); !ok || v > 1<<30 {
+		return false
+	}
+	st.ppid = int(v)
+	if i, found = skipFields(rest, i, 9); !found { // fields 5 to 13
+		return false
+	}
+	var t [4]uint64 // utime stime cutime cstime
+	for k := range t {
+		if t[k], i, ok = num(i); !ok || i == n {
+			return false
+		}
+	}
+	st.ticks, st.children = t[0]+t[1], t[2]+t[3]
+	if i, found = skipFields(rest, i, 4); !found { // fields 18 to 21
+		return false
+	}
+	if st.start, i, ok = num(i); !ok {
+		return false
+	}
+	st.startCode, st.startStack = 0, 0
+	if i == n {
+		return true
+	}
+	// A line may end before field 26 or 28 (they are then 0): skipFields
+	// says so by reaching the end, having checked the spaces on the way.
+	if i, found = skipFields(rest, i, 3); !found { // fields 23 to 25
+		return i == n
+	}
+	if st.startCode, i, ok = num(i); !ok {
+		return false
+	}
+	if i == n {
+		return true
+	}
+	if i, found = skipFields(rest, i, 1); !found { // field 27
+		return i == n
+	}
+	if st.startStack, _, ok = num(i); !ok {
+		return false
+	}
+	return true
+}
+
+// skipFields returns the index of the k-th space after index i of rest,
+// every space single (a double space reports false, as does an end of rest
+// reached first, with the index len(rest) when the spaces were single).
+// It looks at eight bytes at a time.
+func skipFields(rest []byte, i, k int) (int, bool) {
+	const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	j := i + 1
+	prevSpace := true // rest[i] is a space
+	for j+8 <= len(rest) {
+		x := binary.LittleEndian.Uint64(rest[j:]) ^ (' ' * ones)
+		// The high bit of each byte that was a space, exactly.
+		m := ^(((x & lows) + lows) | x | lows) & highs
+		if m != 0 {
+			if m&(m<<8) != 0 || (prevSpace && m&0x80 != 0) {
+				return 0, false // two spaces in a row
+			}
+			if c := bits.OnesCount64(m); c < k {
+				k -= c
+			} else {
+				for ; k > 1; k-- {
+					m &= m - 1
+				}
+				return j + bits.TrailingZeros64(m)/8, true
+			}
+		}
+		prevSpace = m>>63 != 0
+		j += 8
+	}
+	for ; j < len(rest); j++ {
+		if rest[j] != ' ' {
+			prevSpace = false
+			continue
+		}
+		if prevSpace {
+			return 0, false
+		}
+		prevSpace = true
+		if k--; k == 0 {
+			return j, true
+		}
+	}
+	return len(rest), false
 }
 
 func parseUint(b []byte) (uint64, bool) {

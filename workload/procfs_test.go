@@ -429,13 +429,21 @@ func TestParseStatAgreesWithFields(t *testing.T) {
 	rng := rand.New(rand.NewPCG(18, 2000))
 	comms := []string{"python3", "a b", "x) (y", ")", "", "kworker/0:1-events"}
 	tokens := []string{"0", "1", "42", "-1", "9223372036854775807", "99999999999999999999", "S", "x1"}
-	for n := range 5000 {
+	fast := 0
+	for n := range 20000 {
 		var b strings.Builder
 		fmt.Fprintf(&b, "%d (%s)", n, comms[rng.IntN(len(comms))])
 		fields := 3 + rng.IntN(50)
+		// Half the lines are in the kernel's format (single spaces, digits
+		// but for a rare odd token), parseStatFields' fast path.
+		clean := n%2 == 0
 		for range fields {
-			b.WriteString(strings.Repeat(" ", 1+rng.IntN(2)*rng.IntN(3)))
-			if rng.IntN(3) == 0 {
+			if clean {
+				b.WriteString(" ")
+			} else {
+				b.WriteString(strings.Repeat(" ", 1+rng.IntN(2)*rng.IntN(3)))
+			}
+			if (!clean && rng.IntN(3) == 0) || (clean && rng.IntN(40) == 0) {
 				b.WriteString(tokens[rng.IntN(len(tokens))])
 			} else {
 				b.WriteString(strconv.Itoa(rng.IntN(1 << 20)))
@@ -445,12 +453,35 @@ func TestParseStatAgreesWithFields(t *testing.T) {
 			b.WriteString("\n")
 		}
 		line := b.String()
+		if _, end, _ := strings.Cut(line, ")"); parseStatFields([]byte(strings.TrimRight(end, "\n")), &stat{}) {
+			fast++
+		}
 		got, gok := parseStat([]byte(line))
 		want, wok := statByFields(line)
 		if gok != wok || (gok && (string(got.comm) != string(want.comm) || got.ppid != want.ppid || got.ticks != want.ticks ||
 			got.children != want.children || got.start != want.start || got.startCode != want.startCode || got.startStack != want.startStack)) {
 			t.Fatalf("parseStat(%q) = %+v %v, want %+v %v", line, got, gok, want, wok)
 		}
+	}
+	// A kernel line with one space doubled, anywhere (the fast path must see
+	// a double space that straddles its eight-byte words too), or cut after
+	// any field.
+	base := "1234 (python3) S 1 1234 1234 0 -1 4194560 15032 0 12 0 1334 1284 7 9 20 0 4 0 2234 12619776 1843 18446744073709551615 94245358534656 94245361130245 140727452436000 0 0 0 17 3 0 0"
+	for i := strings.IndexByte(base, ')') + 1; i < len(base); i++ {
+		var lines []string
+		if base[i] == ' ' {
+			lines = append(lines, base[:i]+" "+base[i:]+"\n", base[:i]+"\n", base[:i])
+		}
+		for _, line := range lines {
+			got, gok := parseStat([]byte(line))
+			want, wok := statByFields(line)
+			if gok != wok || (gok && fmt.Sprint(got) != fmt.Sprint(want)) {
+				t.Fatalf("parseStat(%q) = %+v %v, want %+v %v", line, got, gok, want, wok)
+			}
+		}
+	}
+	if fast < 5000 {
+		t.Errorf("only %d of the lines took the fast path", fast)
 	}
 	if a := testing.AllocsPerRun(100, func() {
 		parseStat([]byte("1 (x) S 1 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 0 0 0 0 4194304 4200000 140730000000000\n"))
