@@ -171,44 +171,65 @@ type Owners struct {
 	keys   []attribution.Key
 	sorted bool
 	byPID  map[int]attribution.Key
+	// r and rules (each process's rule from the Resolve before Owners;
+	// nil when that was another call's) serve name, which fills byRule and
+	// byUnit when first asked (named).
+	r      *Resolver
+	rules  []int32
+	named  bool
 	byRule map[string]attribution.Key
 	byUnit map[string]attribution.Key
 }
 
 // Owners builds the index of one scan; keys[i] is the workload of procs[i]
 // after inheritance. Call it after Resolve with the same processes. The
-// index is reused by the next call, and refers to procs and keys, which the
-// caller leaves as they are while it uses the index.
+// index refers to procs, keys and that Resolve's outcomes: it is valid
+// until the next Resolve or Owners call (which reuses it), while the caller
+// leaves procs and keys as they are.
 func (r *Resolver) Owners(procs []Process, keys []attribution.Key) *Owners {
 	o := &r.owners
+	o.procs, o.keys, o.r, o.rules, o.named = procs, keys, r, nil, false
+	if len(r.rules) == len(procs) {
+		o.rules = r.rules
+	}
+	clear(o.byPID)
+	o.sorted = slices.IsSortedFunc(procs, func(a, b Process) int { return a.PID - b.PID })
+	if !o.sorted {
+		if o.byPID == nil {
+			o.byPID = make(map[int]attribution.Key, len(procs))
+		}
+		for i := range procs {
+			o.byPID[procs[i].PID] = keys[i]
+		}
+	}
+	return o
+}
+
+// name indexes the processes by rule name and systemd unit, at the first
+// Rule or Unit call after Owners: most ticks ask neither.
+func (o *Owners) name() {
+	if o.named {
+		return
+	}
+	o.named = true
 	if o.byRule == nil {
 		o.byRule, o.byUnit = map[string]attribution.Key{}, map[string]attribution.Key{}
 	}
-	o.procs, o.keys = procs, keys
-	clear(o.byPID)
 	clear(o.byRule)
 	clear(o.byUnit)
-	sorted := slices.IsSortedFunc(procs, func(a, b Process) int { return a.PID - b.PID })
-	o.sorted = sorted
-	if !sorted && o.byPID == nil {
-		o.byPID = make(map[int]attribution.Key, len(procs))
-	}
-	for i := range procs {
-		p, k := &procs[i], keys[i]
-		if !sorted {
-			o.byPID[p.PID] = k
-		}
+	for i := range o.procs {
+		p, k := &o.procs[i], o.keys[i]
 		if k.IsZero() {
 			continue
 		}
 		rule := -1
-		if len(r.rules) == len(procs) {
-			rule = int(r.rules[i])
-		} else if e := r.cache[p.Info]; e != nil {
+		if o.rules != nil {
+			rule = int(o.rules[i])
+		} else if e := o.r.cache[p.Info]; e != nil {
 			rule = e.rule
 		}
-		if rule >= 0 && rule < len(r.matcher.rules) {
-			if name := r.matcher.rules[rule].name; name != "" {
+		if rule >= 0 && rule < len(o.r.matcher.rules) {
+			if name := o.r.matcher.rules[rule].name; name != "" {
 				if _, ok := o.byRule[name]; !ok {
 					o.byRule[name] = k
 				}
@@ -220,7 +241,6 @@ func (r *Resolver) Owners(procs []Process, keys []attribution.Key) *Owners {
 			}
 		}
 	}
-	return o
 }
 
 // PID returns the workload of a running process; ok is false when the PID
@@ -249,6 +269,7 @@ func (o *Owners) Rule(name string) (attribution.Key, bool) {
 	if o == nil {
 		return attribution.Key{}, false
 	}
+	o.name()
 	k, ok := o.byRule[name]
 	return k, ok
 }
@@ -259,6 +280,7 @@ func (o *Owners) Unit(unit string) (attribution.Key, bool) {
 	if o == nil {
 		return attribution.Key{}, false
 	}
+	o.name()
 	k, ok := o.byUnit[unit]
 	return k, ok
 }

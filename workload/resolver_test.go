@@ -222,3 +222,24 @@ func TestOwnersPID(t *testing.T) {
 		}
 	}
 }
+
+// The rule and unit index is built when first asked, from the processes of
+// the latest Owners call, not those of a call before it.
+func TestOwnersNamesFollowTheScan(t *testing.T) {
+	r := NewResolver(nil, nil)
+	a := attribution.Key{Project: "a"}
+	b := attribution.Key{Project: "b"}
+	first := []Process{{PID: 10, Info: &ProcessInfo{Cgroup: ParseCgroupPath("/system.slice/vllm.service")}}}
+	o := r.Owners(first, []attribution.Key{a})
+	if k, ok := o.Unit("vllm.service"); !ok || k != a {
+		t.Fatalf("first scan: %v %v", k, ok)
+	}
+	second := []Process{{PID: 11, Info: &ProcessInfo{Cgroup: ParseCgroupPath("/system.slice/tgi.service")}}}
+	o = r.Owners(second, []attribution.Key{b})
+	if _, ok := o.Unit("vllm.service"); ok {
+		t.Fatal("a unit of the previous scan is still indexed")
+	}
+	if k, ok := o.Unit("tgi.service"); !ok || k != b {
+		t.Fatalf("second scan: %v %v", k, ok)
+	}
+}
