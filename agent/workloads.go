@@ -65,8 +65,9 @@ type workloadSource struct {
 	intensity []Intensity // location, and market when configured
 	marginal  *Intensity  // the last marginal intensity; nil until one answered
 	lastTick  time.Time
-	procs     []workload.Process // the latest scan's processes, used again while a scan is late
-	keys      []attribution.Key  // their workloads
+	procs     []workload.Process   // the latest scan's processes, used again while a scan is late
+	lastScan  *workload.ScanResult // the scan procs come from, handed back to the scanner when the next arrives
+	keys      []attribution.Key    // their workloads
 
 	attrCfg      AttributionConfig
 	podResSocket string
@@ -247,6 +248,12 @@ func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) A
 		// owners index copy them): their array is reused.
 		w.procs, w.keys = procs, w.inheritKeys(procs, w.resolver.ResolveTo(w.keys, procs))
 		w.owners = w.resolver.Owners(procs, w.keys)
+		// Nothing refers to the previous scan's processes any more (the
+		// owners index is this scan's): the next scan reuses their array.
+		if w.lastScan != nil && w.lastScan != in.scan {
+			w.scanner.Recycle(w.lastScan)
+		}
+		w.lastScan = in.scan
 		// CPU time per workload from cgroup counters where they stand for one
 		// workload, else from the processes (reaped children included).
 		// The node's CPU time comes from the CPU model's reading of this

@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -152,6 +153,9 @@ type Scanner struct {
 	pathBuf []byte // "<pid>/<file>\x00", relative to the root fd
 	pids    []int
 	pidTmp  []int // sortPIDs' scratch
+	// spare is the Processes array of a result handed back by Recycle,
+	// which the next Scan fills.
+	spare atomic.Pointer[[]Process]
 	// cgroups holds each cgroup read, by path, so the processes of one
 	// cgroup share its strings: less memory, and a path compared by its
 	// address ([CPUAccount] indexes paths so) is found at once.
@@ -296,7 +300,12 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 	}
 
 	s.gen++
-	res := &ScanResult{Processes: make([]Process, 0, len(s.pids)), Uptime: uptime}
+	res := &ScanResult{Uptime: uptime}
+	if p := s.spare.Swap(nil); p != nil && cap(*p) >= len(s.pids) {
+		res.Processes = (*p)[:0]
+	} else {
+		res.Processes = make([]Process, 0, len(s.pids))
+	}
 	s.dchild = s.dchild[:0]
 	s.prevEnts, s.ents = s.ents, s.prevEnts[:0]
 	s.prevPIDs, s.entPIDs = s.entPIDs, s.prevPIDs[:0]
@@ -331,6 +340,18 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 	s.first = false
 	s.prevUptime = uptime
 	return res, nil
+}
+
+// Recycle hands back a result of Scan whose Processes the caller will not
+// read again (nor anything holding them): the next Scan writes its
+// processes into that array instead of allocating one. A sampling loop
+// calls it with the previous scan once it has taken in a new one. It may
+// be called while a Scan runs.
+func (s *Scanner) Recycle(res *ScanResult) {
+	if res != nil && cap(res.Processes) > 0 {
+		p := res.Processes[:0]
+		s.spare.Store(&p)
+	}
 }
 
 // process reads one process and returns it with its cache entry; a

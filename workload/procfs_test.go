@@ -558,3 +558,57 @@ func TestScanCommChangeAndRepeatedPID(t *testing.T) {
 		t.Fatalf("after the repeated PID: %d new, %d execs, %d processes", res.New, res.Execs, len(res.Processes))
 	}
 }
+
+// A result handed back by Recycle lends its array to the next Scan, whose
+// processes are what a scan without it returns; Recycle may run while a
+// Scan does.
+func TestScanRecycle(t *testing.T) {
+	root := copyTree(t, "proc")
+	s := NewScanner(root, ScannerOptions{ClockTicks: 100})
+	ref := NewScanner(root, ScannerOptions{ClockTicks: 100})
+	scan := func(s *Scanner) *ScanResult {
+		t.Helper()
+		res, err := s.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	first := scan(s)
+	scan(ref)
+	if len(first.Processes) == 0 {
+		t.Fatal("no processes in the fixture")
+	}
+	s.Recycle(first)
+	second, want := scan(s), scan(ref)
+	if &second.Processes[0] != &first.Processes[:1][0] {
+		t.Error("the recycled array was not reused")
+	}
+	show := func(ps []Process) string {
+		var b strings.Builder
+		for _, p := range ps {
+			info := *p.Info
+			p.Info = nil
+			fmt.Fprintf(&b, "%+v %+v\n", p, info)
+		}
+		return b.String()
+	}
+	if got, want := show(second.Processes), show(want.Processes); got != want {
+		t.Fatalf("after Recycle:\n%s\nwant\n%s", got, want)
+	}
+	third := scan(s) // nothing handed back: a new array
+	if &third.Processes[0] == &second.Processes[0] {
+		t.Error("an array not handed back was reused")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			s.Recycle(third)
+		}
+	}()
+	for range 20 {
+		scan(s)
+	}
+	<-done
+}
