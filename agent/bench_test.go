@@ -138,6 +138,7 @@ func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int
 	i := 0
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu := sysfsfixture.StartCPU()
 	for b.Loop() {
 		sum += sysfsfixture.ReadRawFiles(b, files, buf)
 		if i++; i%3 == 0 { // The RAPL source lists powercap every third tick for hot-plugged zones.
@@ -161,6 +162,7 @@ func benchTickFloor(b *testing.B, sysfs, procfs string, wantZones, wantProcs int
 			}
 		}
 	}
+	cpu.Report(b)
 	if sum == 0 {
 		b.Fatal("read nothing")
 	}
@@ -318,6 +320,7 @@ carbon:
 		b.Fatalf("%d workloads, want 200", len(s.Attribution.Workloads))
 	}
 	b.ReportAllocs()
+	cpu := sysfsfixture.StartCPU()
 	for b.Loop() {
 		now = now.Add(5 * time.Second)
 		for g := range 8 {
@@ -325,6 +328,7 @@ carbon:
 		}
 		a.Tick()
 	}
+	cpu.Report(b)
 }
 
 // BenchmarkTickFloorWorkloads2000Procs is the floor of the workload tick

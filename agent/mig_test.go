@@ -6,6 +6,7 @@ import (
 
 	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/gpu"
+	"github.com/inferensys/aiwatt/workload"
 )
 
 // TestMIGSlicesComeFromTheBackend: the slice count a MIG GPU is split by is
@@ -37,7 +38,8 @@ func TestMIGSlicesComeFromTheBackend(t *testing.T) {
 				SMUtil:    -1,
 				Processes: []gpu.Process{{PID: 100, SMUtil: -1, MIGGPUInstanceID: 1}},
 			}
-			w := &workloadSource{pidKeys: map[int]attribution.Key{100: key}, attributor: attribution.Attributor{Policy: attribution.Policy{Idle: attribution.IdleNode}}}
+			owners := workload.NewResolver(nil, nil).Owners([]workload.Process{{PID: 100, Info: &workload.ProcessInfo{}}}, []attribution.Key{key})
+			w := &workloadSource{owners: owners, attributor: attribution.Attributor{Policy: attribution.Policy{Idle: attribution.IdleNode}}}
 			const joules = 700.0
 			res := w.attributor.Attribute(w.gpuDevices([]gpuTick{{sample: s, joules: joules}}, nil))
 			if len(res) != 1 || len(res[0].Workloads) != 1 {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/inferensys/aiwatt/attribution"
@@ -64,8 +65,9 @@ type workloadSource struct {
 	intensity []Intensity // location, and market when configured
 	marginal  *Intensity  // the last marginal intensity; nil until one answered
 	lastTick  time.Time
-	procs     []workload.Process // the latest scan's processes, used again while a scan is late
-	keys      []attribution.Key  // their workloads
+	procs     []workload.Process   // the latest scan's processes, used again while a scan is late
+	lastScan  *workload.ScanResult // the scan procs come from, handed back to the scanner when the next arrives
+	keys      []attribution.Key    // their workloads
 
 	attrCfg      AttributionConfig
 	podResSocket string
@@ -80,16 +82,16 @@ type workloadSource struct {
 	cpuShares      []attribution.Share // the latest scan's CPU time per workload
 	cpuBusy        float64             // the latest scan's busy share without steal; -1 unknown
 
-	pidKeys map[int]attribution.Key // this tick's processes, for GPUs
-	owners  *workload.Owners        // this tick's processes, for inference targets
-	pidIdx  map[int]int             // this tick's PID → index in the scan, reused across ticks
-	scaled  []attribution.Result
-	// parts backs the Workloads of scaled; both are reused by every scale
-	// call, whose result the ledger has consumed before the next call.
-	parts []attribution.Part
+	owners  *workload.Owners     // this tick's processes, for GPUs and inference targets
+	claimer *workload.GPUClaimer // names each GPU's workloads, kept for its scratch index
+	pidIdx  map[int]int          // this tick's PID → index in the scan when a process needs its ancestors, reused across ticks
+	results []attribution.Result // the latest tick's attribution, its arrays reused by the next
 	// co2ByKey holds snapshot's per-workload CO2e of each ledger (location,
 	// market, marginal), cleared and reused every tick.
 	co2ByKey [3]map[attribution.Key]float64
+	// snaps backs the Workloads of the ledger snapshots snapshot reads:
+	// energy, location, market, marginal.
+	snaps [4][]attribution.WorkloadTotal
 }
 
 func newWorkloadSource(opts Options, cfg *Config, logger *slog.Logger, prev *workloadSource) (*workloadSource, error) {
@@ -244,22 +246,16 @@ type tickInputs struct {
 func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) Attribution {
 	if in.scan != nil {
 		procs := in.scan.Processes
-		if w.pidIdx == nil {
-			w.pidIdx = make(map[int]int, len(procs))
-		}
-		clear(w.pidIdx)
-		for i := range procs {
-			w.pidIdx[procs[i].PID] = i
-		}
-		w.procs, w.keys = procs, inheritKeys(procs, w.resolver.Resolve(procs), w.pidIdx)
-		clear(w.pidKeys)
-		if w.pidKeys == nil {
-			w.pidKeys = make(map[int]attribution.Key, len(procs))
-		}
-		for i := range procs {
-			w.pidKeys[procs[i].PID] = w.keys[i]
-		}
+		// The previous tick's keys are consumed (the CPU account and the
+		// owners index copy them): their array is reused.
+		w.procs, w.keys = procs, w.inheritKeys(procs, w.resolver.ResolveTo(w.keys, procs))
 		w.owners = w.resolver.Owners(procs, w.keys)
+		// Nothing refers to the previous scan's processes any more (the
+		// owners index is this scan's): the next scan reuses their array.
+		if w.lastScan != nil && w.lastScan != in.scan {
+			w.scanner.Recycle(w.lastScan)
+		}
+		w.lastScan = in.scan
 		// CPU time per workload from cgroup counters where they stand for one
 		// workload, else from the processes (reaped children included).
 		// The node's CPU time comes from the CPU model's reading of this
@@ -291,7 +287,10 @@ func (w *workloadSource) attribute(now time.Time, e tickEnergy, in tickInputs) A
 		{ID: "dram", Component: attribution.DRAM, Joules: e.dramJ, Busy: busy, Claims: attribution.Claims{Activity: cpuShares, Allocation: cpuAlloc}},
 	}
 	devices = append(devices, w.gpuDevices(e.gpus, in.allocs)...)
-	results := w.attributor.Attribute(devices)
+	// The previous tick's results are consumed (the ledgers have added
+	// them): their arrays are reused.
+	results := w.attributor.AttributeTo(w.results, devices)
+	w.results = results
 	w.energy.Add(now, results)
 	w.addCO2e(now, results, in.em, in.marginal)
 	w.lastTick = now
@@ -307,14 +306,17 @@ func (w *workloadSource) gpuDevices(gpus []gpuTick, allocs []workload.DeviceAllo
 		return nil
 	}
 	ix := workload.IndexGPUAllocations(allocs)
-	claimer := workload.GPUClaimer{
-		KeyOf:    func(pid int) attribution.Key { return w.pidKeys[pid] }, // A PID not in the scan belongs to no workload.
-		AllocKey: w.allocKey,
-		PodKey:   w.podRefKey,
+	if w.claimer == nil {
+		w.claimer = &workload.GPUClaimer{
+			KeyOf:    func(pid int) attribution.Key { k, _ := w.owners.PID(pid); return k }, // A PID not in the scan belongs to no workload.
+			AllocKey: w.allocKey,
+			PodKey:   w.podRefKey,
+		}
 	}
+	w.claimer.Recycle() // the previous tick's devices are attributed
 	out := make([]attribution.Device, 0, len(gpus))
 	for _, g := range gpus {
-		d, _ := claimer.Claim(&g.sample, &ix)
+		d, _ := w.claimer.Claim(&g.sample, &ix)
 		d.Joules = g.joules
 		out = append(out, d)
 	}
@@ -357,8 +359,8 @@ func (w *workloadSource) addCO2e(now time.Time, results []attribution.Result, em
 		}
 		w.setIntensity(*em)
 	}
-	w.co2Loc.Add(now, w.scale(results, loc))
-	w.co2Mkt.Add(now, w.scale(results, mkt))
+	w.co2Loc.AddScaled(now, results, loc)
+	w.co2Mkt.AddScaled(now, results, mkt)
 	if w.carbon.mcalc == nil {
 		return
 	}
@@ -369,7 +371,7 @@ func (w *workloadSource) addCO2e(now time.Time, results []attribution.Result, em
 		w.marginal = &Intensity{Zone: seg.Intensity.Zone, Provider: seg.Intensity.Provider,
 			Basis: string(carbon.BasisMarginal), GramsPerKWh: float64(marg.Marginal), ValidFrom: seg.Intensity.ValidFrom}
 	}
-	w.co2Marg.Add(now, w.scale(results, m))
+	w.co2Marg.AddScaled(now, results, m)
 }
 
 // setIntensity keeps, for export, the intensities of the tick just
@@ -390,54 +392,41 @@ func (w *workloadSource) setIntensity(em carbon.Emissions) {
 	}
 }
 
-// scale copies results with every energy multiplied by f (grams per joule).
-// The copy is valid until the next call: it reuses one buffer of parts.
-func (w *workloadSource) scale(results []attribution.Result, f float64) []attribution.Result {
-	n := 0
-	for i := range results {
-		n += len(results[i].Workloads)
-	}
-	if cap(w.parts) < n {
-		w.parts = make([]attribution.Part, n)
-	}
-	parts := w.parts[:n]
-	w.scaled = w.scaled[:0]
-	for _, r := range results {
-		c := r
-		c.Joules *= f
-		c.Idle *= f
-		c.Unattributed *= f
-		c.Workloads, parts = parts[:len(r.Workloads):len(r.Workloads)], parts[len(r.Workloads):]
-		for i, p := range r.Workloads {
-			c.Workloads[i] = attribution.Part{Key: p.Key, Joules: p.Joules * f}
-		}
-		w.scaled = append(w.scaled, c)
-	}
-	return w.scaled
-}
-
 func (w *workloadSource) snapshot() Attribution {
-	es := w.energy.Snapshot()
-	loc := w.co2Loc.Snapshot()
-	mkt := w.co2Mkt.Snapshot()
-	co2 := func(i int, s attribution.LedgerSnapshot) map[attribution.Key]float64 {
+	// The ledger snapshots are read here only: their arrays are reused.
+	es := w.energy.SnapshotTo(w.snaps[0])
+	loc := w.co2Loc.SnapshotTo(w.snaps[1])
+	mkt := w.co2Mkt.SnapshotTo(w.snaps[2])
+	w.snaps[0], w.snaps[1], w.snaps[2] = es.Workloads, loc.Workloads, mkt.Workloads
+	// The CO2e ledgers see the same workloads at the same times as the
+	// energy ledger, so their snapshots list them in the same order: the
+	// grams of es.Workloads[j] are normally at index j. A map by key is
+	// built only for a snapshot where that does not hold.
+	var built [3]bool
+	co2 := func(i int, s *attribution.LedgerSnapshot, j int, k attribution.Key) float64 {
+		if j < len(s.Workloads) && s.Workloads[j].Key == k {
+			return s.Workloads[j].Joules.Sum()
+		}
 		m := w.co2ByKey[i]
-		if m == nil {
-			m = make(map[attribution.Key]float64, len(s.Workloads))
-			w.co2ByKey[i] = m
+		if !built[i] {
+			if m == nil {
+				m = make(map[attribution.Key]float64, len(s.Workloads))
+				w.co2ByKey[i] = m
+			}
+			clear(m)
+			for _, wt := range s.Workloads {
+				m[wt.Key] = wt.Joules.Sum()
+			}
+			built[i] = true
 		}
-		clear(m)
-		for _, wt := range s.Workloads {
-			m[wt.Key] = wt.Joules.Sum()
-		}
-		return m
+		return m[k]
 	}
-	locByKey, mktByKey := co2(0, loc), co2(1, mkt)
 	hasMarket := len(w.intensity) > 0 && w.intensity[len(w.intensity)-1].Basis == string(carbon.BasisMarket)
 	hasMarginal := w.carbon.mcalc != nil && w.marginal != nil
-	var margByKey map[attribution.Key]float64
+	var marg attribution.LedgerSnapshot
 	if hasMarginal {
-		margByKey = co2(2, w.co2Marg.Snapshot())
+		marg = w.co2Marg.SnapshotTo(w.snaps[3])
+		w.snaps[3] = marg.Workloads
 	}
 	out := Attribution{
 		Policy: string(w.policy.Idle), Idle: Joules(es.Idle), Unattributed: Joules(es.Unattributed),
@@ -453,12 +442,14 @@ func (w *workloadSource) snapshot() Attribution {
 	if out.Policy == "" {
 		out.Policy = string(attribution.IdleNode)
 	}
-	for _, wt := range es.Workloads {
+	for j, wt := range es.Workloads {
 		we := WorkloadEnergy{Key: Workload(wt.Key), Joules: Joules(wt.Joules)}
 		if w.carbon.calc != nil {
-			we.CO2eLocation = locByKey[wt.Key]
-			we.CO2eMarket, we.HasMarket = mktByKey[wt.Key], hasMarket
-			we.CO2eMarginal, we.HasMarginal = margByKey[wt.Key], hasMarginal
+			we.CO2eLocation = co2(0, &loc, j, wt.Key)
+			we.CO2eMarket, we.HasMarket = co2(1, &mkt, j, wt.Key), hasMarket
+			if hasMarginal {
+				we.CO2eMarginal, we.HasMarginal = co2(2, &marg, j, wt.Key), true
+			}
 		}
 		out.Workloads = append(out.Workloads, we)
 	}
@@ -487,8 +478,20 @@ func (a *Agent) applyWorkloads(cfg *Config) error {
 // launcher covers the whole process tree it forks (an engine core, data
 // loader workers, a torchrun's ranks). Pods are named by their cgroups and
 // need no inheritance.
-// idx maps each PID to its index in procs.
-func inheritKeys(procs []workload.Process, keys []attribution.Key, idx map[int]int) []attribution.Key {
+// The index of PIDs it needs is built only when a process has no workload
+// of its own.
+func (w *workloadSource) inheritKeys(procs []workload.Process, keys []attribution.Key) []attribution.Key {
+	if !slices.ContainsFunc(keys, attribution.Key.IsZero) {
+		return keys
+	}
+	if w.pidIdx == nil {
+		w.pidIdx = make(map[int]int, len(procs))
+	}
+	clear(w.pidIdx)
+	for i := range procs {
+		w.pidIdx[procs[i].PID] = i
+	}
+	idx := w.pidIdx
 	for i := range procs {
 		if !keys[i].IsZero() {
 			continue

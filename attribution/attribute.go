@@ -3,6 +3,7 @@ package attribution
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -163,11 +164,20 @@ type Attributor struct {
 // Attribute splits each device's energy and returns one Result per device,
 // in the order of devices. The results own their memory.
 func (a *Attributor) Attribute(devices []Device) []Result {
+	return a.AttributeTo(nil, devices)
+}
+
+// AttributeTo is Attribute writing into buf's results, and their Workloads
+// arrays, where large enough: a sampling loop that has consumed the
+// previous tick's results passes them back, and a tick whose devices name
+// the same workloads allocates nothing for them.
+func (a *Attributor) AttributeTo(buf []Result, devices []Device) []Result {
 	if a.index == nil {
 		a.index = make(map[Key]int, 64)
 	}
-	out := make([]Result, len(devices))
-	for i := range devices {
+	out := slices.Grow(buf[:0], len(devices))[:len(devices)]
+	for i := range out {
+		out[i] = Result{Workloads: out[i].Workloads[:0]}
 		a.device(&devices[i], &out[i])
 	}
 	return out

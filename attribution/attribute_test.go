@@ -1,6 +1,7 @@
 package attribution
 
 import (
+	"fmt"
 	"math"
 	"testing"
 )
@@ -220,6 +221,35 @@ func TestAttributeOrderAndReuse(t *testing.T) {
 		if got := res[1].Workloads; len(got) != 1 || got[0].Key != kA || got[0].Joules != 10 {
 			t.Fatalf("second device: %+v", got)
 		}
+	}
+}
+
+// AttributeTo gives what Attribute gives, in the results passed back to
+// it: a device that names fewer workloads, or becomes invalid, keeps none
+// of the previous tick's parts.
+func TestAttributeToReuses(t *testing.T) {
+	var a, fresh Attributor
+	many := []Device{
+		{ID: "x", Component: CPU, Joules: 10, Busy: 0.5, Claims: Claims{Activity: []Share{{kB, 1}, {kA, 3}, {Key{}, 1}}}},
+		{ID: "y", Component: GPU, Joules: 4, Busy: 1, Claims: Claims{Activity: []Share{{kC, 1}, {kA, 1}}}},
+	}
+	few := []Device{
+		{ID: "x", Component: CPU, Joules: 6, Busy: 1, Claims: Claims{Activity: []Share{{kC, 1}}}},
+		{ID: "y", Component: GPU, Joules: math.NaN()},
+	}
+	var buf []Result
+	for i, devs := range [][]Device{many, few, many, many} {
+		got := a.AttributeTo(buf, devs)
+		if want := fresh.Attribute(devs); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("call %d: %+v, want %+v", i, got, want)
+		}
+		if i == 3 && &got[0].Workloads[0] != &buf[0].Workloads[0] {
+			t.Errorf("call %d did not reuse the parts", i)
+		}
+		buf = got
+	}
+	if n := testing.AllocsPerRun(10, func() { buf = a.AttributeTo(buf, many) }); n != 0 {
+		t.Errorf("AttributeTo allocates %v times", n)
 	}
 }
 

@@ -70,6 +70,15 @@ func BenchmarkAttributeTick(b *testing.B) {
 			}
 		})
 	}
+	// A sampling loop's way: the previous tick's results passed back.
+	b.Run("node-reused", func(b *testing.B) {
+		a := Attributor{Policy: Policy{Idle: IdleNode}}
+		var res []Result
+		b.ReportAllocs()
+		for b.Loop() {
+			res = a.AttributeTo(res, devs)
+		}
+	})
 }
 
 func BenchmarkLedgerAdd(b *testing.B) {

@@ -46,12 +46,25 @@ type Ledger struct {
 	foldedJoules Totals
 	invalid      uint64
 	newKeys      []Key // scratch
+	// ents holds, for every part of the results of the current Add in
+	// order, its live entry (nil when it had none at the first look), so
+	// each part is looked up once. prev is the previous Add's: a sampling
+	// loop names the same workloads in the same order tick after tick, so
+	// the part at the same position is usually the same key, and its entry
+	// is taken from there without hashing the key.
+	ents, prev []*entry
+	// sorted is the live entries in key order, for Snapshot; rebuilt only
+	// after a key came or went (dirty).
+	sorted []*entry
+	dirty  bool
 }
 
 // entry is one live workload.
 type entry struct {
+	key      Key
 	totals   Totals
 	lastSeen time.Time
+	gone     bool // expired: no longer in live (a safety net for Add's reuse of the previous Add's entries, which were seen then and so cannot have expired since)
 }
 
 // NewLedger returns an empty ledger. It refuses negative options.
@@ -81,19 +94,34 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 // Key.Compare order while fewer than MaxKeys are live; the others fold into
 // OtherKey. Afterwards workloads unseen for longer than the retention are
 // dropped. Results with Invalid set are only counted.
-func (l *Ledger) Add(now time.Time, results []Result) {
+func (l *Ledger) Add(now time.Time, results []Result) { l.AddScaled(now, results, 1) }
+
+// AddScaled is Add with every energy of results multiplied by f: a ledger
+// of another quantity derived from the same attribution (grams of CO2e at
+// f grams per joule) sees the same workloads at the same times, without a
+// scaled copy of the results.
+func (l *Ledger) AddScaled(now time.Time, results []Result, f float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
 	// Admit new keys first, in a fixed order, so that which keys fold does
 	// not depend on the order of devices or of shares.
 	l.newKeys = l.newKeys[:0]
+	l.ents = l.ents[:0]
 	for i := range results {
 		for _, p := range results[i].Workloads {
 			if p.Key == OtherKey {
+				l.ents = append(l.ents, nil)
 				continue
 			}
-			if e, ok := l.live[p.Key]; ok {
+			var e *entry
+			if n := len(l.ents); n < len(l.prev) && l.prev[n] != nil && !l.prev[n].gone && l.prev[n].key == p.Key {
+				e = l.prev[n]
+			} else {
+				e = l.live[p.Key]
+			}
+			l.ents = append(l.ents, e)
+			if e != nil {
 				e.lastSeen = now
 				continue
 			}
@@ -108,32 +136,41 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 	l.newKeys = slices.Compact(l.newKeys)
 	for _, k := range l.newKeys {
 		if len(l.live) < l.maxKeys {
-			l.live[k] = &entry{lastSeen: now}
+			l.live[k] = &entry{key: k, lastSeen: now}
+			l.dirty = true
 			continue
 		}
 		l.folded[k] = now
 		l.foldedKeys++
 	}
 
+	ents := l.ents
 	for i := range results {
 		r := &results[i]
+		parts := ents[:len(r.Workloads)]
+		ents = ents[len(r.Workloads):]
 		if r.Invalid || !r.Component.Valid() {
 			l.invalid++
 			continue
 		}
 		c := r.Component
-		l.idle[c] += r.Idle
-		l.unattributed[c] += r.Unattributed
-		for _, p := range r.Workloads {
-			if e, ok := l.live[p.Key]; ok {
-				e.totals[c] += p.Joules
+		l.idle[c] += r.Idle * f
+		l.unattributed[c] += r.Unattributed * f
+		for j, p := range r.Workloads {
+			e := parts[j]
+			if e == nil && len(l.newKeys) > 0 && p.Key != OtherKey {
+				e = l.live[p.Key] // live since the first look, or folded
+				parts[j] = e
+			}
+			if e != nil {
+				e.totals[c] += p.Joules * f
 				continue
 			}
 			// Folded, or OtherKey itself.
-			l.other[c] += p.Joules
+			l.other[c] += p.Joules * f
 			l.otherSeen = true
 			if p.Key != OtherKey {
-				l.foldedJoules[c] += p.Joules
+				l.foldedJoules[c] += p.Joules * f
 			}
 		}
 	}
@@ -142,6 +179,8 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 	for k, e := range l.live {
 		if e.lastSeen.Before(cutoff) {
 			delete(l.live, k)
+			e.gone = true
+			l.dirty = true
 		}
 	}
 	for k, seen := range l.folded {
@@ -149,6 +188,7 @@ func (l *Ledger) Add(now time.Time, results []Result) {
 			delete(l.folded, k)
 		}
 	}
+	l.prev, l.ents = l.ents, l.prev[:0]
 }
 
 // WorkloadTotal is one workload's totals.
@@ -183,11 +223,16 @@ type LedgerSnapshot struct {
 }
 
 // Snapshot returns a copy of the totals.
-func (l *Ledger) Snapshot() LedgerSnapshot {
+func (l *Ledger) Snapshot() LedgerSnapshot { return l.SnapshotTo(nil) }
+
+// SnapshotTo is Snapshot with its Workloads written into buf's array when
+// it is large enough: a caller that consumes each snapshot before the next
+// passes the previous one's Workloads back and allocates none.
+func (l *Ledger) SnapshotTo(buf []WorkloadTotal) LedgerSnapshot {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := LedgerSnapshot{
-		Workloads:      make([]WorkloadTotal, 0, len(l.live)+1),
+		Workloads:      slices.Grow(buf[:0], len(l.live)+1),
 		Idle:           l.idle,
 		Unattributed:   l.unattributed,
 		FoldedKeys:     l.foldedKeys,
@@ -195,10 +240,17 @@ func (l *Ledger) Snapshot() LedgerSnapshot {
 		InvalidResults: l.invalid,
 		Live:           len(l.live),
 	}
-	for k, e := range l.live {
-		s.Workloads = append(s.Workloads, WorkloadTotal{Key: k, Joules: e.totals})
+	if l.dirty {
+		l.sorted = l.sorted[:0]
+		for _, e := range l.live {
+			l.sorted = append(l.sorted, e)
+		}
+		slices.SortFunc(l.sorted, func(a, b *entry) int { return a.key.Compare(b.key) })
+		l.dirty = false
 	}
-	slices.SortFunc(s.Workloads, func(a, b WorkloadTotal) int { return a.Key.Compare(b.Key) })
+	for _, e := range l.sorted {
+		s.Workloads = append(s.Workloads, WorkloadTotal{Key: e.key, Joules: e.totals})
+	}
 	if l.otherSeen {
 		s.Workloads = append(s.Workloads, WorkloadTotal{Key: OtherKey, Joules: l.other})
 	}

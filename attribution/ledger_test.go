@@ -197,3 +197,119 @@ func TestNewLedgerRefusesNegative(t *testing.T) {
 		t.Error("negative cap accepted")
 	}
 }
+
+// The snapshot's workloads stay in key order, with current totals, as keys
+// come and go between snapshots (the ledger keeps the order and sorts again
+// only when its keys changed).
+func TestLedgerSnapshotOrderFollowsKeys(t *testing.T) {
+	l, err := NewLedger(LedgerOptions{Retention: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := func(s LedgerSnapshot) []Key {
+		var ks []Key
+		for _, w := range s.Workloads {
+			ks = append(ks, w.Key)
+		}
+		return ks
+	}
+	// kC sorts first (empty namespace), then kA, then kB.
+	l.Add(t0, []Result{res(CPU, 1, kB, kC)})
+	if got := order(l.Snapshot()); fmt.Sprint(got) != fmt.Sprint([]Key{kC, kB}) {
+		t.Fatalf("order %v", got)
+	}
+	l.Add(t0.Add(5*time.Second), []Result{res(CPU, 2, kA, kB)})
+	s := l.Snapshot()
+	if got := order(s); fmt.Sprint(got) != fmt.Sprint([]Key{kC, kA, kB}) {
+		t.Fatalf("after kA came: order %v", got)
+	}
+	if s.Workloads[2].Joules[CPU] != 3 || s.Workloads[1].Joules[CPU] != 2 {
+		t.Fatalf("totals %+v", s.Workloads)
+	}
+	// kC is last seen at t0: gone 10 s later; the others keep counting.
+	l.Add(t0.Add(11*time.Second), []Result{res(CPU, 1, kA, kB)})
+	s = l.Snapshot()
+	if got := order(s); fmt.Sprint(got) != fmt.Sprint([]Key{kA, kB}) || s.Live != 2 {
+		t.Fatalf("after kC expired: order %v, live %d", got, s.Live)
+	}
+	if s.Workloads[0].Joules[CPU] != 3 || s.Workloads[1].Joules[CPU] != 4 {
+		t.Fatalf("totals %+v", s.Workloads)
+	}
+}
+
+// SnapshotTo gives what Snapshot gives, in the array passed back to it once
+// that is large enough.
+func TestLedgerSnapshotTo(t *testing.T) {
+	l, err := NewLedger(LedgerOptions{MaxKeys: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Add(t0, []Result{res(CPU, 1, kA, kB, kC)}) // kC folded into other
+	var buf []WorkloadTotal
+	for i := range 3 {
+		l.Add(t0.Add(time.Duration(i)*time.Second), []Result{res(GPU, float64(i), kA, kB)})
+		s := l.SnapshotTo(buf)
+		if want := l.Snapshot(); fmt.Sprint(s) != fmt.Sprint(want) {
+			t.Fatalf("SnapshotTo %+v, Snapshot %+v", s, want)
+		}
+		if i > 0 && &s.Workloads[0] != &buf[0] {
+			t.Errorf("snapshot %d did not reuse the array", i)
+		}
+		buf = s.Workloads
+	}
+	if a := testing.AllocsPerRun(10, func() { buf = l.SnapshotTo(buf).Workloads }); a != 0 {
+		t.Errorf("SnapshotTo allocates %v times", a)
+	}
+}
+
+// Add takes a part's entry from the same position of the previous Add when
+// the key there is the same: a swapped order, a key that expired and came
+// back at its old position (a new series from 0) and one folded into other
+// all count as if every part were looked up by its key.
+func TestLedgerAddReusesPositions(t *testing.T) {
+	l, err := NewLedger(LedgerOptions{Retention: 10 * time.Second, MaxKeys: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Add(t0, []Result{res(CPU, 1, kA, kB)})
+	l.Add(t0.Add(time.Second), []Result{res(CPU, 1, kA, kB)})
+	l.Add(t0.Add(2*time.Second), []Result{res(CPU, 10, kB, kA)}) // swapped
+	got := totals(t, l.Snapshot())
+	if got[kA][CPU] != 12 || got[kB][CPU] != 12 {
+		t.Fatalf("after the swap: %v", got)
+	}
+	// kA is not named for 10 s and expires; kB goes on (kC folds: cap 2).
+	l.Add(t0.Add(13*time.Second), []Result{res(CPU, 1, kC, kB)})
+	l.Add(t0.Add(14*time.Second), []Result{res(CPU, 5, kA, kB)}) // kA back at its old position
+	s := l.Snapshot()
+	got = totals(t, s)
+	if got[kA][CPU] != 5 || got[kB][CPU] != 18 || got[OtherKey][CPU] != 1 || s.FoldedKeys != 1 {
+		t.Fatalf("after kA expired and came back: %v, folded %d", got, s.FoldedKeys)
+	}
+}
+
+// AddScaled(f) accounts what Add accounts of the results with every energy
+// multiplied by f, folding and expiring the same keys.
+func TestLedgerAddScaled(t *testing.T) {
+	scaled, err := NewLedger(LedgerOptions{MaxKeys: 2, Retention: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := NewLedger(LedgerOptions{MaxKeys: 2, Retention: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const f = 0.25
+	for i, keys := range [][]Key{{kA, kB, kC}, {kB}, {kA, kB}, {kC}} {
+		now := t0.Add(time.Duration(i) * 6 * time.Second)
+		r := []Result{res(CPU, 8, keys...), {Component: GPU, Joules: 4, Idle: 4, Workloads: []Part{{kB, 0}}}, {Component: DRAM, Invalid: true}}
+		r[0].Idle, r[0].Unattributed = 2, 6
+		scaled.AddScaled(now, r, f)
+		m := []Result{res(CPU, 8*f, keys...), {Component: GPU, Joules: 4 * f, Idle: 4 * f, Workloads: []Part{{kB, 0}}}, {Component: DRAM, Invalid: true}}
+		m[0].Idle, m[0].Unattributed = 2*f, 6*f
+		plain.Add(now, m)
+		if a, b := scaled.Snapshot(), plain.Snapshot(); fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("tick %d: AddScaled %+v, Add of scaled results %+v", i, a, b)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/inferensys/aiwatt/attribution"
 	"github.com/inferensys/aiwatt/internal/cpustat"
@@ -48,6 +49,7 @@ type CPUAccount struct {
 	// paths indexes aggs, this scan's workload cgroups in order of first
 	// appearance; procAgg is each process's index in aggs, -1 for none.
 	paths   map[string]int32
+	byAddr  map[pathAddr]int32 // paths by the address of their bytes: see aggOf
 	aggs    []pathAgg
 	procAgg []int32
 	idx     map[attribution.Key]int
@@ -75,6 +77,30 @@ type cgroupCPU struct {
 	// and read again directly; v2 says whether it is a cpu.stat.
 	file []byte
 	v2   bool
+}
+
+// pathAddr is a string's address and length: two strings with the same
+// pathAddr are equal.
+type pathAddr struct {
+	p *byte
+	n int
+}
+
+// aggOf returns the index in aggs of path, and whether it has one. The
+// processes of one cgroup share one path string (the scanner reads each
+// cgroup's path once), so the path is looked up by its address, hashing 16
+// bytes instead of the path; a path not seen at this address yet is looked
+// up by its bytes once.
+func (a *CPUAccount) aggOf(path string) (int32, bool) {
+	addr := pathAddr{unsafe.StringData(path), len(path)}
+	if j, ok := a.byAddr[addr]; ok {
+		return j, true
+	}
+	j, ok := a.paths[path]
+	if ok {
+		a.byAddr[addr] = j
+	}
+	return j, ok
 }
 
 // pathAgg is one scan's view of one workload cgroup.
@@ -120,7 +146,7 @@ func NewCPUAccount(procRoot, cgroupRoot string, clockTicks int) *CPUAccount {
 	}
 	return &CPUAccount{
 		procRoot: procRoot, cgroupRoot: cgroupRoot, layout: -1, hz: clockTicks,
-		cgroups: map[string]*cgroupCPU{}, paths: map[string]int32{}, idx: map[attribution.Key]int{}, noCounter: map[string]uint32{},
+		cgroups: map[string]*cgroupCPU{}, paths: map[string]int32{}, byAddr: map[pathAddr]int32{}, idx: map[attribution.Key]int{}, noCounter: map[string]uint32{},
 		abs: map[string]string{},
 	}
 }
@@ -200,6 +226,7 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU
 	a.gen++
 	t := CPUTick{Shares: a.shares[:0]}
 	clear(a.paths)
+	clear(a.byAddr)
 	clear(a.idx)
 	a.aggs = a.aggs[:0]
 	a.procAgg = slices.Grow(a.procAgg[:0], len(procs))[:len(procs)]
@@ -212,10 +239,11 @@ func (a *CPUAccount) Tick(procs []Process, keys []attribution.Key, node *NodeCPU
 			if !workloadCgroup(procs[i].Info) {
 				continue
 			}
-			j, ok := a.paths[c.Path]
+			j, ok := a.aggOf(c.Path)
 			if !ok {
 				j = int32(len(a.aggs))
 				a.paths[c.Path] = j
+				a.byAddr[pathAddr{unsafe.StringData(c.Path), len(c.Path)}] = j
 				a.aggs = append(a.aggs, pathAgg{path: c.Path, key: keys[i], mixed: keys[i].IsZero()})
 			} else if a.aggs[j].key != keys[i] {
 				a.aggs[j].mixed = true

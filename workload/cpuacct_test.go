@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/inferensys/aiwatt/attribution"
@@ -335,5 +336,54 @@ func TestCPUAccountNodeFromCaller(t *testing.T) {
 	tk := acct.Tick(procs, []attribution.Key{a}, &next)
 	if !near(tk.Busy, 0.8) || !near(tk.NodeBusySeconds, 4) || !near(tk.UnaccountedSeconds, 2.5) {
 		t.Errorf("busy %v, node busy %v s, unaccounted %v s; want 0.8, 4, 2.5", tk.Busy, tk.NodeBusySeconds, tk.UnaccountedSeconds)
+	}
+}
+
+// Processes of one cgroup are one aggregate whether their path strings are
+// one (as the scanner shares them) or equal copies: the cgroup's counter is
+// read and charged once, and a scan that changes which string a process
+// holds changes nothing.
+func TestCPUAccountPathCopies(t *testing.T) {
+	l := cgroupLayoutsUnderTest[0]
+	proc := t.TempDir()
+	cg := t.TempDir()
+	nodeStat(t, proc, 1000, 0, 1000, 0)
+	k := attribution.Key{Project: "p"}
+	path := l.containerPath
+	procs := func(copies bool) []Process {
+		var ps []Process
+		for i := range 4 {
+			p := path
+			if copies {
+				p = strings.Clone(path)
+			}
+			ps = append(ps, Process{PID: 100 + i, DeltaCPUSeconds: 1, Info: &ProcessInfo{Cgroup: Cgroup{Path: p, ContainerID: cgContainer}}})
+		}
+		return ps
+	}
+	keys := []attribution.Key{k, k, k, k}
+	acct := NewCPUAccount(proc, cg, 100)
+	if err := os.MkdirAll(filepath.Join(cg, path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	l.write(t, cg, path, 10)
+	acct.Tick(procs(false), keys, nil) // first sight: the processes' 4 s
+	for i, copies := range []bool{true, false, true} {
+		l.write(t, cg, path, 10+float64(i+1)*2) // 2 s more each interval
+		tk := acct.Tick(procs(copies), keys, nil)
+		if got, _ := shareOf(tk, k); math.Abs(got-2) > 1e-9 || math.Abs(tk.CgroupSeconds-2) > 1e-9 {
+			t.Fatalf("interval %d (copies %v): %v s, cgroup %v s, want 2", i, copies, got, tk.CgroupSeconds)
+		}
+	}
+	// One process of the cgroup belongs to another workload: the cgroup is
+	// mixed, whatever string each process holds, and each process counts
+	// its own time.
+	k2 := attribution.Key{Project: "q"}
+	tk := acct.Tick(procs(true), []attribution.Key{k, k, k, k2}, nil)
+	if a, _ := shareOf(tk, k); a != 3 || tk.CgroupSeconds != 0 {
+		t.Fatalf("mixed cgroup: %v s to %v, cgroup %v s; want 3 s by the processes", a, k, tk.CgroupSeconds)
+	}
+	if b, _ := shareOf(tk, k2); b != 1 {
+		t.Fatalf("mixed cgroup: %v s to %v, want 1", b, k2)
 	}
 }

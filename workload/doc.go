@@ -38,7 +38,11 @@
 // process, reusing its buffers; cgroup, cmdline and status are read only for
 // a process not seen before, identified by PID and start time (so a reused
 // PID is read again), and again after an exec. A process that changes
-// cgroup without an exec keeps its first one. CPU time is utime + stime in
+// cgroup without an exec keeps its first one (and the [Resolver], whose
+// cache follows the scanner's per-process info, its first workload). The
+// processes come back in PID order, as procfs lists them, without a sort;
+// a sampling loop hands a result it is done with back ([Scanner.Recycle])
+// so the next scan fills the same array. CPU time is utime + stime in
 // clock ticks, converted with AT_CLKTCK from the auxiliary vector (100 when
 // absent). The first scan is a baseline: every delta is 0. Later, a process
 // seen for the first time gets its whole CPU time as its delta if it

@@ -60,7 +60,9 @@ func IndexGPUAllocations(allocs []DeviceAllocation) GPUAllocations {
 
 // GPUClaimer turns one GPU's sample into its attribution claims. The agent
 // and aiwatt run both use it, so one GPU is attributed the same way by both;
-// they differ only in how they name workloads.
+// they differ only in how they name workloads. It keeps a scratch index,
+// reused by every Claim: a claimer is not safe for concurrent use, and one
+// kept across ticks allocates it once.
 type GPUClaimer struct {
 	// KeyOf names the workload of a process (the zero Key: none).
 	KeyOf func(pid int) attribution.Key
@@ -72,6 +74,26 @@ type GPUClaimer struct {
 	AllocKey func(a DeviceAllocation) attribution.Key
 	// PodKey names the workload of a dcgm-exporter pod; nil ignores pods.
 	PodKey func(p gpu.PodRef) attribution.Key
+
+	index map[attribution.Key]int // processShares' scratch
+	// arena backs the Activity of the claims made since Recycle.
+	arena []attribution.Share
+}
+
+// Recycle lets the next claims reuse the memory of the claims made so far,
+// whose devices the caller has finished with (a sampling loop calls it at
+// the start of each tick's claims).
+func (c *GPUClaimer) Recycle() { c.arena = c.arena[:0] }
+
+// shares returns an empty slice with room for n shares from the arena.
+func (c *GPUClaimer) shares(n int) []attribution.Share {
+	if cap(c.arena)-len(c.arena) < n {
+		// A new array; the claims already made keep the old one.
+		c.arena = make([]attribution.Share, 0, max(2*cap(c.arena), n, 64))
+	}
+	at := len(c.arena)
+	c.arena = c.arena[:at+n]
+	return c.arena[at : at : at+n]
 }
 
 // GPUClaimOutcome tells how a GPU's claims were made.
@@ -222,6 +244,26 @@ func (c *GPUClaimer) processShares(procs []gpu.Process, gi int) (out []attributi
 		sum += max(p.SMUtil, 0)
 	}
 	smKnown = smKnown && sum > 0
+	n := 0
+	for _, p := range procs {
+		if gi < 0 || p.MIGGPUInstanceID == gi {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, smKnown
+	}
+	out = c.shares(n)
+	// Few workloads are found by a linear search; many by an index, so a
+	// GPU shared by many workloads costs one look-up per process.
+	var index map[attribution.Key]int
+	if n > smallShares {
+		if c.index == nil {
+			c.index = make(map[attribution.Key]int, n)
+		}
+		clear(c.index)
+		index = c.index
+	}
 	for _, p := range procs {
 		if gi >= 0 && p.MIGGPUInstanceID != gi {
 			continue
@@ -234,18 +276,28 @@ func (c *GPUClaimer) processShares(procs []gpu.Process, gi int) (out []attributi
 		if smKnown {
 			w = p.SMUtil
 		}
-		j := -1
-		for i := range out {
-			if out[i].Key == k {
-				j = i
-				break
+		j, ok := -1, false
+		if index != nil {
+			j, ok = index[k]
+		} else {
+			for i := range out {
+				if out[i].Key == k {
+					j, ok = i, true
+					break
+				}
 			}
 		}
-		if j < 0 {
+		if !ok {
 			j = len(out)
 			out = append(out, attribution.Share{Key: k})
+			if index != nil {
+				index[k] = j
+			}
 		}
 		out[j].Weight += w
 	}
 	return out, smKnown
 }
+
+// smallShares is how many processes processShares sums by a linear search.
+const smallShares = 8

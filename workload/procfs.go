@@ -2,11 +2,14 @@ package workload
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/bits"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -149,9 +152,27 @@ type Scanner struct {
 	bigBuf  []byte // cgroup, cmdline, status
 	pathBuf []byte // "<pid>/<file>\x00", relative to the root fd
 	pids    []int
-	dchild  []uint64    // growth of cutime+cstime per process of the current scan
-	gone    []procEntry // entries of PIDs reused in the current scan
-	recheck int         // scans between command-line rechecks; <= 0 never
+	pidTmp  []int // sortPIDs' scratch
+	// spare is the Processes array of a result handed back by Recycle,
+	// which the next Scan fills.
+	spare atomic.Pointer[[]Process]
+	// cgroups holds each cgroup read, by path, so the processes of one
+	// cgroup share its strings: less memory, and a path compared by its
+	// address ([CPUAccount] indexes paths so) is found at once.
+	cgroups map[string]Cgroup
+	ents    []*procEntry // the cache entry of each process of the current scan
+	entPIDs []int        // their PIDs
+	// prevEnts and prevPIDs are ents and entPIDs of the previous scan, in
+	// PID order: the current scan, in PID order too, finds a process's entry
+	// there by walking both lists side by side (prevAt), without a map
+	// look-up.
+	prevEnts []*procEntry
+	prevPIDs []int
+	prevAt   int
+	seen     int         // cache entries the current scan has seen
+	dchild   []uint64    // growth of cutime+cstime per process of the current scan
+	gone     []procEntry // entries of PIDs reused in the current scan
+	recheck  int         // scans between command-line rechecks; <= 0 never
 
 	// readAt reads the file at path (NUL-terminated, relative to dirfd) into
 	// buf. untilEOF reads past a newline. Tests replace it.
@@ -172,6 +193,10 @@ type procEntry struct {
 	startCode, startStack uint64
 	info                  *ProcessInfo
 	gen                   uint32
+	// comm is info.Comm when it fits (commLen >= 0), compared without
+	// following info; commLen is -1 when it does not.
+	comm    [16]byte
+	commLen int8
 	// owed is the CPU time, in ticks, of vanished descendants that scans
 	// already counted and that this process's cutime+cstime will repeat once
 	// it has reaped them; owedScans is how many scans it has been waiting.
@@ -181,6 +206,23 @@ type procEntry struct {
 	// process of another cgroup (a container's first process reaped by its
 	// runtime shim, a service's main process by systemd).
 	foreign bool
+}
+
+// setComm keeps comm in the entry when it fits.
+func (e *procEntry) setComm(comm string) {
+	if len(comm) > len(e.comm) {
+		e.commLen = -1
+		return
+	}
+	e.commLen = int8(copy(e.comm[:], comm))
+}
+
+// sameComm reports whether comm is the entry's.
+func (e *procEntry) sameComm(comm []byte) bool {
+	if e.commLen >= 0 {
+		return string(e.comm[:e.commLen]) == string(comm)
+	}
+	return e.info.Comm == string(comm) // the compare does not allocate
 }
 
 // owedScans is how many scans owed time waits for the reaper's cutime to
@@ -250,16 +292,28 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 	if err := s.list(rootfd); err != nil {
 		return nil, fmt.Errorf("list %s: %w", s.root, err)
 	}
+	// procfs lists PIDs in ascending order, so this is normally a check;
+	// reading in PID order returns the processes sorted without sorting them.
+	s.sortPIDs()
 	if s.afterList != nil {
 		s.afterList(s.pids)
 	}
 
 	s.gen++
-	res := &ScanResult{Processes: make([]Process, 0, len(s.pids)), Uptime: uptime}
+	res := &ScanResult{Uptime: uptime}
+	if p := s.spare.Swap(nil); p != nil && cap(*p) >= len(s.pids) {
+		res.Processes = (*p)[:0]
+	} else {
+		res.Processes = make([]Process, 0, len(s.pids))
+	}
 	s.dchild = s.dchild[:0]
+	s.prevEnts, s.ents = s.ents, s.prevEnts[:0]
+	s.prevPIDs, s.entPIDs = s.entPIDs, s.prevPIDs[:0]
+	s.prevAt = 0
 	s.gone = s.gone[:0]
+	s.seen = 0
 	for _, pid := range s.pids {
-		p, dchild, reason, err := s.process(rootfd, pid, uptime, res)
+		p, e, dchild, reason, err := s.process(rootfd, pid, uptime, res)
 		if reason != "" {
 			if res.Skipped == nil {
 				res.Skipped = make(map[string]uint64, 2)
@@ -272,31 +326,47 @@ func (s *Scanner) Scan() (*ScanResult, error) {
 		}
 		res.Processes = append(res.Processes, p)
 		s.dchild = append(s.dchild, dchild)
+		s.ents = append(s.ents, e)
+		s.entPIDs = append(s.entPIDs, pid)
 	}
 	s.reap(res)
-	for pid, e := range s.cache {
-		if e.gen != s.gen {
-			delete(s.cache, pid)
+	if s.vanished() {
+		for pid, e := range s.cache {
+			if e.gen != s.gen {
+				delete(s.cache, pid)
+			}
 		}
 	}
-	slices.SortFunc(res.Processes, func(a, b Process) int { return a.PID - b.PID })
 	s.first = false
 	s.prevUptime = uptime
 	return res, nil
 }
 
-// process reads one process; a non-empty reason means it was skipped, and
-// err is then the read error of the file named by s.pathBuf, if any.
-func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Process, uint64, string, error) {
+// Recycle hands back a result of Scan whose Processes the caller will not
+// read again (nor anything holding them): the next Scan writes its
+// processes into that array instead of allocating one. A sampling loop
+// calls it with the previous scan once it has taken in a new one. It may
+// be called while a Scan runs.
+func (s *Scanner) Recycle(res *ScanResult) {
+	if res != nil && cap(res.Processes) > 0 {
+		p := res.Processes[:0]
+		s.spare.Store(&p)
+	}
+}
+
+// process reads one process and returns it with its cache entry; a
+// non-empty reason means it was skipped, and err is then the read error of
+// the file named by s.pathBuf, if any.
+func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Process, *procEntry, uint64, string, error) {
 	b, err := s.readAt(rootfd, s.path(pid, "stat"), s.statBuf, false)
 	if err != nil {
-		return Process{}, 0, reason(err), err
+		return Process{}, nil, 0, reason(err), err
 	}
 	st, ok := parseStat(b)
 	if !ok {
-		return Process{}, 0, ReasonParseError, errors.New("cannot parse")
+		return Process{}, nil, 0, ReasonParseError, errors.New("cannot parse")
 	}
-	e := s.cache[pid]
+	e := s.prevEntry(pid)
 	if e != nil && e.start != st.start {
 		// The PID was reused: the old process vanished.
 		s.gone = append(s.gone, *e)
@@ -317,10 +387,10 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 		// children it reaped, fell in this interval.
 		delta, dchild = st.ticks, st.children
 	}
-	if e == nil || e.info.Comm != string(st.comm) || s.execed(rootfd, pid, e, &st) { // string compare does not allocate
+	if e == nil || !e.sameComm(st.comm) || s.execed(rootfd, pid, e, &st) {
 		info, err := s.readInfo(rootfd, pid, st.comm)
 		if err != nil {
-			return Process{}, 0, reason(err), err
+			return Process{}, nil, 0, reason(err), err
 		}
 		if e == nil {
 			e = &procEntry{start: st.start}
@@ -330,6 +400,10 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 			res.Execs++
 		}
 		e.info = info
+		e.setComm(info.Comm)
+	}
+	if e.gen != s.gen {
+		s.seen++
 	}
 	e.ticks, e.children, e.ppid, e.gen = st.ticks, st.children, st.ppid, s.gen
 	e.startCode, e.startStack = st.startCode, st.startStack
@@ -341,8 +415,70 @@ func (s *Scanner) process(rootfd, pid int, uptime float64, res *ScanResult) (Pro
 		DeltaCPUSeconds: float64(delta) / s.hz,
 		ChildCPUSeconds: float64(st.children) / s.hz,
 		Info:            e.info,
-	}, dchild, "", nil
+	}, e, dchild, "", nil
 }
+
+// sortPIDs sorts s.pids unless they are sorted already (procfs lists them
+// in order; another file system, a test's tree, may not): by their digits,
+// 11 bits a pass, which for PIDs (below 2^22 on Linux: two passes) is
+// cheaper than comparing them.
+func (s *Scanner) sortPIDs() {
+	p := s.pids
+	if slices.IsSorted(p) {
+		return
+	}
+	if len(p) < 256 {
+		slices.Sort(p)
+		return
+	}
+	const bits = 11
+	s.pidTmp = slices.Grow(s.pidTmp[:0], len(p))[:len(p)]
+	src, dst := p, s.pidTmp
+	top := slices.Max(p)
+	var count [1 << bits]int
+	for shift := 0; shift == 0 || top>>shift > 0; shift += bits {
+		clear(count[:])
+		for _, v := range src {
+			count[v>>shift&(1<<bits-1)]++
+		}
+		at := 0
+		for d, n := range count {
+			count[d] = at
+			at += n
+		}
+		for _, v := range src {
+			d := v >> shift & (1<<bits - 1)
+			dst[count[d]] = v
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &p[0] {
+		copy(p, src)
+	}
+}
+
+// prevEntry returns the cached entry of pid: from the previous scan's
+// list, which the scan walks in step since both are in PID order, else
+// (a process the previous scan did not return) from the cache.
+func (s *Scanner) prevEntry(pid int) *procEntry {
+	for s.prevAt < len(s.prevPIDs) && s.prevPIDs[s.prevAt] < pid {
+		s.prevAt++
+	}
+	if s.prevAt < len(s.prevPIDs) && s.prevPIDs[s.prevAt] == pid {
+		// It is the cache's entry: at the end of a scan the cache holds the
+		// entries of the processes it returned and no other. Taken once, so
+		// a PID listed twice finds the cache's entry the second time.
+		s.prevAt++
+		return s.prevEnts[s.prevAt-1]
+	}
+	return s.cache[pid]
+}
+
+// vanished reports whether the cache holds entries the current scan did not
+// see (processes that exited or could not be read), which reap and Scan
+// then look for; in a steady state none did and the cache is not walked.
+func (s *Scanner) vanished() bool { return len(s.cache) > s.seen }
 
 // execed reports whether the process behind a cached entry has exec'd
 // under the same comm since the previous scan. The signal is free: the
@@ -377,9 +513,11 @@ func (s *Scanner) execed(rootfd, pid int, e *procEntry, st *stat) bool {
 // cgroup in the interval: then it is that cgroup's and none is credited.
 func (s *Scanner) reap(res *ScanResult) {
 	if !s.first {
-		for _, e := range s.cache {
-			if e.gen != s.gen {
-				s.owe(e)
+		if s.vanished() {
+			for _, e := range s.cache {
+				if e.gen != s.gen {
+					s.owe(e)
+				}
 			}
 		}
 		for i := range s.gone {
@@ -388,7 +526,7 @@ func (s *Scanner) reap(res *ScanResult) {
 	}
 	for i := range res.Processes {
 		p := &res.Processes[i]
-		e := s.cache[p.PID]
+		e := s.ents[i]
 		d := s.dchild[i]
 		if e.owed > 0 {
 			used := min(e.owed, d)
@@ -439,7 +577,7 @@ func (s *Scanner) readInfo(rootfd, pid int, comm []byte) (*ProcessInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	info.Cgroup = ParseCgroupFile(b)
+	info.Cgroup = s.internCgroup(ParseCgroupFile(b))
 	b, err = s.readAt(rootfd, s.path(pid, "cmdline"), s.bigBuf, true)
 	if err != nil {
 		return nil, err
@@ -461,6 +599,23 @@ func (s *Scanner) readInfo(rootfd, pid int, comm []byte) (*ProcessInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// maxInterned bounds Scanner.cgroups; past it the table starts again
+// (sharing is an economy, never needed for correctness).
+const maxInterned = 8192
+
+// internCgroup returns the cgroup read before with c's path (a Cgroup is a
+// function of its path), or keeps c as that.
+func (s *Scanner) internCgroup(c Cgroup) Cgroup {
+	if old, ok := s.cgroups[c.Path]; ok {
+		return old
+	}
+	if s.cgroups == nil || len(s.cgroups) >= maxInterned {
+		s.cgroups = make(map[string]Cgroup)
+	}
+	s.cgroups[c.Path] = c
+	return c
 }
 
 // slurmEnviron returns SLURM_JOB_ID (digits only), SLURM_STEP_ID and
@@ -519,7 +674,18 @@ func (s *Scanner) uptime(rootfd int) float64 {
 
 // path returns "<pid>/<file>\x00" in the scanner's path buffer.
 func (s *Scanner) path(pid int, file string) []byte {
-	b := strconv.AppendInt(s.pathBuf[:0], int64(pid), 10)
+	// The digits by hand: strconv.AppendInt costs several times as much,
+	// and every process's path is built every scan.
+	var d [20]byte
+	i := len(d)
+	for v := uint64(max(pid, 0)); ; v /= 10 {
+		i--
+		d[i] = byte('0' + v%10)
+		if v < 10 {
+			break
+		}
+	}
+	b := append(s.pathBuf[:0], d[i:]...)
 	b = append(b, '/')
 	b = append(b, file...)
 	s.pathBuf = append(b, 0)
@@ -586,72 +752,220 @@ type stat struct {
 	startStack uint64
 }
 
+// maxStatComm bounds comm as /proc/PID/stat shows it: the kernel formats
+// it into a 64-byte buffer (proc_task_name), workqueue workers' longer
+// names included.
+const maxStatComm = 63
+
+// statReadFields are the fields of /proc/PID/stat that parseStat reads, as a
+// bit set by field number.
+const statReadFields = 1<<4 | 1<<14 | 1<<15 | 1<<16 | 1<<17 | 1<<22 | 1<<26 | 1<<28
+
 // parseStat parses /proc/PID/stat: "pid (comm) state ppid(4) … utime(14)
 // stime(15) cutime(16) cstime(17) … starttime(22) … startcode(26)
 // endcode(27) startstack(28) …". comm may hold spaces and parentheses, so
-// the fields start after the last ')'. Fields after 22 are optional.
+// the fields start after the last ')' (looked for within the longest comm
+// the kernel writes: no later field holds one). Fields after 22 are
+// optional. It makes one pass over fields 3 to 28, accumulating the digits
+// of the fields it reads and skipping the others, and does not allocate: a
+// scan parses every process's stat every tick.
 func parseStat(b []byte) (stat, bool) {
 	open := bytes.IndexByte(b, '(')
-	end := bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
+	if open < 0 {
 		return stat{}, false
 	}
+	// The last ')' within the window, found forwards: IndexByte is
+	// vectorised, LastIndexByte is not.
+	end := -1
+	for win, at := b[:min(len(b), open+maxStatComm+2)], open+1; ; {
+		k := bytes.IndexByte(win[at:], ')')
+		if k < 0 {
+			break
+		}
+		end = at + k
+		at = end + 1
+	}
+	if end < 0 {
+		end = bytes.LastIndexByte(b, ')')
+		if end < 0 {
+			return stat{}, false
+		}
+	}
 	st := stat{comm: b[open+1 : end]}
-	rest := bytes.TrimRight(b[end+1:], "\n")
-	var utime, stime, cutime, cstime uint64
+	rest := b[end+1:]
+	for len(rest) > 0 && rest[len(rest)-1] == '\n' {
+		rest = rest[:len(rest)-1]
+	}
+	if ok := parseStatFields(rest, &st); ok {
+		return st, true
+	}
+	var f [29]uint64 // by field number; only those of statReadFields are set
+	i, n := 0, len(rest)
 	// Field 3 (state) is the first after ')'; utime is field 14.
 	for field := 3; field <= 28; field++ {
-		for len(rest) > 0 && rest[0] == ' ' {
-			rest = rest[1:]
+		for i < n && rest[i] == ' ' {
+			i++
 		}
-		i := bytes.IndexByte(rest, ' ')
-		if i < 0 {
-			i = len(rest)
+		start := i
+		if statReadFields&(1<<field) == 0 {
+			for i < n && rest[i] != ' ' {
+				i++
+			}
+		} else {
+			// The digits accumulate on the way, by parseUint's rule: a
+			// non-empty decimal below 2^63.
+			var v uint64
+			ok := true
+			for ; i < n && rest[i] != ' '; i++ {
+				if d := rest[i] - '0'; d <= 9 && v <= (1<<63)/10 {
+					v = v*10 + uint64(d)
+				} else {
+					ok = false
+				}
+			}
+			if !ok {
+				switch field {
+				case 4, 14, 15, 22:
+					return stat{}, false
+				}
+				v = 0 // cutime and cstime are signed in the kernel: a negative value counts as 0
+			}
+			f[field] = v
 		}
-		tok := rest[:i]
-		rest = rest[i:]
-		if len(tok) == 0 {
+		if i == start {
 			if field > 22 {
 				break
 			}
 			return stat{}, false
 		}
-		switch field {
-		case 4:
-			v, ok := parseUint(tok)
-			if !ok || v > 1<<30 {
-				return stat{}, false
+	}
+	if f[4] > 1<<30 {
+		return stat{}, false
+	}
+	st.ppid, st.start = int(f[4]), f[22]
+	st.startCode, st.startStack = f[26], f[28]
+	st.ticks = f[14] + f[15]
+	st.children = f[16] + f[17]
+	return st, true
+}
+
+// parseStatFields is parseStat's fast path over the fields after comm,
+// for the kernel's own format: fields 3 to 22 or more, one space before
+// each, no space after the last, and the fields parseStat reads in decimal
+// below 2^63. It skips the fields in between eight bytes at a time. It
+// reports false, leaving the line to the general loop, for anything else.
+func parseStatFields(rest []byte, st *stat) bool {
+	n := len(rest)
+	if n < 2 || rest[0] != ' ' || rest[n-1] == ' ' {
+		return false
+	}
+	// num parses the field after the space at i; it returns the value and
+	// the index of the space (or end) after it.
+	num := func(i int) (uint64, int, bool) {
+		var v uint64
+		j := i + 1
+		for ; j < n && rest[j] != ' '; j++ {
+			d := rest[j] - '0'
+			if d > 9 || v > (1<<63)/10 {
+				return 0, 0, false
 			}
-			st.ppid = int(v)
-		case 14, 15, 22:
-			v, ok := parseUint(tok)
-			if !ok {
-				return stat{}, false
-			}
-			switch field {
-			case 14:
-				utime = v
-			case 15:
-				stime = v
-			case 22:
-				st.start = v
-			}
-		case 16, 17:
-			v, _ := parseUint(tok) // signed in the kernel; a negative value counts as 0
-			if field == 16 {
-				cutime = v
-			} else {
-				cstime = v
-			}
-		case 26:
-			st.startCode, _ = parseUint(tok)
-		case 28:
-			st.startStack, _ = parseUint(tok)
+			v = v*10 + uint64(d)
+		}
+		return v, j, j > i+1
+	}
+	var ok bool
+	var v uint64
+	// i is always the index of the space before the next field wanted.
+	i, found := skipFields(rest, 0, 1) // past state: the space before ppid
+	if !found {
+		return false
+	}
+	if v, i, ok = num(i); !ok || v > 1<<30 {
+		return false
+	}
+	st.ppid = int(v)
+	if i, found = skipFields(rest, i, 9); !found { // fields 5 to 13
+		return false
+	}
+	var t [4]uint64 // utime stime cutime cstime
+	for k := range t {
+		if t[k], i, ok = num(i); !ok || i == n {
+			return false
 		}
 	}
-	st.ticks = utime + stime
-	st.children = cutime + cstime
-	return st, true
+	st.ticks, st.children = t[0]+t[1], t[2]+t[3]
+	if i, found = skipFields(rest, i, 4); !found { // fields 18 to 21
+		return false
+	}
+	if st.start, i, ok = num(i); !ok {
+		return false
+	}
+	st.startCode, st.startStack = 0, 0
+	if i == n {
+		return true
+	}
+	// A line may end before field 26 or 28 (they are then 0): skipFields
+	// says so by reaching the end, having checked the spaces on the way.
+	if i, found = skipFields(rest, i, 3); !found { // fields 23 to 25
+		return i == n
+	}
+	if st.startCode, i, ok = num(i); !ok {
+		return false
+	}
+	if i == n {
+		return true
+	}
+	if i, found = skipFields(rest, i, 1); !found { // field 27
+		return i == n
+	}
+	if st.startStack, _, ok = num(i); !ok {
+		return false
+	}
+	return true
+}
+
+// skipFields returns the index of the k-th space after index i of rest,
+// every space single (a double space reports false, as does an end of rest
+// reached first, with the index len(rest) when the spaces were single).
+// It looks at eight bytes at a time.
+func skipFields(rest []byte, i, k int) (int, bool) {
+	const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	j := i + 1
+	prevSpace := true // rest[i] is a space
+	for j+8 <= len(rest) {
+		x := binary.LittleEndian.Uint64(rest[j:]) ^ (' ' * ones)
+		// The high bit of each byte that was a space, exactly.
+		m := ^(((x & lows) + lows) | x | lows) & highs
+		if m != 0 {
+			if m&(m<<8) != 0 || (prevSpace && m&0x80 != 0) {
+				return 0, false // two spaces in a row
+			}
+			if c := bits.OnesCount64(m); c < k {
+				k -= c
+			} else {
+				for ; k > 1; k-- {
+					m &= m - 1
+				}
+				return j + bits.TrailingZeros64(m)/8, true
+			}
+		}
+		prevSpace = m>>63 != 0
+		j += 8
+	}
+	for ; j < len(rest); j++ {
+		if rest[j] != ' ' {
+			prevSpace = false
+			continue
+		}
+		if prevSpace {
+			return 0, false
+		}
+		prevSpace = true
+		if k--; k == 0 {
+			return j, true
+		}
+	}
+	return len(rest), false
 }
 
 func parseUint(b []byte) (uint64, bool) {

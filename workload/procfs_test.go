@@ -2,8 +2,12 @@ package workload
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -379,4 +383,232 @@ func TestClockTicks(t *testing.T) {
 	if got := NewScanner("/proc", ScannerOptions{ClockTicks: 250}).ClockTicks(); got != 250 {
 		t.Errorf("override ignored: %d", got)
 	}
+}
+
+// statByFields is a plain reading of /proc/PID/stat with strings.FieldsFunc,
+// the specification parseStat's single pass must agree with.
+func statByFields(line string) (stat, bool) {
+	open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
+	if open < 0 || end < open {
+		return stat{}, false
+	}
+	f := strings.FieldsFunc(strings.TrimRight(line[end+1:], "\n"), func(r rune) bool { return r == ' ' })
+	if len(f) < 20 { // fields 3 … 22
+		return stat{}, false
+	}
+	num := func(field int) (uint64, bool) {
+		if field-3 >= len(f) {
+			return 0, true
+		}
+		v, err := strconv.ParseUint(f[field-3], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		return v, true
+	}
+	st := stat{comm: []byte(line[open+1 : end])}
+	ppid, ok1 := num(4)
+	ut, ok2 := num(14)
+	stt, ok3 := num(15)
+	start, ok4 := num(22)
+	if !ok1 || !ok2 || !ok3 || !ok4 || ppid > 1<<30 {
+		return stat{}, false
+	}
+	cut, _ := num(16)
+	cst, _ := num(17)
+	st.ppid, st.ticks, st.children, st.start = int(ppid), ut+stt, cut+cst, start
+	st.startCode, _ = num(26)
+	st.startStack, _ = num(28)
+	return st, true
+}
+
+// TestParseStatAgreesWithFields checks the allocation-free single pass
+// against statByFields over generated lines: odd comms, negative child
+// times, runs of spaces, lines cut after any field, hidden addresses.
+func TestParseStatAgreesWithFields(t *testing.T) {
+	rng := rand.New(rand.NewPCG(18, 2000))
+	comms := []string{"python3", "a b", "x) (y", ")", "", "kworker/0:1-events"}
+	tokens := []string{"0", "1", "42", "-1", "9223372036854775807", "99999999999999999999", "S", "x1"}
+	fast := 0
+	for n := range 20000 {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d (%s)", n, comms[rng.IntN(len(comms))])
+		fields := 3 + rng.IntN(50)
+		// Half the lines are in the kernel's format (single spaces, digits
+		// but for a rare odd token), parseStatFields' fast path.
+		clean := n%2 == 0
+		for range fields {
+			if clean {
+				b.WriteString(" ")
+			} else {
+				b.WriteString(strings.Repeat(" ", 1+rng.IntN(2)*rng.IntN(3)))
+			}
+			if (!clean && rng.IntN(3) == 0) || (clean && rng.IntN(40) == 0) {
+				b.WriteString(tokens[rng.IntN(len(tokens))])
+			} else {
+				b.WriteString(strconv.Itoa(rng.IntN(1 << 20)))
+			}
+		}
+		if rng.IntN(2) == 0 {
+			b.WriteString("\n")
+		}
+		line := b.String()
+		if _, end, _ := strings.Cut(line, ")"); parseStatFields([]byte(strings.TrimRight(end, "\n")), &stat{}) {
+			fast++
+		}
+		got, gok := parseStat([]byte(line))
+		want, wok := statByFields(line)
+		if gok != wok || (gok && (string(got.comm) != string(want.comm) || got.ppid != want.ppid || got.ticks != want.ticks ||
+			got.children != want.children || got.start != want.start || got.startCode != want.startCode || got.startStack != want.startStack)) {
+			t.Fatalf("parseStat(%q) = %+v %v, want %+v %v", line, got, gok, want, wok)
+		}
+	}
+	// A kernel line with one space doubled, anywhere (the fast path must see
+	// a double space that straddles its eight-byte words too), or cut after
+	// any field.
+	base := "1234 (python3) S 1 1234 1234 0 -1 4194560 15032 0 12 0 1334 1284 7 9 20 0 4 0 2234 12619776 1843 18446744073709551615 94245358534656 94245361130245 140727452436000 0 0 0 17 3 0 0"
+	for i := strings.IndexByte(base, ')') + 1; i < len(base); i++ {
+		var lines []string
+		if base[i] == ' ' {
+			lines = append(lines, base[:i]+" "+base[i:]+"\n", base[:i]+"\n", base[:i])
+		}
+		for _, line := range lines {
+			got, gok := parseStat([]byte(line))
+			want, wok := statByFields(line)
+			if gok != wok || (gok && fmt.Sprint(got) != fmt.Sprint(want)) {
+				t.Fatalf("parseStat(%q) = %+v %v, want %+v %v", line, got, gok, want, wok)
+			}
+		}
+	}
+	if fast < 5000 {
+		t.Errorf("only %d of the lines took the fast path", fast)
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		parseStat([]byte("1 (x) S 1 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 0 0 0 0 4194304 4200000 140730000000000\n"))
+	}); a != 0 {
+		t.Errorf("parseStat allocates %v times", a)
+	}
+}
+
+// sortPIDs sorts any listing, of few or many PIDs, small or up to the
+// largest parsePID accepts, as slices.Sort does.
+func TestSortPIDs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 2))
+	s := NewScanner(t.TempDir(), ScannerOptions{})
+	for _, tc := range []struct{ n, max int }{{0, 1}, {1, 1}, {100, 50}, {300, 1 << 11}, {2000, 1 << 22}, {5000, 1 << 30}, {4096, 1 << 22}} {
+		s.pids = s.pids[:0]
+		for range tc.n {
+			s.pids = append(s.pids, rng.IntN(tc.max))
+		}
+		want := slices.Sorted(slices.Values(s.pids))
+		s.sortPIDs()
+		if !slices.Equal(s.pids, want) {
+			t.Fatalf("%d PIDs below %d: not sorted", tc.n, tc.max)
+		}
+		s.sortPIDs() // sorted already: unchanged
+		if !slices.Equal(s.pids, want) {
+			t.Fatalf("%d PIDs below %d: a sorted listing changed", tc.n, tc.max)
+		}
+	}
+}
+
+// A comm change is an exec whether the comm fits in the scanner's entry
+// (up to 16 bytes) or not (workqueue workers' longer names, up to 63), and
+// a PID listed twice is read as one process.
+func TestScanCommChangeAndRepeatedPID(t *testing.T) {
+	root := t.TempDir()
+	setUptime(t, root, 1000)
+	s := NewScanner(root, ScannerOptions{ClockTicks: 100, CmdlineRecheckScans: -1})
+	short := statFields{pid: 40, ppid: 1, comm: "python3", start: 100, startStack: fixtureStack}
+	long := statFields{pid: 41, ppid: 1, comm: "kworker/u256:1-events_unbound", start: 100, startStack: fixtureStack}
+	churnProc(t, root, short, "0::/user.slice", "python3")
+	churnProc(t, root, long, "0::/", "")
+	scan := func() *ScanResult {
+		t.Helper()
+		res, err := s.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := scan(); res.New != 2 {
+		t.Fatalf("first scan: %d new", res.New)
+	}
+	if res := scan(); res.New != 0 || res.Execs != 0 {
+		t.Fatalf("unchanged: %d new, %d execs", res.New, res.Execs)
+	}
+	short.comm, long.comm = "python4", "kworker/u256:1-events_unbounD"
+	writeStatFull(t, root, short)
+	writeStatFull(t, root, long)
+	res := scan()
+	if res.Execs != 2 {
+		t.Fatalf("comm changes: %d execs, want 2", res.Execs)
+	}
+	if got := byPID(t, res); got[40].Info.Comm != "python4" || got[41].Info.Comm != long.comm {
+		t.Fatalf("comms %q %q", got[40].Info.Comm, got[41].Info.Comm)
+	}
+	// A listing that names PID 40 twice (the hook runs after the listing).
+	s.afterList = func(pids []int) { s.pids = append(s.pids[:1], pids...) }
+	res = scan()
+	s.afterList = nil
+	if res.New != 0 || res.Execs != 0 || len(res.Processes) != 3 {
+		t.Fatalf("repeated PID: %d new, %d execs, %d processes", res.New, res.Execs, len(res.Processes))
+	}
+	if res := scan(); res.New != 0 || res.Execs != 0 || len(res.Processes) != 2 {
+		t.Fatalf("after the repeated PID: %d new, %d execs, %d processes", res.New, res.Execs, len(res.Processes))
+	}
+}
+
+// A result handed back by Recycle lends its array to the next Scan, whose
+// processes are what a scan without it returns; Recycle may run while a
+// Scan does.
+func TestScanRecycle(t *testing.T) {
+	root := copyTree(t, "proc")
+	s := NewScanner(root, ScannerOptions{ClockTicks: 100})
+	ref := NewScanner(root, ScannerOptions{ClockTicks: 100})
+	scan := func(s *Scanner) *ScanResult {
+		t.Helper()
+		res, err := s.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	first := scan(s)
+	scan(ref)
+	if len(first.Processes) == 0 {
+		t.Fatal("no processes in the fixture")
+	}
+	s.Recycle(first)
+	second, want := scan(s), scan(ref)
+	if &second.Processes[0] != &first.Processes[:1][0] {
+		t.Error("the recycled array was not reused")
+	}
+	show := func(ps []Process) string {
+		var b strings.Builder
+		for _, p := range ps {
+			info := *p.Info
+			p.Info = nil
+			fmt.Fprintf(&b, "%+v %+v\n", p, info)
+		}
+		return b.String()
+	}
+	if got, want := show(second.Processes), show(want.Processes); got != want {
+		t.Fatalf("after Recycle:\n%s\nwant\n%s", got, want)
+	}
+	third := scan(s) // nothing handed back: a new array
+	if &third.Processes[0] == &second.Processes[0] {
+		t.Error("an array not handed back was reused")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			s.Recycle(third)
+		}
+	}()
+	for range 20 {
+		scan(s)
+	}
+	<-done
 }

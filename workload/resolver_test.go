@@ -1,6 +1,7 @@
 package workload
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/inferensys/aiwatt/attribution"
@@ -114,5 +115,131 @@ func TestAllocations(t *testing.T) {
 	}
 	if k := m.AllocationKey(a, nil); k != (attribution.Key{Namespace: "ml", Pod: "vllm-llama-0", Container: "server"}) {
 		t.Errorf("%v", k)
+	}
+}
+
+// The resolver's cache follows the scanner's processes: a PID reused by
+// another process (another start time) is resolved afresh, not given the
+// old process's workload; so is a process that exec'd, and one whose
+// cgroup changed when the scanner read its files again. Keys written into
+// the previous call's slice (ResolveTo) are this scan's, and outcomes of
+// processes that are gone leave the cache.
+func TestResolverCacheFollowsProcesses(t *testing.T) {
+	root := t.TempDir()
+	setUptime(t, root, 1000)
+	rules := Rules{Rules: []Rule{
+		{Match: RuleMatch{Cgroup: "^/system.slice/batch"}, Labels: RuleLabels{WorkloadType: "batch"}},
+		{Match: RuleMatch{Cmdline: `serve\.py --model (\S+)`}, Labels: RuleLabels{ModelID: "$1", WorkloadType: "inference"}},
+	}}
+	m, err := rules.Compile(CompileOptions{Root: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewScanner(root, ScannerOptions{ClockTicks: 100, CmdlineRecheckScans: -1})
+	r := NewResolver(m, nil)
+	var keys []attribution.Key
+	resolve := func() map[int]attribution.Key {
+		t.Helper()
+		res, err := s.Scan()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = r.ResolveTo(keys, res.Processes)
+		out := map[int]attribution.Key{}
+		for i, p := range res.Processes {
+			out[p.PID] = keys[i]
+		}
+		return out
+	}
+	model := func(id string) attribution.Key { return attribution.Key{ModelID: id, WorkloadType: "inference"} }
+	p300 := statFields{pid: 300, ppid: 1, comm: "python3", start: 100, startStack: fixtureStack}
+	churnProc(t, root, p300, "0::/user.slice", "python3", "serve.py", "--model", "a")
+	churnProc(t, root, statFields{pid: 301, ppid: 1, comm: "python3", start: 100, startStack: fixtureStack}, "0::/user.slice", "python3", "serve.py", "--model", "z")
+	if got := resolve(); got[300] != model("a") || got[301] != model("z") {
+		t.Fatalf("first scan: %v", got)
+	}
+	if got := resolve(); got[300] != model("a") { // cached
+		t.Fatalf("second scan: %v", got)
+	}
+
+	// PID 300 exits and is reused by another process with the same comm.
+	removeProc(t, root, 300)
+	p300.start = 200
+	churnProc(t, root, p300, "0::/user.slice", "python3", "serve.py", "--model", "b")
+	if got := resolve(); got[300] != model("b") || got[301] != model("z") {
+		t.Fatalf("after PID reuse: %v, want model b for PID 300", got)
+	}
+	if len(r.cache) != 2 {
+		t.Errorf("cache holds %d outcomes for 2 processes", len(r.cache))
+	}
+
+	// It execs under the same comm and moves to another cgroup: the scanner
+	// reads its files again, the resolver resolves it again.
+	p300.startStack = fixtureStack + 4096
+	churnProc(t, root, p300, "0::/system.slice/batch-7.service", "python3", "serve.py", "--model", "c")
+	if got := resolve(); got[300] != (attribution.Key{WorkloadType: "batch"}) {
+		t.Fatalf("after exec and cgroup move: %v", got[300])
+	}
+
+	// A new ProcessInfo for the same process (what the scanner makes when it
+	// reads it again) with another cgroup is resolved again by itself.
+	procs := []Process{{PID: 301, Info: &ProcessInfo{Comm: "python3", Cmdline: "python3 serve.py --model z", Cgroup: Cgroup{Path: "/user.slice"}}}}
+	if k := r.ResolveTo(keys, procs); k[0] != model("z") {
+		t.Fatalf("301 before its move: %v", k[0])
+	}
+	procs[0].Info = &ProcessInfo{Comm: "python3", Cmdline: "python3 serve.py --model z", Cgroup: Cgroup{Path: "/system.slice/batch-9.service"}}
+	if k := r.ResolveTo(keys, procs); k[0] != (attribution.Key{WorkloadType: "batch"}) {
+		t.Fatalf("301 after its move: %v", k[0])
+	}
+	if len(r.cache) != 1 {
+		t.Errorf("cache holds %d outcomes for 1 process", len(r.cache))
+	}
+}
+
+// Owners finds every process of the scan by PID, and no other, whether the
+// processes come sorted by PID (as a Scanner returns them: a binary search)
+// or not (an index by PID).
+func TestOwnersPID(t *testing.T) {
+	r := NewResolver(nil, nil)
+	for _, sorted := range []bool{true, false} {
+		var procs []Process
+		var keys []attribution.Key
+		for i := range 300 {
+			procs = append(procs, Process{PID: 2 + 3*i, Info: &ProcessInfo{}})
+			keys = append(keys, attribution.Key{ModelID: fmt.Sprint(i)})
+		}
+		if !sorted {
+			procs[0], procs[299] = procs[299], procs[0]
+			keys[0], keys[299] = keys[299], keys[0]
+		}
+		o := r.Owners(procs, keys)
+		for pid := range 905 {
+			k, ok := o.PID(pid)
+			i := (pid - 2) / 3
+			if want := pid >= 2 && (pid-2)%3 == 0 && i < 300; ok != want || (ok && k.ModelID != fmt.Sprint(i)) {
+				t.Fatalf("sorted=%v: PID %d: %v %v", sorted, pid, k, ok)
+			}
+		}
+	}
+}
+
+// The rule and unit index is built when first asked, from the processes of
+// the latest Owners call, not those of a call before it.
+func TestOwnersNamesFollowTheScan(t *testing.T) {
+	r := NewResolver(nil, nil)
+	a := attribution.Key{Project: "a"}
+	b := attribution.Key{Project: "b"}
+	first := []Process{{PID: 10, Info: &ProcessInfo{Cgroup: ParseCgroupPath("/system.slice/vllm.service")}}}
+	o := r.Owners(first, []attribution.Key{a})
+	if k, ok := o.Unit("vllm.service"); !ok || k != a {
+		t.Fatalf("first scan: %v %v", k, ok)
+	}
+	second := []Process{{PID: 11, Info: &ProcessInfo{Cgroup: ParseCgroupPath("/system.slice/tgi.service")}}}
+	o = r.Owners(second, []attribution.Key{b})
+	if _, ok := o.Unit("vllm.service"); ok {
+		t.Fatal("a unit of the previous scan is still indexed")
+	}
+	if k, ok := o.Unit("tgi.service"); !ok || k != b {
+		t.Fatalf("second scan: %v %v", k, ok)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 )
 
@@ -236,3 +237,27 @@ func (c *CgroupFloor) Read() (int, error) {
 
 // atFDCWD is Linux's AT_FDCWD: openat then takes an absolute path.
 const atFDCWD = -100
+
+// CPUClock measures the CPU time (user and system, every thread of the
+// process: the benchmark's goroutines, the garbage collector) a benchmark
+// spends, which a machine shared with other work inflates far less than
+// wall time. Start it after the set-up and call Report after the loop.
+type CPUClock struct{ start time.Duration }
+
+// StartCPU returns a clock started now.
+func StartCPU() CPUClock { return CPUClock{start: processCPU()} }
+
+// Report adds the metric cpu-ns/op: the CPU time since StartCPU divided by
+// b.N.
+func (c CPUClock) Report(b *testing.B) {
+	b.ReportMetric(float64(processCPU()-c.start)/float64(b.N), "cpu-ns/op")
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
