@@ -68,6 +68,8 @@ type Agent struct {
 
 	snap   atomic.Pointer[Snapshot]
 	reload atomic.Pointer[ReloadStatus]
+	// wake tells Run that a reload ended on-demand mode (buffered, one).
+	wake chan struct{}
 	// idle is, in on-demand mode (see onDemand), the longest the agent goes
 	// without a sample when nobody scrapes it; zero while it samples every
 	// interval. Set at the end of every tick and reload.
@@ -89,7 +91,8 @@ func New(opts Options, cfg *Config) (*Agent, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
-	a := &Agent{opts: opts, logger: opts.Logger, status: map[statusKey]*sourceState{}, slots: map[source.Source]*slot{}}
+	a := &Agent{opts: opts, logger: opts.Logger, status: map[statusKey]*sourceState{}, slots: map[source.Source]*slot{},
+		wake: make(chan struct{}, 1)}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	if err := a.apply(cfg); err != nil {
 		return nil, err
@@ -145,8 +148,13 @@ func (a *Agent) apply(cfg *Config) error {
 	default:
 		a.gpu.apply(gpuConfig(a.opts, cfg))
 	}
-	// The next clock tick samples and decides the mode again.
+	// Back to the steady rate until the next sample decides the mode again;
+	// Run's clock, which may be waiting for the idle bound, wakes up.
 	a.idle.Store(0)
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
@@ -240,10 +248,17 @@ func (a *Agent) Reload() error {
 // when nobody scrapes it (shorter when a RAPL counter could wrap sooner).
 const MaxIdle = time.Minute
 
+// idleSlack is how much before the idle bound the clock samples in
+// on-demand mode, so that a late timer and the sample's own duration keep
+// the gap between two samples under the bound: a second, or a tenth of a
+// short bound.
+func idleSlack(idle time.Duration) time.Duration { return min(time.Second, idle/10) }
+
 // Run samples every interval until ctx is cancelled, then returns nil. The
-// first sample is taken at once. In on-demand mode (see Fresh) a tick of the
-// clock samples only when the latest sample is about to be older than the
-// idle bound: scrapes take the samples.
+// first sample is taken at once. In on-demand mode (see Fresh) the clock
+// samples only when the latest sample reaches the idle bound (less
+// idleSlack): scrapes take the samples, and a clock sample that comes just
+// before a scrape serves it.
 func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	w := a.work
@@ -254,26 +269,57 @@ func (a *Agent) Run(ctx context.Context) error {
 	t := time.NewTicker(a.opts.Interval)
 	defer t.Stop()
 	a.Tick()
+	ticking := true
 	for {
+		idle := time.Duration(a.idle.Load())
+		if idle == 0 {
+			if !ticking {
+				t.Reset(a.opts.Interval)
+				ticking = true
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				a.clockTick()
+			case <-a.wake:
+			}
+			continue
+		}
+		if ticking {
+			t.Stop()
+			ticking = false
+		}
+		timer := time.NewTimer(a.idleWait(idle))
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil
-		case <-t.C:
+		case <-timer.C:
 			a.clockTick()
+		case <-a.wake:
+			timer.Stop()
 		}
 	}
 }
 
+// idleWait is how long Run's clock waits in on-demand mode before the
+// latest sample reaches the idle bound less idleSlack; zero when it has.
+func (a *Agent) idleWait(idle time.Duration) time.Duration {
+	s := a.snap.Load()
+	return max(s.Time.Add(idle-idleSlack(idle)).Sub(a.opts.Clock()), 0)
+}
+
 // clockTick is one tick of Run's clock: a sample, or in on-demand mode a
-// sample only when the next clock tick would find the latest sample older
-// than the idle bound.
+// sample only when the latest is as old as the idle bound less idleSlack
+// (a scrape may have taken one since the clock was set).
 func (a *Agent) clockTick() {
 	idle := time.Duration(a.idle.Load())
 	if idle == 0 {
 		a.Tick()
 		return
 	}
-	a.sampleIfOlder(idle - a.opts.Interval)
+	a.sampleIfOlder(idle - idleSlack(idle))
 }
 
 // Fresh returns the snapshot a scrape serves. Most of the time that is the

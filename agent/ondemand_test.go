@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -72,24 +73,38 @@ func TestOnDemandSamplesOnScrape(t *testing.T) {
 	if got := counter(t, s, "0", "package", MethodRAPL).Joules; got != 1 {
 		t.Fatalf("package-0 after the scrape's sample: %v J, want 1", got)
 	}
-	// The clock leaves the samples to the scrapes until the next clock tick
-	// would find the latest older than the idle bound.
-	for clk.now().Sub(s.Time)+a.opts.Interval < idle {
-		a.clockTick()
-		if got := a.Snapshot().Samples; got != 2 {
-			t.Fatalf("clock tick %s after the last sample sampled (samples %d)", clk.now().Sub(s.Time), got)
-		}
-		clk.step(a.opts.Interval)
+	// The clock leaves the samples to the scrapes until the latest reaches
+	// the idle bound less its slack, and is set to wake exactly then.
+	due := idle - idleSlack(idle)
+	if got := a.idleWait(idle); got != due {
+		t.Fatalf("clock set for %s after a sample, want %s", got, due)
+	}
+	clk.step(due - time.Millisecond)
+	if got := a.idleWait(idle); got != time.Millisecond {
+		t.Fatalf("clock set for %s a millisecond before the bound", got)
+	}
+	a.clockTick()
+	if got := a.Snapshot().Samples; got != 2 {
+		t.Fatalf("clock tick %s after the last sample sampled (samples %d)", clk.now().Sub(s.Time), got)
 	}
 	add(2_500_000)
 	last := s.Time
+	clk.step(time.Millisecond)
+	if got := a.idleWait(idle); got != 0 {
+		t.Fatalf("clock set for %s at the bound", got)
+	}
 	a.clockTick()
 	s = a.Snapshot()
 	if s.Samples != 3 || !s.Time.Equal(clk.now()) {
 		t.Fatalf("clock tick %s after the last sample: samples %d, want the third", clk.now().Sub(last), s.Samples)
 	}
-	if gap := s.Time.Sub(last); gap > idle {
-		t.Fatalf("%s between clock samples, over the %s idle bound", gap, idle)
+	if gap := s.Time.Sub(last); gap >= idle {
+		t.Fatalf("%s between clock samples, not under the %s idle bound", gap, idle)
+	}
+	// A clock sample just before a scrape serves it.
+	clk.step(a.opts.Interval - time.Millisecond)
+	if got := a.Fresh().Samples; got != 3 {
+		t.Fatalf("a scrape %s after the clock's sample took a new one (samples %d)", a.opts.Interval-time.Millisecond, got)
 	}
 	if got := counter(t, s, "0", "package", MethodRAPL).Joules; got != float64(added)/1e6 {
 		t.Fatalf("package-0 total %v J, want %v", got, float64(added)/1e6)
@@ -205,4 +220,49 @@ func TestOnDemandReloadDecidesAgain(t *testing.T) {
 	if a.idle.Load() != 0 {
 		t.Fatal("still on demand with workload rules")
 	}
+}
+
+// TestOnDemandRunWakesOnReload: Run's clock, waiting up to the idle bound in
+// on-demand mode, goes back to the steady rate as soon as a reload names a
+// workload, not when the bound comes.
+func TestOnDemandRunWakesOnReload(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "aiwatt.yml")
+	writeConfig(t, file, "rapl:\n  max_power_watts: 500\n")
+	root := fixture(t, "intel-2socket")
+	procfs := t.TempDir()
+	procStat(t, procfs, 100, 900, 4)
+	const interval = 50 * time.Millisecond
+	a, err := New(Options{Interval: interval, SysfsRoot: root, ProcfsRoot: procfs, ConfigFile: file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitUntil := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s within 10 s", what)
+			}
+			pollPause()
+		}
+	}
+	waitUntil("first sample in on-demand mode", func() bool { return a.Snapshot().Samples >= 1 && a.idle.Load() != 0 })
+	if got := time.Duration(a.idle.Load()); got != MaxIdle {
+		t.Fatalf("idle bound %s, want %s", got, MaxIdle)
+	}
+	writeConfig(t, file, rulesYAML)
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	n := a.Snapshot().Samples
+	waitUntil("samples at the steady rate after the reload", func() bool { return a.Snapshot().Samples >= n+3 })
 }
